@@ -1,0 +1,21 @@
+"""Trains with a config file: python -m launch.train --config configs/testbed.py --workdir DIR."""
+
+from absl import app, flags
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, summary.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  del argv
+  from rljax.config import from_config_dict  # after flag parsing: no work at import time
+  cfg = from_config_dict(_CONFIG.value)
+  from rljax import pipeline
+  summary = pipeline.run(cfg, _WORKDIR.value)
+  print({k: v for k, v in summary.items() if not isinstance(v, (dict, list))})
+
+
+if __name__ == "__main__":
+  app.run(main)

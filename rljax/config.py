@@ -1,0 +1,194 @@
+"""The experiment configuration: frozen dataclasses built from a ConfigDict at the edge.
+
+`configs/*.py` hold every field and its default as an `ml_collections.ConfigDict`;
+`from_config_dict` turns it into an `ExperimentConfig`, checking names and
+types field by field before anything is compiled, so a typo fails at once with
+the field's path and the valid choices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+
+from rljax.losses import AGG_MODES, LossConfig
+from rljax.model.config import PRESETS
+from rljax.sampler import SamplingConfig
+from rljax.tasks.testbed import TestbedConfig
+from rljax import advantages
+
+LR_SCHEDULES = ("constant", "cosine", "linear")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSection:
+  """preset: a name in `rljax.model.config.PRESETS` (vocab comes from the tokenizer)."""
+
+  preset: str = "testbed"
+  dtype: str = "float32"
+
+  def __post_init__(self):
+    if self.preset not in PRESETS:
+      raise ValueError(f"model.preset {self.preset!r} is unknown; valid: {sorted(PRESETS)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+  """AdamW with global-norm clipping and a warmup + decay schedule."""
+
+  lr: float = 1e-4
+  schedule: str = "constant"
+  warmup_steps: int = 0
+  weight_decay: float = 0.0
+  grad_clip: float = 1.0
+  b1: float = 0.9
+  b2: float = 0.999
+
+  def __post_init__(self):
+    if self.schedule not in LR_SCHEDULES:
+      raise ValueError(f"schedule {self.schedule!r} is unknown; valid: {list(LR_SCHEDULES)}")
+    if self.lr <= 0:
+      raise ValueError(f"lr must be > 0, got {self.lr}")
+
+
+@dataclasses.dataclass(frozen=True)
+class PretrainConfig:
+  """Supervised pretraining of the testbed's base model on noisy traces."""
+
+  steps: int = 800
+  batch_size: int = 128
+  optim: OptimConfig = OptimConfig(lr=2e-3, schedule="cosine", warmup_steps=50,
+                                   weight_decay=0.01)
+  log_every: int = 50
+
+
+@dataclasses.dataclass(frozen=True)
+class RLConfig:
+  """The GRPO loop.
+
+  Attributes:
+    steps: RL steps; each samples `prompts_per_step` x `group_size` rollouts.
+    epochs: mu, passes over each step's rollouts.
+    minibatches: updates per epoch (the rollouts are split evenly).
+    advantage: estimator name in `rljax.advantages.ESTIMATORS`.
+    eval_every: held-out evaluation period in steps (0: only at the end).
+    eval_samples: samples per held-out problem for the periodic evaluation.
+    checkpoint_every: checkpoint period in steps (the last step is always saved).
+    max_to_keep: checkpoints kept on disk.
+  """
+
+  steps: int = 100
+  prompts_per_step: int = 32
+  group_size: int = 8
+  epochs: int = 1
+  minibatches: int = 1
+  advantage: str = "grpo"
+  optim: OptimConfig = OptimConfig()
+  eval_every: int = 25
+  eval_samples: int = 4
+  checkpoint_every: int = 25
+  max_to_keep: int = 2
+
+  def __post_init__(self):
+    if self.advantage not in advantages.ESTIMATORS:
+      raise ValueError(f"rl.advantage {self.advantage!r} is unknown; "
+                       f"valid: {sorted(advantages.ESTIMATORS)}")
+    if self.group_size < 2 and self.advantage == "grpo":
+      raise ValueError("rl.group_size must be >= 2 with std-normalised (grpo) advantages")
+    if (self.prompts_per_step * self.group_size) % self.minibatches:
+      raise ValueError(f"rl.minibatches ({self.minibatches}) must divide the "
+                       f"{self.prompts_per_step * self.group_size} rollouts of a step")
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshConfig:
+  """Device mesh shape; -1 takes the remaining devices. Batch is split over data x fsdp."""
+
+  data: int = -1
+  fsdp: int = 1
+  model: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+  """Final held-out evaluation: n samples per problem (pass@k for k up to n)."""
+
+  n_samples: int = 16
+  batch_rollouts: int = 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class ExperimentConfig:
+  seed: int = 0
+  prompt_len: int = 24
+  completion_len: int = 56
+  tokenizer_vocab: int = 24
+  model: ModelSection = ModelSection()
+  task: TestbedConfig = TestbedConfig()
+  pretrain: PretrainConfig = PretrainConfig()
+  rl: RLConfig = RLConfig()
+  sampling: SamplingConfig = SamplingConfig(max_new_tokens=56)
+  loss: LossConfig = LossConfig()
+  mesh: MeshConfig = MeshConfig()
+  eval: EvalConfig = EvalConfig()
+
+  def __post_init__(self):
+    if self.loss.agg not in AGG_MODES:
+      raise ValueError(f"loss.agg {self.loss.agg!r} is unknown; valid: {list(AGG_MODES)}")
+    if self.sampling.max_new_tokens != self.completion_len:
+      raise ValueError("sampling.max_new_tokens must equal completion_len "
+                       f"({self.sampling.max_new_tokens} != {self.completion_len})")
+
+
+def _check_type(value, tp, path):
+  origin = typing.get_origin(tp)
+  if origin in (typing.Union, types.UnionType):
+    errors = []
+    for arm in typing.get_args(tp):
+      try:
+        return _check_type(value, arm, path)
+      except (TypeError, ValueError) as e:
+        errors.append(str(e))
+    raise TypeError(f"{path}: {value!r} does not match {tp}")
+  if tp is type(None):
+    if value is not None:
+      raise TypeError(f"{path}: expected None, got {value!r}")
+    return None
+  if origin is tuple:
+    if not isinstance(value, (tuple, list)):
+      raise TypeError(f"{path}: expected a tuple, got {type(value).__name__} {value!r}")
+    (arm, *_) = typing.get_args(tp)
+    return tuple(_check_type(v, arm, f"{path}[{i}]") for i, v in enumerate(value))
+  if dataclasses.is_dataclass(tp):
+    return _build(tp, value, path)
+  if tp is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+    return float(value)
+  if tp in (int, str, bool) and isinstance(value, tp) and not (tp is int and isinstance(value, bool)):
+    return value
+  raise TypeError(f"{path}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
+
+
+def _build(cls, values, path):
+  if dataclasses.is_dataclass(values):
+    return values
+  if not hasattr(values, "items"):
+    raise TypeError(f"{path}: expected a section (dict), got {values!r}")
+  hints = typing.get_type_hints(cls)
+  fields = {f.name for f in dataclasses.fields(cls)}
+  kwargs = {}
+  for key, value in values.items():
+    if key not in fields:
+      raise ValueError(f"unknown config field {path + '.' if path else ''}{key}; "
+                       f"valid fields of {path or 'the config'}: {sorted(fields)}")
+    kwargs[key] = _check_type(value, hints[key], f"{path + '.' if path else ''}{key}")
+  try:
+    return cls(**kwargs)
+  except ValueError as e:
+    raise ValueError(f"{path or 'config'}: {e}") from None
+
+
+def from_config_dict(cd) -> ExperimentConfig:
+  """Validated `ExperimentConfig` from a ConfigDict (or nested dicts)."""
+  values = cd.to_dict() if hasattr(cd, "to_dict") else dict(cd)
+  return _build(ExperimentConfig, values, "")

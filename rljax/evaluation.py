@@ -1,0 +1,52 @@
+"""Held-out evaluation on the testbed: n samples per problem, correct counts, pass@k.
+
+Problems are batched into fixed-shape sampler calls (the last batch is padded
+with repeats and the padding discarded), so evaluation never recompiles.
+"""
+
+from __future__ import annotations
+
+import collections
+
+import jax
+import numpy as np
+
+from rljax import sampler as sampler_lib
+from rljax.analysis.passk import pass_at_k_curve
+from rljax.tasks import testbed
+
+
+def sample_counts(graphdef, params, problems, tokenizer, *, n: int, prompt_len: int,
+                  sampling: sampler_lib.SamplingConfig, key, batch_rollouts: int):
+  """Correct-sample counts [num_problems] and mean token entropy of the samples."""
+  q = max(1, batch_rollouts // n)
+  counts = np.zeros(len(problems), np.int64)
+  ent_sum, tok_sum = 0.0, 0.0
+  for start in range(0, len(problems), q):
+    chunk = problems[start:start + q]
+    padded = chunk + [chunk[-1]] * (q - len(chunk))
+    prompts, pmask = tokenizer.encode_prompts([p.prompt for p in padded], prompt_len)
+    out = sampler_lib.sample(graphdef, params, prompts, pmask,
+                             jax.random.fold_in(key, start), cfg=sampling, group_size=n)
+    out = jax.device_get(out)
+    texts = tokenizer.decode_completions(out.tokens)
+    keep = len(chunk) * n
+    ent_sum += float(out.entropy[:keep].sum())
+    tok_sum += float(out.mask[:keep].sum())
+    for i, p in enumerate(chunk):
+      counts[start + i] = sum(testbed.is_correct(p, t) for t in texts[i * n:(i + 1) * n])
+  return counts, ent_sum / max(tok_sum, 1.0)
+
+
+def summarize(problems, counts, n: int, prefix: str = "") -> dict:
+  """pass@k curve overall and per (family, tier) cell and per tier."""
+  out = {f"{prefix}pass@{k}": v for k, v in pass_at_k_curve(n, counts).items()}
+  groups = collections.defaultdict(list)
+  for p, c in zip(problems, counts):
+    groups[f"tier{p.steps}"].append(c)
+    groups[f"{p.family}_tier{p.steps}"].append(c)
+  for name, cs in sorted(groups.items()):
+    curve = pass_at_k_curve(n, cs)
+    out[f"{prefix}{name}/pass@1"] = curve[1]
+    out[f"{prefix}{name}/pass@{n}"] = curve[n]
+  return out

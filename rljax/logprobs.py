@@ -1,0 +1,71 @@
+"""Token log-probs and entropies from a model, in float32, chunked along T.
+
+Memory stays O(B x chunk x V) instead of O(B x T x V): the LM head is applied to
+one chunk of hidden states at a time under `jax.checkpoint`, so the backward
+pass recomputes each chunk's logits instead of storing all of them.
+
+Axis letters: B rollouts, P prompt length, T completion length, D width, V vocab.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def entropy_from_logits(logits_xV):
+  """H = logsumexp(z) - sum softmax(z) z, in nats (verl `entropy_from_logits`)."""
+  z = logits_xV.astype(jnp.float32)
+  lse = jax.nn.logsumexp(z, axis=-1)
+  return lse - jnp.sum(jax.nn.softmax(z, axis=-1) * z, axis=-1)
+
+
+def token_logp_entropy(logits_xV, tokens_x):
+  """log softmax(z)[token] and the entropy of softmax(z), float32."""
+  z = logits_xV.astype(jnp.float32)
+  logp_xV = jax.nn.log_softmax(z, axis=-1)
+  logp_x = jnp.take_along_axis(logp_xV, tokens_x[..., None], axis=-1)[..., 0]
+  ent_x = -jnp.sum(jnp.exp(logp_xV) * logp_xV, axis=-1)
+  return logp_x, ent_x
+
+
+def sequence_inputs(prompt_BxP, prompt_mask_BxP, completion_BxT):
+  """Tokens, RoPE positions and key mask of [left-padded prompt | completion]."""
+  tokens = jnp.concatenate([prompt_BxP, completion_BxT], axis=1)
+  kv_mask = jnp.concatenate(
+      [prompt_mask_BxP.astype(bool), jnp.ones(completion_BxT.shape, bool)], axis=1)
+  positions = jnp.maximum(jnp.cumsum(kv_mask, axis=1) - 1, 0)
+  return tokens, positions, kv_mask
+
+
+def completion_logp_entropy(model, prompt_BxP, prompt_mask_BxP, completion_BxT,
+                            *, temperature: float = 1.0, chunk: int = 128):
+  """Per-token log pi(y_t | x, y_<t) and entropy at `temperature`, each [B, T].
+
+  Logits are divided by the sampling temperature before the softmax (verl
+  `dp_actor.py`), so these equal the sampler's log-probs when no top-k/top-p
+  truncation is used.
+  """
+  tokens, positions, kv_mask = sequence_inputs(prompt_BxP, prompt_mask_BxP, completion_BxT)
+  h_BxLxD, _ = model.hidden(tokens, positions_BxT=positions, kv_mask_BxS=kv_mask)
+  p, t = prompt_BxP.shape[1], completion_BxT.shape[1]
+  h_BxTxD = h_BxLxD[:, p - 1:p + t - 1]  # position i predicts token i + 1
+  w_DxV = model.head_weight_DxV()
+
+  chunk = min(chunk, t)
+  n_chunks = -(-t // chunk)
+  pad = n_chunks * chunk - t
+  h_pad = jnp.pad(h_BxTxD, ((0, 0), (0, pad), (0, 0)))
+  y_pad = jnp.pad(completion_BxT, ((0, 0), (0, pad)))
+  b, _, d = h_pad.shape
+  h_CxBxKxD = h_pad.reshape(b, n_chunks, chunk, d).swapaxes(0, 1)
+  y_CxBxK = y_pad.reshape(b, n_chunks, chunk).swapaxes(0, 1)
+
+  @jax.checkpoint
+  def one_chunk(h_BxKxD, y_BxK):
+    logits = (h_BxKxD.astype(jnp.float32) @ w_DxV.astype(jnp.float32)) / temperature
+    return token_logp_entropy(logits, y_BxK)
+
+  logp_CxBxK, ent_CxBxK = jax.lax.map(lambda a: one_chunk(*a), (h_CxBxKxD, y_CxBxK))
+  unchunk = lambda x: x.swapaxes(0, 1).reshape(b, n_chunks * chunk)[:, :t]
+  return unchunk(logp_CxBxK), unchunk(ent_CxBxK)

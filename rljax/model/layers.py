@@ -1,0 +1,85 @@
+"""Building blocks shared by every model family: RMSNorm, RoPE, SwiGLU, embedding.
+
+Axis letters: B batch, T sequence, D model width, F MLP width, N query heads,
+K KV heads, H head dim, V vocab. Every weight carries logical axis names in its
+`out_sharding` metadata; `rljax.sharding` maps them onto mesh axes.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from rljax.model.config import ModelConfig, RopeScaling
+
+
+def param(rngs: nnx.Rngs, shape, axes, std: float | None = None, init=None):
+  """A float32 `nnx.Param` with logical axis names `axes`."""
+  if init is not None:
+    value = init
+  elif std is None:
+    value = jnp.ones(shape, jnp.float32)
+  else:
+    value = std * jax.random.normal(rngs.params(), shape, jnp.float32)
+  # Sharding is applied by `rljax.sharding` when state is placed on a mesh,
+  # so variables are created unsharded here.
+  return nnx.Param(value, out_sharding=tuple(axes), eager_sharding=False)
+
+
+class RMSNorm(nnx.Module):
+  """y = x / sqrt(mean(x^2) + eps) * scale, computed in float32."""
+
+  def __init__(self, dim: int, eps: float, axis_name: str, rngs: nnx.Rngs):
+    self.scale = param(rngs, (dim,), (axis_name,))
+    self.eps = eps
+
+  def __call__(self, x):
+    x32 = x.astype(jnp.float32)
+    var = jnp.mean(jnp.square(x32), axis=-1, keepdims=True)
+    return (x32 * jax.lax.rsqrt(var + self.eps) * self.scale[...]).astype(x.dtype)
+
+
+def rope_inv_freq(head_dim: int, theta: float,
+                  scaling: RopeScaling | None) -> jax.Array:
+  """Inverse frequencies theta^(-2i/H); Llama-3 scaling as in HF `_compute_llama3_parameters`."""
+  inv_freq = 1.0 / (theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
+  if scaling is None:
+    return inv_freq
+  low_wavelen = scaling.original_max_position / scaling.low_freq_factor
+  high_wavelen = scaling.original_max_position / scaling.high_freq_factor
+  wavelen = 2 * jnp.pi / inv_freq
+  smooth = ((scaling.original_max_position / wavelen - scaling.low_freq_factor)
+            / (scaling.high_freq_factor - scaling.low_freq_factor))
+  smoothed = (1 - smooth) * inv_freq / scaling.factor + smooth * inv_freq
+  out = jnp.where(wavelen > low_wavelen, inv_freq / scaling.factor, inv_freq)
+  mid = (wavelen <= low_wavelen) & (wavelen >= high_wavelen)
+  return jnp.where(mid, smoothed, out)
+
+
+def apply_rope(x_BxTxNxH, positions_BxT, inv_freq):
+  """Rotary embedding in the rotate-half layout used by HF Qwen/Llama."""
+  angles = positions_BxT[..., None].astype(jnp.float32) * inv_freq  # BxTx(H/2)
+  cos = jnp.cos(angles)[:, :, None, :]
+  sin = jnp.sin(angles)[:, :, None, :]
+  x = x_BxTxNxH.astype(jnp.float32)
+  x1, x2 = jnp.split(x, 2, axis=-1)
+  out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+  return out.astype(x_BxTxNxH.dtype)
+
+
+class SwiGLU(nnx.Module):
+  """down(silu(gate(x)) * up(x))."""
+
+  def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
+    std = cfg.d_model ** -0.5
+    self.gate = param(rngs, (cfg.d_model, cfg.mlp_dim), ("embed", "mlp"), std)
+    self.up = param(rngs, (cfg.d_model, cfg.mlp_dim), ("embed", "mlp"), std)
+    self.down = param(rngs, (cfg.mlp_dim, cfg.d_model), ("mlp", "embed"),
+                      cfg.mlp_dim ** -0.5 / (2 * cfg.n_layers) ** 0.5)
+
+  def __call__(self, x_BxTxD):
+    dt = x_BxTxD.dtype
+    g_BxTxF = x_BxTxD @ self.gate[...].astype(dt)
+    u_BxTxF = x_BxTxD @ self.up[...].astype(dt)
+    return (jax.nn.silu(g_BxTxF) * u_BxTxF) @ self.down[...].astype(dt)

@@ -1,0 +1,144 @@
+"""The testbed end to end: tokenizer -> base model (cached) -> GRPO -> held-out summary.
+
+Each stage leaves its result in the workdir and is skipped when it is already
+there, so a second run reuses the base model and a stopped run resumes RL from
+its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+import zlib
+
+import jax
+from tqdm.auto import tqdm
+
+from rljax import sampler as sampler_lib
+from rljax import sharding, train_state
+from rljax.checkpoint import Checkpointer
+from rljax.config import ExperimentConfig
+from rljax.evaluation import sample_counts, summarize
+from rljax.metrics import MetricsWriter
+from rljax.model.config import get_preset
+from rljax.sft import make_sft_step, pretrain
+from rljax.tasks.testbed_data import TestbedTask, build_tokenizer, sft_batch_fn
+from rljax.tasks.tokenizer import Tokenizer
+from rljax.trainer import RLTrainer
+
+
+def _json_dump(obj, path):
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)
+
+
+def _tokenizer(task, cfg, workdir) -> Tokenizer:
+  path = os.path.join(workdir, "tokenizer.model")
+  if os.path.exists(path):
+    return Tokenizer.load(path)
+  tok = build_tokenizer(task, cfg.tokenizer_vocab)
+  tok.save(path)
+  return tok
+
+
+def _base_params(cfg, model_cfg, task, tok, mesh, workdir):
+  """Pretrained base parameters, from `workdir/base` when already trained."""
+  graphdef, abs_state = train_state.abstract_model(model_cfg)
+  optimizer = train_state.make_optimizer(cfg.pretrain.optim, cfg.pretrain.steps)
+  sh = train_state.state_shardings(graphdef, abs_state, optimizer, mesh, with_reference=False)
+  params = train_state.init_params(model_cfg, cfg.seed, sh.params)
+  state = train_state.new_state(params, optimizer, sh, cfg.seed, with_reference=False)
+  ckpt = Checkpointer(os.path.join(workdir, "base"), max_to_keep=1)
+  if ckpt.latest_step() is not None:
+    state, _ = ckpt.restore(state)
+  if int(state.step) < cfg.pretrain.steps:
+    batches = sft_batch_fn(task, tok, cfg.pretrain.batch_size, cfg.prompt_len, cfg.completion_len)
+    writer = MetricsWriter(workdir, "pretrain_metrics", resume_step=int(state.step))
+    state = pretrain(state, make_sft_step(graphdef, optimizer, sh, mesh), batches,
+                     cfg.pretrain.steps, writer, cfg.pretrain.log_every)
+    writer.close()
+    ckpt.save(cfg.pretrain.steps, state, {"step": cfg.pretrain.steps})
+  ckpt.close()
+  return graphdef, state.params
+
+
+def run(cfg: ExperimentConfig, workdir: str) -> dict:
+  """Runs the whole testbed pipeline; returns (and writes) `workdir/summary.json`."""
+  t0 = time.time()
+  os.makedirs(workdir, exist_ok=True)
+  _json_dump(json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
+             os.path.join(workdir, "config.json"))
+  mesh = sharding.make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.model)
+  task = TestbedTask(cfg.task, cfg.seed)
+  tok = _tokenizer(task, cfg, workdir)
+  model_cfg = get_preset(cfg.model.preset, vocab_size=tok.vocab_size, dtype=cfg.model.dtype,
+                         max_seq_len=cfg.prompt_len + cfg.completion_len)
+  sampling = dataclasses.replace(cfg.sampling, eos_id=tok.eos_id, pad_id=tok.pad_id)
+  cfg = dataclasses.replace(cfg, sampling=sampling)
+
+  with jax.set_mesh(mesh):
+    graphdef, base_params = _base_params(cfg, model_cfg, task, tok, mesh, workdir)
+    eval_key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 999_983)
+
+    def evaluate(params, n, tag):
+      counts, ent = sample_counts(graphdef, params, task.eval_problems, tok, n=n,
+                                  prompt_len=cfg.prompt_len, sampling=sampling,
+                                  key=jax.random.fold_in(eval_key, zlib.crc32(tag.encode())),
+                                  batch_rollouts=cfg.eval.batch_rollouts)
+      return counts, ent
+
+    base_eval_path = os.path.join(workdir, "base_eval.json")
+    if os.path.exists(base_eval_path):
+      with open(base_eval_path) as f:
+        base = json.load(f)
+    else:
+      counts, ent = evaluate(base_params, cfg.eval.n_samples, "base")
+      base = dict(summarize(task.eval_problems, counts, cfg.eval.n_samples), entropy=ent,
+                  counts=counts.tolist())
+      _json_dump(base, base_eval_path)
+    tqdm.write(f"base model: pass@1 {base['pass@1']:.3f}  "
+               f"pass@{cfg.eval.n_samples} {base[f'pass@{cfg.eval.n_samples}']:.3f}")
+
+    optimizer = train_state.make_optimizer(cfg.rl.optim, cfg.rl.steps * cfg.rl.epochs
+                                           * cfg.rl.minibatches)
+    _, abs_state = train_state.abstract_model(model_cfg)
+    sh = train_state.state_shardings(graphdef, abs_state, optimizer, mesh, with_reference=True)
+    state = train_state.new_state(base_params, optimizer, sh, cfg.seed, with_reference=True)
+
+    def periodic_eval(params, n, step):
+      counts, _ = evaluate(params, n, f"rl{step}")
+      return {f"eval/{k}": v for k, v in summarize(task.eval_problems, counts, n).items()
+              if "/" not in k}
+
+    ckpt_step = Checkpointer(os.path.join(workdir, "checkpoints")).latest_step() or 0
+    writer = MetricsWriter(workdir, "metrics", resume_step=ckpt_step)
+    trainer = RLTrainer(cfg, graphdef, optimizer, sh, mesh, task, tok, workdir, writer,
+                        evaluate=periodic_eval)
+    state = trainer.restore_or(state)
+    state = trainer.run(state)
+    writer.close()
+
+    counts, ent = evaluate(state.params, cfg.eval.n_samples, "final")
+    final = summarize(task.eval_problems, counts, cfg.eval.n_samples)
+
+  from rljax.metrics import read_rows
+  rows = read_rows(os.path.join(workdir, "metrics.jsonl"))
+  n = cfg.eval.n_samples
+  summary = {
+      "base_pass@1": base["pass@1"], f"base_pass@{n}": base[f"pass@{n}"],
+      "final_pass@1": final["pass@1"], f"final_pass@{n}": final[f"pass@{n}"],
+      "initial_entropy": rows[0]["entropy"] if rows else None,
+      "final_entropy": rows[-1]["entropy"] if rows else None,
+      "base_eval_entropy": base["entropy"], "final_eval_entropy": ent,
+      "steps": int(state.step), "wall_time_s": time.time() - t0,
+      "tiers": {k: {"base": base[k], "final": final[k]} for k in sorted(final) if "/" in k},
+      "base_curve": {k: v for k, v in base.items() if k.startswith("pass@")},
+      "final_curve": {k: v for k, v in final.items() if k.startswith("pass@")},
+      "final_counts": counts.tolist(),
+  }
+  _json_dump(summary, os.path.join(workdir, "summary.json"))
+  return summary

@@ -1,0 +1,161 @@
+"""On-device sampling: prefill once per prompt, decode in a `lax.while_loop`.
+
+Each prompt is prefilled once and its KV cache is repeated for its G samples.
+Decoding never returns to the host: the loop stops when every sequence has
+emitted EOS or T tokens were generated. Everything is shape-static, so one
+compiled sampler serves every training step.
+
+Axis letters: Q prompts, G samples per prompt, B = Q*G rollouts, P prompt
+length (left-padded), T max completion length, V vocab.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from rljax.model.attention import KVCache
+
+_NEG_INF = -1e30
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingConfig:
+  """Token selection. temperature > 0; top_k = 0 and top_p = 1 switch them off."""
+
+  max_new_tokens: int
+  temperature: float = 1.0
+  top_k: int = 0
+  top_p: float = 1.0
+  eos_id: int = 1
+  pad_id: int = 0
+
+  def __post_init__(self):
+    if self.temperature <= 0:
+      raise ValueError(f"sampling.temperature must be > 0, got {self.temperature}")
+    if not 0 < self.top_p <= 1:
+      raise ValueError(f"sampling.top_p must be in (0, 1], got {self.top_p}")
+    if self.top_k < 0:
+      raise ValueError(f"sampling.top_k must be >= 0, got {self.top_k}")
+    if self.max_new_tokens < 1:
+      raise ValueError(f"sampling.max_new_tokens must be >= 1, got {self.max_new_tokens}")
+
+
+@flax.struct.dataclass
+class Rollout:
+  """Sampled completions.
+
+  Attributes:
+    tokens: [B, T] completion tokens (pad after EOS).
+    mask: [B, T] 1.0 on generated tokens up to and including EOS.
+    logp: [B, T] log-prob of each sampled token under the sampling distribution.
+    entropy: [B, T] entropy (nats) of the sampling distribution at each step.
+  """
+
+  tokens: jax.Array
+  mask: jax.Array
+  logp: jax.Array
+  entropy: jax.Array
+
+
+@flax.struct.dataclass
+class _LoopState:
+  """Carry of the decode loop: step t, cache, logits for step t, outputs so far."""
+
+  t: jax.Array
+  cache: KVCache
+  logits_BxV: jax.Array
+  done_B: jax.Array
+  tokens_BxT: jax.Array
+  logp_BxT: jax.Array
+  ent_BxT: jax.Array
+
+
+def filter_logits(logits_BxV, cfg: SamplingConfig):
+  """Temperature, then top-k, then top-p (nucleus) on the tempered distribution."""
+  z = logits_BxV.astype(jnp.float32) / cfg.temperature
+  if cfg.top_k > 0 and cfg.top_k < z.shape[-1]:
+    kth = jax.lax.top_k(z, cfg.top_k)[0][..., -1:]
+    z = jnp.where(z < kth, _NEG_INF, z)
+  if cfg.top_p < 1.0:
+    sorted_z = jnp.sort(z, axis=-1)[..., ::-1]
+    probs = jax.nn.softmax(sorted_z, axis=-1)
+    mass_before = jnp.cumsum(probs, axis=-1) - probs
+    # Keep the smallest prefix whose mass reaches top_p (the top token always).
+    n_keep = jnp.sum(mass_before < cfg.top_p, axis=-1, keepdims=True)
+    threshold = jnp.take_along_axis(sorted_z, n_keep - 1, axis=-1)
+    z = jnp.where(z < threshold, _NEG_INF, z)
+  return z
+
+
+def _select(key, logits_BxV, cfg: SamplingConfig):
+  z = filter_logits(logits_BxV, cfg)
+  logp_BxV = jax.nn.log_softmax(z, axis=-1)
+  tok_B = jax.random.categorical(key, z, axis=-1)
+  logp_B = jnp.take_along_axis(logp_BxV, tok_B[:, None], axis=-1)[:, 0]
+  ent_B = -jnp.sum(jnp.where(z > _NEG_INF / 2, jnp.exp(logp_BxV) * logp_BxV, 0.0), axis=-1)
+  return tok_B, logp_B, ent_B
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "cfg", "group_size"))
+def sample(graphdef, params, prompt_QxP, prompt_mask_QxP, key, *,
+           cfg: SamplingConfig, group_size: int) -> Rollout:
+  """Draws `group_size` completions for each prompt; row q*G + g is sample g of prompt q."""
+  model = nnx.merge(graphdef, params)
+  q, p = prompt_QxP.shape
+  t_max = cfg.max_new_tokens
+  b = q * group_size
+  s = p + t_max
+
+  cache = KVCache.zeros(model.cfg, q, s, jnp.dtype(model.cfg.dtype))
+  prompt_mask = prompt_mask_QxP.astype(bool)
+  positions_QxP = jnp.maximum(jnp.cumsum(prompt_mask, axis=1) - 1, 0)
+  kv_mask_QxS = jnp.concatenate([prompt_mask, jnp.ones((q, t_max), bool)], axis=1)
+  h_QxPxD, cache = model.hidden(prompt_QxP, positions_BxT=positions_QxP,
+                                kv_mask_BxS=kv_mask_QxS, cache=cache, cache_start=0)
+  logits_QxV = model.logits(h_QxPxD[:, -1])
+
+  kv_mask_BxS = jnp.repeat(kv_mask_QxS, group_size, axis=0)
+  prompt_len_B = jnp.repeat(jnp.sum(prompt_mask, axis=1), group_size)
+  state = _LoopState(
+      t=jnp.array(0, jnp.int32),
+      cache=cache.repeat(group_size),
+      logits_BxV=jnp.repeat(logits_QxV, group_size, axis=0),
+      done_B=jnp.zeros((b,), bool),
+      tokens_BxT=jnp.full((b, t_max), cfg.pad_id, jnp.int32),
+      logp_BxT=jnp.zeros((b, t_max), jnp.float32),
+      ent_BxT=jnp.zeros((b, t_max), jnp.float32))
+
+  def cond(st: _LoopState):
+    return (st.t < t_max) & ~jnp.all(st.done_B)
+
+  def body(st: _LoopState):
+    tok_B, logp_B, ent_B = _select(jax.random.fold_in(key, st.t), st.logits_BxV, cfg)
+    live_B = ~st.done_B
+    tok_B = jnp.where(live_B, tok_B, cfg.pad_id)
+    tokens = st.tokens_BxT.at[:, st.t].set(tok_B)
+    logp = st.logp_BxT.at[:, st.t].set(jnp.where(live_B, logp_B, 0.0))
+    ent = st.ent_BxT.at[:, st.t].set(jnp.where(live_B, ent_B, 0.0))
+    h_Bx1xD, cache = model.hidden(
+        tok_B[:, None], positions_BxT=(prompt_len_B + st.t)[:, None],
+        kv_mask_BxS=kv_mask_BxS, cache=st.cache, cache_start=p + st.t)
+    return _LoopState(t=st.t + 1, cache=cache, logits_BxV=model.logits(h_Bx1xD[:, 0]),
+                      done_B=st.done_B | (tok_B == cfg.eos_id), tokens_BxT=tokens,
+                      logp_BxT=logp, ent_BxT=ent)
+
+  state = jax.lax.while_loop(cond, body, state)
+  mask = completion_mask(state.tokens_BxT, cfg.eos_id)
+  return Rollout(tokens=state.tokens_BxT, mask=mask,
+                 logp=state.logp_BxT * mask, entropy=state.ent_BxT * mask)
+
+
+def completion_mask(tokens_BxT, eos_id: int):
+  """1.0 on tokens up to and including the first EOS; all T tokens if none."""
+  is_eos = tokens_BxT == eos_id
+  eos_before = jnp.cumsum(is_eos, axis=1) - is_eos
+  return (eos_before == 0).astype(jnp.float32)

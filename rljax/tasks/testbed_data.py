@@ -1,0 +1,71 @@
+"""The testbed as a task the trainer consumes: prompts, rewards, tags, SFT batches.
+
+Everything is a pure function of (seed, index), so the data position of a run is
+just its step and a resumed run sees exactly the data it would have seen.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rljax.tasks import testbed
+from rljax.tasks.tokenizer import Tokenizer, train_sentencepiece
+
+
+class TestbedTask:
+  """Training stream, held-out split and verifier of the built-in testbed."""
+
+  def __init__(self, cfg: testbed.TestbedConfig, seed: int):
+    self.cfg = cfg
+    self.eval_problems = testbed.eval_split(cfg)
+    self.stream = testbed.ProblemStream(cfg, seed, {p.prompt for p in self.eval_problems})
+
+  def train_batch(self, index: int, size: int) -> list[testbed.Problem]:
+    return self.stream.batch(index, size)
+
+  def reward(self, problem: testbed.Problem, completion: str) -> float:
+    """1.0 for the exact answer, else 0.0 (binary verifiable reward)."""
+    return float(testbed.is_correct(problem, completion))
+
+  @staticmethod
+  def tag(problem: testbed.Problem) -> str:
+    return f"tier{problem.steps}"
+
+  def noisy_traces(self, index: int, size: int, stream_offset: int = 1_000_000):
+    """(problems, noisy traces) for pretraining batch `index`.
+
+    Pretraining draws from indices offset from the RL stream's so the two phases
+    do not see the same problem sequence.
+    """
+    problems = self.stream.batch(stream_offset + index, size)
+    rng = self.stream.rng_for(stream_offset + index)
+    traces = [testbed.make_trace(p, rng, self.cfg.step_noise, self.cfg.max_offset)
+              for p in problems]
+    return problems, traces
+
+  def tokenizer_corpus(self, size: int = 4000):
+    problems, traces = self.noisy_traces(-1, size)
+    return [p.prompt for p in problems] + traces
+
+
+def build_tokenizer(task: TestbedTask, vocab_size: int) -> Tokenizer:
+  return Tokenizer(train_sentencepiece(task.tokenizer_corpus(), vocab_size))
+
+
+def sft_batch_fn(task: TestbedTask, tokenizer: Tokenizer, batch_size: int,
+                 prompt_len: int, completion_len: int):
+  """batches(i) -> numpy batch of noisy traces for pretraining step i."""
+  def batches(index: int) -> dict:
+    problems, traces = task.noisy_traces(index, batch_size)
+    prompt, prompt_mask = tokenizer.encode_prompts([p.prompt for p in problems], prompt_len)
+    tokens, mask = tokenizer.encode_completions(traces, completion_len)
+    return {"prompt": prompt, "prompt_mask": prompt_mask, "tokens": tokens, "mask": mask}
+  return batches
+
+
+def tier_accuracy(problems, correct: np.ndarray, group_size: int, tag_fn) -> dict:
+  """Mean correctness per tag (e.g. per tier) of a step's rollouts."""
+  out: dict[str, list] = {}
+  for i, p in enumerate(problems):
+    out.setdefault(tag_fn(p), []).extend(correct[i * group_size:(i + 1) * group_size])
+  return {f"accuracy/{k}": float(np.mean(v)) for k, v in sorted(out.items())}

@@ -1,0 +1,105 @@
+"""Training state, optimizer and sharded initialisation shared by pretraining and RL.
+
+Parameters live as a pure dict (`nnx.to_pure_dict`) of arrays; jitted functions
+rebuild the module with `nnx.merge(graphdef, params)`. State is born sharded:
+abstract shapes -> shardings -> `jax.jit(init, out_shardings=...)`.
+"""
+
+from __future__ import annotations
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from rljax import sharding
+from rljax.config import OptimConfig
+from rljax.model.config import ModelConfig
+from rljax.model.transformer import Transformer
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything an update needs and a checkpoint restores.
+
+  Attributes:
+    step: completed steps (RL steps, or pretraining steps).
+    params: policy parameters (pure dict).
+    opt_state: optax state of `params`.
+    ref_params: frozen reference policy (RL only; None in pretraining).
+    rng: raw uint32[2] PRNG key of the run; step keys are fold_in(rng, step).
+  """
+
+  step: jax.Array
+  params: dict
+  opt_state: optax.OptState
+  ref_params: dict | None
+  rng: jax.Array
+
+
+def make_optimizer(cfg: OptimConfig, total_steps: int) -> optax.GradientTransformation:
+  """AdamW after global-norm clipping, with linear warmup then `cfg.schedule`."""
+  warmup = min(cfg.warmup_steps, max(total_steps - 1, 0))
+  decay_steps = max(total_steps - warmup, 1)
+  if cfg.schedule == "constant":
+    decay = optax.constant_schedule(cfg.lr)
+  elif cfg.schedule == "cosine":
+    decay = optax.cosine_decay_schedule(cfg.lr, decay_steps, alpha=0.1)
+  else:
+    decay = optax.linear_schedule(cfg.lr, 0.1 * cfg.lr, decay_steps)
+  schedule = optax.join_schedules(
+      [optax.linear_schedule(0.0, cfg.lr, warmup), decay], [warmup]) if warmup else decay
+  return optax.chain(
+      optax.clip_by_global_norm(cfg.grad_clip),
+      optax.adamw(schedule, b1=cfg.b1, b2=cfg.b2, weight_decay=cfg.weight_decay))
+
+
+def abstract_model(cfg: ModelConfig):
+  """(graphdef, abstract Param state) without allocating weights."""
+  graphdef = None
+
+  def build():
+    nonlocal graphdef
+    graphdef, state = nnx.split(Transformer(cfg, nnx.Rngs(params=0)), nnx.Param)
+    return state
+
+  # jax.eval_shape (not nnx.eval_shape) so logical names are not resolved
+  # against the ambient mesh; `rljax.sharding` maps them explicitly.
+  abs_state = jax.eval_shape(build)
+  return graphdef, abs_state
+
+
+def state_shardings(graphdef, abs_params_state, optimizer, mesh, with_reference: bool):
+  """NamedShardings for every leaf of a `TrainState`."""
+  p_sh = sharding.param_shardings(abs_params_state, mesh)
+  abs_params = nnx.to_pure_dict(abs_params_state)
+  abs_opt = jax.eval_shape(optimizer.init, abs_params)
+  rep = sharding.replicated(mesh)
+  opt_sh = optax.tree_utils.tree_map_params(
+      optimizer, lambda _, s: s, abs_opt, p_sh, transform_non_params=lambda _: rep)
+  return TrainState(step=rep, params=p_sh, opt_state=opt_sh,
+                    ref_params=p_sh if with_reference else None, rng=rep)
+
+
+def init_params(cfg: ModelConfig, seed: int, shardings: dict) -> dict:
+  """Random parameters, created directly with their shardings."""
+  def init():
+    _, state = nnx.split(Transformer(cfg, nnx.Rngs(params=seed)), nnx.Param)
+    return nnx.to_pure_dict(state)
+  return jax.jit(init, out_shardings=shardings)()
+
+
+def new_state(params: dict, optimizer, shardings: TrainState, seed: int,
+              with_reference: bool) -> TrainState:
+  """A fresh TrainState around `params` (the reference is a copy of them)."""
+  def build(p):
+    return TrainState(step=jnp.array(0, jnp.int32), params=p,
+                      opt_state=optimizer.init(p),
+                      ref_params=jax.tree.map(jnp.copy, p) if with_reference else None,
+                      rng=jax.random.PRNGKey(seed))
+  return jax.jit(build, out_shardings=shardings)(params)
+
+
+def isfinite_tree(tree) -> jax.Array:
+  return jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
