@@ -22,8 +22,8 @@ def get_config(arg: str = ""):
 
   c = ml_collections.ConfigDict()
   c.seed = int(opts.get("seed", 0))
-  c.prompt_len = 24        # BOS + longest prompt (5 steps: 17 tokens)
-  c.completion_len = 56    # 5 steps x 9 tokens + ";#" + answer + EOS = 49
+  c.prompt_len = 16        # BOS + longest prompt: x+3-9+5-7+1=66 is 15 tokens
+  c.completion_len = 44    # 5 steps x 7 tokens + 4 ";" + ";#" + 2 digits + EOS = 43
   c.tokenizer_vocab = 24   # 22 symbols + specials; BPE merges the rest
 
   c.model = ml_collections.ConfigDict()
@@ -34,12 +34,12 @@ def get_config(arg: str = ""):
   c.task.families = ("arith", "solve")
   c.task.tiers = (2, 3, 5)           # steps per tier; 5 steps leaves headroom
   c.task.step_noise = 0.5            # P(step result wrong) in pretraining traces
-  c.task.max_offset = 10
+  c.task.max_offset = 9
   c.task.eval_per_cell = 50          # held-out problems per (family, tier)
   c.task.eval_seed = 1234
 
   c.pretrain = ml_collections.ConfigDict()
-  c.pretrain.steps = 800
+  c.pretrain.steps = 600
   c.pretrain.batch_size = 128
   c.pretrain.log_every = 50
   c.pretrain.optim = ml_collections.ConfigDict(dict(

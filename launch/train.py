@@ -1,6 +1,6 @@
 """Trains with a config file: python -m launch.train --config configs/testbed.py --workdir DIR."""
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
@@ -10,6 +10,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
   del argv
+  logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
   from rljax.config import from_config_dict  # after flag parsing: no work at import time
   cfg = from_config_dict(_CONFIG.value)
   from rljax import pipeline

@@ -12,6 +12,7 @@ import os
 import re
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 
 
@@ -49,6 +50,13 @@ class Checkpointer:
     flat = out["state"]
     leaves = [flat[k] for k in _flat(abstract_state)]
     return jax.tree.unflatten(jax.tree.structure(abstract_state), leaves), dict(out["meta"])
+
+  def read_flat(self, step: int | None = None) -> dict:
+    """{path: numpy array} of a checkpoint's state, without a target structure."""
+    step = self.latest_step() if step is None else step
+    out = self.manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
+    return {k: np.asarray(v) for k, v in out["state"].items()}
 
   def close(self) -> None:
     self.manager.close()

@@ -38,7 +38,9 @@ class Transformer(nnx.Module):
 
   def __init__(self, cfg: ModelConfig, rngs: nnx.Rngs):
     self.cfg = cfg
-    self.embed = param(rngs, (cfg.vocab_size, cfg.d_model), ("vocab", "embed"), 1.0)
+    # std d^-1/2: the first RMSNorm rescales inputs, and tied heads start with O(1) logits.
+    self.embed = param(rngs, (cfg.vocab_size, cfg.d_model), ("vocab", "embed"),
+                       cfg.d_model ** -0.5)
     self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.n_layers)])
     self.final_norm = RMSNorm(cfg.d_model, cfg.norm_eps, "embed", rngs)
     if not cfg.tie_embeddings:

@@ -1,12 +1,16 @@
 """The built-in procedural reasoning testbed: exactly verifiable, step-by-step tasks.
 
-Two families over two-digit numbers modulo 100, each in difficulty tiers given
-by the number of steps k:
+Two families over numbers modulo 100 (a two-digit start, one-digit operands
+1..9), each in difficulty tiers given by the number of steps k:
 
 * `arith`: evaluate a chain left to right.
-    prompt `37+48-19=?`   trace `37+48=85;85-19=66;#66`
+    prompt `37+8-5=?`    trace `37+8=45;45-5=40;#40`
 * `solve`: find x in an equation by undoing its operations from the right.
-    prompt `x+37-19=66`   trace `66+19=85;85-37=48;#48`
+    prompt `x+8-5=40`    trace `40+5=45;45-8=37;#37`
+
+One-digit operands keep each step learnable by a tiny model within a CPU
+budget (a step changes the units digit and at most carries into the tens),
+while the answer space stays 100 values, so guessing succeeds 1% of the time.
 
 Every step is `a o b = c`; the answer follows `#`. The pretraining corpus is
 made *noisy* on purpose: each step's result is wrong with probability
@@ -24,7 +28,7 @@ import re
 import numpy as np
 
 FAMILIES = ("arith", "solve")
-_STEP = re.compile(r"^(\d{1,2})([+-])(\d{1,2})=(\d{1,2})$")
+_STEP = re.compile(r"^(\d{2})([+-])(\d)=(\d{2})$")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,7 +59,7 @@ class TestbedConfig:
   families: tuple[str, ...] = FAMILIES
   tiers: tuple[int, ...] = (2, 3, 5)
   step_noise: float = 0.5
-  max_offset: int = 10
+  max_offset: int = 9
   eval_per_cell: int = 50
   eval_seed: int = 1234
 
@@ -78,12 +82,12 @@ def _inverse(op: str) -> str:
 
 
 def make_problem(rng: np.random.Generator, family: str, steps: int) -> Problem:
-  nums = tuple(int(x) for x in rng.integers(0, 100, size=steps + 1))
+  nums = (int(rng.integers(0, 100)),) + tuple(int(x) for x in rng.integers(1, 10, size=steps))
   ops = tuple("+" if x else "-" for x in rng.integers(0, 2, size=steps))
   value = nums[0]
   for op, b in zip(ops, nums[1:]):
     value = _apply(value, op, b)
-  tail = "".join(f"{op}{b:02d}" for op, b in zip(ops, nums[1:]))
+  tail = "".join(f"{op}{b}" for op, b in zip(ops, nums[1:]))
   if family == "arith":
     return Problem(family, steps, f"{nums[0]:02d}{tail}=?", value, nums, ops)
   # solve: x o1 b1 o2 b2 ... = value, unknown x = nums[0].
@@ -111,7 +115,7 @@ def make_trace(problem: Problem, rng: np.random.Generator | None = None,
     if rng is not None and rng.random() < step_noise:
       offset = int(rng.integers(1, max_offset + 1)) * (1 if rng.random() < 0.5 else -1)
       result = (result + offset) % 100
-    parts.append(f"{value:02d}{op}{b:02d}={result:02d}")
+    parts.append(f"{value:02d}{op}{b}={result:02d}")
     value = result
   return ";".join(parts) + f";#{value:02d}"
 
@@ -179,12 +183,13 @@ class ProblemStream:
   def __init__(self, cfg: TestbedConfig, seed: int, exclude: set[str]):
     self.cfg, self.seed, self.exclude = cfg, seed, exclude
 
-  def batch(self, index: int, size: int) -> list[Problem]:
+  def batch(self, index: int, size: int, tier: int | None = None) -> list[Problem]:
+    """Problems of batch `index`; all of `tier` steps when given."""
     rng = np.random.default_rng((self.seed, index))
     out = []
     while len(out) < size:
       family = self.cfg.families[rng.integers(len(self.cfg.families))]
-      steps = self.cfg.tiers[rng.integers(len(self.cfg.tiers))]
+      steps = self.cfg.tiers[rng.integers(len(self.cfg.tiers))] if tier is None else tier
       p = make_problem(rng, family, steps)
       if p.prompt not in self.exclude:
         out.append(p)

@@ -32,12 +32,14 @@ class TestbedTask:
     return f"tier{problem.steps}"
 
   def noisy_traces(self, index: int, size: int, stream_offset: int = 1_000_000):
-    """(problems, noisy traces) for pretraining batch `index`.
+    """(problems, noisy traces) for pretraining batch `index`, all of one tier.
 
-    Pretraining draws from indices offset from the RL stream's so the two phases
-    do not see the same problem sequence.
+    One tier per batch (cycling) keeps padding short: a batch is only as long
+    as its tier's traces. Pretraining draws from indices offset from the RL
+    stream's so the two phases do not see the same problem sequence.
     """
-    problems = self.stream.batch(stream_offset + index, size)
+    tier = self.cfg.tiers[index % len(self.cfg.tiers)]
+    problems = self.stream.batch(stream_offset + index, size, tier=tier)
     rng = self.stream.rng_for(stream_offset + index)
     traces = [testbed.make_trace(p, rng, self.cfg.step_noise, self.cfg.max_offset)
               for p in problems]
@@ -59,7 +61,11 @@ def sft_batch_fn(task: TestbedTask, tokenizer: Tokenizer, batch_size: int,
     problems, traces = task.noisy_traces(index, batch_size)
     prompt, prompt_mask = tokenizer.encode_prompts([p.prompt for p in problems], prompt_len)
     tokens, mask = tokenizer.encode_completions(traces, completion_len)
-    return {"prompt": prompt, "prompt_mask": prompt_mask, "tokens": tokens, "mask": mask}
+    # Trim the padding down to a multiple of 8: one or two shapes per tier.
+    p = min(prompt_len, -(-int(prompt_mask.sum(1).max()) // 8) * 8)
+    t = min(completion_len, -(-int(mask.sum(1).max()) // 8) * 8)
+    return {"prompt": prompt[:, -p:], "prompt_mask": prompt_mask[:, -p:],
+            "tokens": tokens[:, :t], "mask": mask[:, :t]}
   return batches
 
 

@@ -1,0 +1,30 @@
+from setuptools import find_packages, setup
+
+setup(
+    name="rljax",
+    version="0.1.0",
+    description="JAX research codebase for RL of language models for reasoning: "
+                "GRPO, exploration interventions, and instruments that measure the ceiling.",
+    python_requires=">=3.11",
+    packages=find_packages(include=["rljax", "rljax.*", "launch", "launch.*", "configs"]),
+    install_requires=[
+        "jax>=0.8.0",
+        "flax>=0.12.0",
+        "optax>=0.2.5",
+        "orbax-checkpoint>=0.11.20",
+        "ml-collections>=1.0.0",
+        "chex>=0.1.90",
+        "sentencepiece>=0.2.0",
+        "numpy>=1.26",
+        "absl-py>=2.1",
+        "tqdm>=4.66",
+        "tensorboardX>=2.6",
+        "matplotlib>=3.8",
+    ],
+    extras_require={
+        "test": ["pytest>=8.0", "hypothesis>=6.100"],
+        "hf": ["safetensors>=0.4", "tokenizers>=0.19"],
+        "math": ["math-verify>=0.7"],
+        "tfds": ["tensorflow-datasets>=4.9"],
+    },
+)

@@ -1,0 +1,118 @@
+"""Losses against the hand-derived vectors of algorithms.md §T3, §T4, §T5, §T6/§T16, §T7."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rljax import losses
+from rljax.logprobs import entropy_from_logits
+
+# §T3: L = [[1,2,3,.],[4,.,.,.]], mask [[1,1,1,0],[1,0,0,0]], T = 4.
+L3 = jnp.array([[1., 2., 3., 9.], [4., 9., 9., 9.]])
+M3 = jnp.array([[1., 1., 1., 0.], [1., 0., 0., 0.]])
+
+
+@pytest.mark.parametrize("mode,expected", [
+    ("token-mean", 2.5),               # (1+2+3+4)/4
+    ("seq-mean-token-sum", 5.0),       # (6+4)/2
+    ("seq-mean-token-mean", 3.0),      # (6/3 + 4/1)/2
+    ("seq-mean-token-sum-norm", 1.25), # (6+4)/2/T
+])
+def test_aggregation_t3(mode, expected):
+  np.testing.assert_allclose(losses.aggregate(L3, M3, mode), expected, rtol=1e-6)
+  # A fully masked third row changes nothing (B' counts non-empty rows).
+  l = jnp.concatenate([L3, jnp.full((1, 4), 7.)])
+  m = jnp.concatenate([M3, jnp.zeros((1, 4))])
+  np.testing.assert_allclose(losses.aggregate(l, m, mode), expected, rtol=1e-6)
+
+
+def test_aggregation_norm_constant_and_unknown():
+  np.testing.assert_allclose(
+      losses.aggregate(L3, M3, "seq-mean-token-sum-norm", norm_constant=10.0), 0.5)
+  with pytest.raises(ValueError, match="token-mean"):
+    losses.aggregate(L3, M3, "sum")
+
+
+@pytest.mark.parametrize("kind,value,grad", [
+    ("k1", 0.5, 1.0), ("abs", 0.5, 1.0), ("k2", 0.125, 0.5),
+    ("k3", np.exp(-0.5) + 0.5 - 1, 1 - np.exp(-0.5)),
+    ("k1+", 0.5, 0.5), ("k3+", np.exp(-0.5) + 0.5 - 1, 0.5)])
+def test_kl_estimators_t4(kind, value, grad):
+  # log pi = -1.0, log pi_ref = -1.5, delta = 0.5.
+  f = lambda lp: losses.kl_penalty(lp, jnp.array(-1.5), kind)
+  np.testing.assert_allclose(f(jnp.array(-1.0)), value, rtol=1e-6)
+  np.testing.assert_allclose(jax.grad(f)(jnp.array(-1.0)), grad, rtol=1e-6)
+
+
+def test_kl_unknown_lists_valid():
+  with pytest.raises(ValueError, match="k3"):
+    losses.kl_penalty(jnp.zeros(2), jnp.zeros(2), "k4")
+
+
+def test_entropy_t5():
+  np.testing.assert_allclose(entropy_from_logits(jnp.array([1., 2., 3.])), 0.8323956, rtol=1e-6)
+  np.testing.assert_allclose(entropy_from_logits(jnp.array([1., 2., 3.]) / 0.6), 0.5567490,
+                             rtol=3e-6)  # float32
+
+
+def t6_batch():
+  """§T6: 3 sequences x 5 tokens, the third with 3 valid tokens; A = [+2, -1, -1]."""
+  logp = jnp.array([[-0.1, -0.2, -3.0, -0.05, -2.5],
+                    [-0.3, -4.0, -0.1, -0.2, -1.0],
+                    [-0.2, -0.1, -5.0, 0.0, 0.0]])
+  old = logp.at[0, 2].set(-3.4).at[1, 1].set(-3.5)
+  mask = jnp.array([[1.] * 5, [1.] * 5, [1., 1., 1., 0., 0.]])
+  adv = jnp.array([2., -1., -1.])[:, None] * mask
+  return logp, old, adv, mask
+
+
+def test_ppo_t16_values_and_metrics():
+  logp, old, adv, mask = t6_batch()
+  loss, m = losses.policy_loss("ppo", logp, old, adv, mask, agg="token-mean",
+                               eps_low=0.2, eps_high=0.28, dual_clip_c=3.0)
+  np.testing.assert_allclose(loss, -0.212308, atol=1e-6)
+  np.testing.assert_allclose(m["clipfrac"], 0.153846, atol=1e-6)   # 2 of 13 tokens
+  np.testing.assert_allclose(m["ppo_kl"], 0.007692, atol=1e-6)
+  loss, _ = losses.policy_loss("ppo", logp, old, adv, mask, agg="seq-mean-token-mean",
+                               eps_low=0.2, eps_high=0.28, dual_clip_c=3.0)
+  np.testing.assert_allclose(loss, -0.050667, atol=1e-6)
+
+
+@pytest.mark.parametrize("r,a,value,grad", [
+    (1.5, 1., -1.28, 0.0),     # clipped above: value -(1+eps_high) A, no gradient
+    (0.5, -1., 0.80, 0.0),     # clipped below for A < 0
+    (1.1, 1., -1.10, -1.10),   # inside the range: -A r
+    (0.5, 1., -0.50, -0.50),   # A > 0 and r < 1 - eps: not clipped
+    (12., -1., 3.0, 0.0),      # dual clip at c = 3: -A c, no gradient
+])
+def test_ppo_per_token_t7(r, a, value, grad):
+  def f(lp):
+    loss, _ = losses.policy_loss("ppo", lp, jnp.zeros((1, 1)), jnp.full((1, 1), a),
+                                 jnp.ones((1, 1)), eps_low=0.2, eps_high=0.28, dual_clip_c=3.0)
+    return loss
+  lp = jnp.full((1, 1), np.log(r))
+  np.testing.assert_allclose(f(lp), value, atol=1e-5)
+  np.testing.assert_allclose(jax.grad(f)(lp)[0, 0], grad, atol=1e-5)
+
+
+def test_policy_loss_errors_name_valid_choices():
+  logp, old, adv, mask = t6_batch()
+  with pytest.raises(ValueError, match="ppo"):
+    losses.policy_loss("nope", logp, old, adv, mask)
+  with pytest.raises(ValueError, match="eps_high"):
+    losses.policy_loss("ppo", logp, old, adv, mask, eps_hi=0.3)
+
+
+def test_grpo_objective_entropy_sign_and_kl():
+  logp, old, adv, mask = t6_batch()
+  ent = jnp.full(logp.shape, 2.0)
+  base = losses.LossConfig(eps_low=0.2, eps_high=0.28)
+  l0, _ = losses.grpo_objective(base, logp, old, old, ent, jnp.array([2., -1., -1.]), mask)
+  cfg = losses.LossConfig(eps_low=0.2, eps_high=0.28, entropy_coef=0.1, kl_coef=0.5,
+                          kl_estimator="k1")
+  l1, m = losses.grpo_objective(cfg, logp, old, old, ent, jnp.array([2., -1., -1.]), mask)
+  # A positive entropy coefficient lowers the loss by coef * H; KL(k1) = mean(logp - old).
+  kl = float(losses.aggregate(logp - old, mask, "token-mean"))
+  np.testing.assert_allclose(l1, l0 - 0.1 * 2.0 + 0.5 * kl, rtol=1e-6)
+  np.testing.assert_allclose(m["kl"], kl, rtol=1e-6)

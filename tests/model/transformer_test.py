@@ -1,0 +1,87 @@
+"""The decoder: causality, cached decoding == full forward, family flags, presets."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rljax.model.attention import KVCache
+from rljax.model.config import PRESETS, get_preset
+from rljax.model.transformer import init_model
+
+FAMILIES = {
+    "qwen2": dict(qkv_bias=True, qk_norm=False, tie_embeddings=True),
+    "qwen3": dict(qkv_bias=False, qk_norm=True, tie_embeddings=False),
+    "llama3": dict(qkv_bias=False, qk_norm=False, tie_embeddings=False,
+                   rope_scaling=PRESETS["llama-3.1-8b"].rope_scaling, rope_theta=500_000.0),
+}
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_causal(family):
+  model = init_model(get_preset("tiny", **FAMILIES[family]), 0)
+  tok = jax.random.randint(jax.random.key(0), (2, 12), 0, 64)
+  changed = tok.at[:, 7:].set((tok[:, 7:] + 1) % 64)
+  a, b = model(tok), model(changed)
+  np.testing.assert_allclose(a[:, :7], b[:, :7], atol=1e-6)
+  assert not np.allclose(a[:, 7:], b[:, 7:])
+
+
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_cached_decoding_equals_full_forward(family):
+  cfg = get_preset("tiny", **FAMILIES[family])
+  model = init_model(cfg, 1)
+  tok = jax.random.randint(jax.random.key(1), (3, 10), 0, 64)
+  full = model(tok)
+  cache = KVCache.zeros(cfg, 3, 16)
+  prefill, cache = model(tok[:, :4], cache=cache, cache_start=0)
+  steps = [prefill]
+  for t in range(4, 10):
+    logits, cache = model(tok[:, t:t + 1], cache=cache, cache_start=t)
+    steps.append(logits)
+  np.testing.assert_allclose(jnp.concatenate(steps, 1), full, atol=2e-5)
+
+
+def test_left_padding_matches_unpadded():
+  """A left-padded prompt with positions from its mask gives the unpadded logits."""
+  cfg = get_preset("tiny")
+  model = init_model(cfg, 2)
+  tok = jax.random.randint(jax.random.key(2), (1, 6), 4, 64)
+  padded = jnp.concatenate([jnp.zeros((1, 3), jnp.int32), tok], 1)
+  mask = jnp.array([[0, 0, 0, 1, 1, 1, 1, 1, 1]], bool)
+  pos = jnp.maximum(jnp.cumsum(mask, 1) - 1, 0)
+  out = model(padded, positions_BxT=pos, kv_mask_BxS=mask)
+  np.testing.assert_allclose(out[:, 3:], model(tok), atol=2e-5)
+
+
+def test_param_counts_of_real_presets():
+  # Published sizes (embeddings included): Qwen2.5-0.5B 494M, Qwen3-0.6B 596M (tied),
+  # Llama-3.1-8B 8.03B.
+  assert PRESETS["qwen2.5-0.5b"].num_params() == pytest.approx(494e6, rel=0.01)
+  assert PRESETS["qwen3-0.6b"].num_params() == pytest.approx(596e6, rel=0.01)
+  assert PRESETS["llama-3.1-8b"].num_params() == pytest.approx(8.03e9, rel=0.01)
+
+
+def test_num_params_matches_module():
+  from flax import nnx
+  for family in FAMILIES:
+    cfg = get_preset("tiny", **FAMILIES[family])
+    _, state = nnx.split(init_model(cfg, 0), nnx.Param)
+    assert sum(x.size for x in jax.tree.leaves(state)) == cfg.num_params()
+
+
+def test_every_weight_has_logical_axes():
+  from flax import nnx
+  _, state = nnx.split(init_model(get_preset("tiny"), 0), nnx.Param)
+  for path, var in nnx.to_flat_state(state):
+    axes = var.get_metadata()["out_sharding"]
+    assert len(axes) == var.value.ndim, path
+
+
+def test_bad_config():
+  with pytest.raises(ValueError, match="multiple of n_kv_heads"):
+    dataclasses.replace(PRESETS["tiny"], n_kv_heads=3)
+  with pytest.raises(ValueError, match="valid presets"):
+    get_preset("gpt-5")

@@ -1,0 +1,101 @@
+"""The on-device sampler: log-probs match the training forward, determinism, masks, filters."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from rljax import sampler
+from rljax.logprobs import completion_logp_entropy
+from rljax.model.config import get_preset
+from rljax.model.transformer import init_model
+
+
+@pytest.fixture(scope="module")
+def tiny():
+  model = init_model(get_preset("tiny"), 0)
+  graphdef, state = nnx.split(model, nnx.Param)
+  prompts = jnp.array([[0, 0, 2, 5, 6, 7], [2, 9, 8, 7, 6, 5], [0, 0, 0, 0, 2, 11]], jnp.int32)
+  mask = (jnp.arange(6)[None] >= jnp.array([[2], [0], [4]])).astype(jnp.int32)
+  return model, graphdef, nnx.to_pure_dict(state), prompts, mask
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_sampler_logp_equals_training_forward(tiny, temperature):
+  model, graphdef, params, prompts, mask = tiny
+  cfg = sampler.SamplingConfig(max_new_tokens=12, temperature=temperature, eos_id=1)
+  out = sampler.sample(graphdef, params, prompts, mask, jax.random.key(0), cfg=cfg,
+                       group_size=4)
+  prompt_B = jnp.repeat(prompts, 4, 0)
+  mask_B = jnp.repeat(mask, 4, 0)
+  logp, ent = completion_logp_entropy(model, prompt_B, mask_B, out.tokens,
+                                      temperature=temperature, chunk=5)
+  np.testing.assert_allclose(out.logp, logp * out.mask, atol=2e-5)
+  np.testing.assert_allclose(out.entropy, ent * out.mask, atol=2e-5)
+
+
+def test_deterministic_per_key_and_groups_differ(tiny):
+  _, graphdef, params, prompts, mask = tiny
+  cfg = sampler.SamplingConfig(max_new_tokens=10, eos_id=1)
+  a = sampler.sample(graphdef, params, prompts, mask, jax.random.key(3), cfg=cfg, group_size=4)
+  b = sampler.sample(graphdef, params, prompts, mask, jax.random.key(3), cfg=cfg, group_size=4)
+  c = sampler.sample(graphdef, params, prompts, mask, jax.random.key(4), cfg=cfg, group_size=4)
+  np.testing.assert_array_equal(a.tokens, b.tokens)
+  assert not np.array_equal(a.tokens, c.tokens)
+  assert len({tuple(r) for r in np.asarray(a.tokens[:4])}) > 1  # G samples of one prompt
+
+
+def test_completion_mask_through_eos():
+  toks = jnp.array([[5, 1, 0, 0], [5, 6, 7, 8], [1, 0, 0, 0]])
+  np.testing.assert_array_equal(sampler.completion_mask(toks, 1),
+                                [[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]])
+
+
+def test_top_k_top_p_filtering():
+  logits = jnp.log(jnp.array([[0.5, 0.3, 0.15, 0.05]]))
+  z = sampler.filter_logits(logits, sampler.SamplingConfig(max_new_tokens=1, top_k=2))
+  assert np.isfinite(np.asarray(z) > -1e29).all() and (np.asarray(z[0]) > -1e29).sum() == 2
+  z = sampler.filter_logits(logits, sampler.SamplingConfig(max_new_tokens=1, top_p=0.8))
+  assert (np.asarray(z[0]) > -1e29).tolist() == [True, True, False, False]   # 0.5 + 0.3 >= 0.8
+  z = sampler.filter_logits(logits, sampler.SamplingConfig(max_new_tokens=1, top_p=0.81))
+  assert (np.asarray(z[0]) > -1e29).tolist() == [True, True, True, False]
+  z = sampler.filter_logits(logits, sampler.SamplingConfig(max_new_tokens=1, top_p=0.1))
+  assert (np.asarray(z[0]) > -1e29).tolist() == [True, False, False, False]
+
+
+def test_truncated_sampling_logp_is_of_the_truncated_distribution(tiny):
+  _, graphdef, params, prompts, mask = tiny
+  cfg = sampler.SamplingConfig(max_new_tokens=6, top_k=1, eos_id=1)
+  out = sampler.sample(graphdef, params, prompts, mask, jax.random.key(0), cfg=cfg, group_size=2)
+  np.testing.assert_allclose(out.logp, 0.0, atol=1e-6)      # greedy: prob 1
+  np.testing.assert_allclose(out.entropy, 0.0, atol=1e-6)
+
+
+def test_finished_rows_are_padded(tiny):
+  """A model that always emits EOS stops every row after one token."""
+  _, graphdef, params, prompts, mask = tiny
+  params = jax.tree.map(lambda x: x, params)
+  params["lm_head"] = params["lm_head"].at[:, 1].add(1e3)
+  cfg = sampler.SamplingConfig(max_new_tokens=5, eos_id=1)
+  out = sampler.sample(graphdef, params, prompts, mask, jax.random.key(0), cfg=cfg, group_size=2)
+  np.testing.assert_array_equal(out.tokens[:, 0], 1)
+  np.testing.assert_array_equal(out.tokens[:, 1:], 0)
+  np.testing.assert_array_equal(out.mask.sum(1), 1)
+
+
+def test_does_not_recompile_across_keys(tiny):
+  _, graphdef, params, prompts, mask = tiny
+  cfg = sampler.SamplingConfig(max_new_tokens=8, eos_id=1)
+  fn = chex.assert_max_traces(sampler.sample.__wrapped__, n=1)
+  jitted = jax.jit(fn, static_argnames=("graphdef", "cfg", "group_size"))
+  for seed in range(3):
+    jitted(graphdef, params, prompts, mask, jax.random.key(seed), cfg=cfg, group_size=2)
+
+
+def test_bad_sampling_config():
+  with pytest.raises(ValueError, match="top_p"):
+    sampler.SamplingConfig(max_new_tokens=4, top_p=1.5)
+  with pytest.raises(ValueError, match="temperature"):
+    sampler.SamplingConfig(max_new_tokens=4, temperature=0.0)
