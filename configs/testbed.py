@@ -39,11 +39,12 @@ def get_config(arg: str = ""):
   c.task.eval_seed = 1234
 
   c.pretrain = ml_collections.ConfigDict()
-  c.pretrain.steps = 600
+  c.pretrain.steps = 1000
   c.pretrain.batch_size = 128
+  c.pretrain.clean_fraction = 0.4    # correct traces first: shortens the arithmetic plateau
   c.pretrain.log_every = 50
   c.pretrain.optim = ml_collections.ConfigDict(dict(
-      lr=2e-3, schedule="cosine", warmup_steps=50, weight_decay=0.01, grad_clip=1.0,
+      lr=3e-3, schedule="cosine", warmup_steps=50, weight_decay=0.01, grad_clip=1.0,
       b1=0.9, b2=0.99))
 
   c.rl = ml_collections.ConfigDict()

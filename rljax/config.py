@@ -54,10 +54,18 @@ class OptimConfig:
 
 @dataclasses.dataclass(frozen=True)
 class PretrainConfig:
-  """Supervised pretraining of the testbed's base model on noisy traces."""
+  """Supervised pretraining of the testbed's base model.
 
-  steps: int = 800
+  The first `clean_fraction` of the steps train on correct traces, the rest on
+  noisy ones. Digit arithmetic has no first-order signal (the units digit of
+  a + b is independent of a and of b alone), so it is learned after a plateau;
+  clean traces shorten the plateau, and the noisy phase then teaches the
+  imperfect, diverse sampling that gives RL something to sharpen.
+  """
+
+  steps: int = 1000
   batch_size: int = 128
+  clean_fraction: float = 0.4
   optim: OptimConfig = OptimConfig(lr=2e-3, schedule="cosine", warmup_steps=50,
                                    weight_decay=0.01)
   log_every: int = 50

@@ -56,7 +56,8 @@ def _base_params(cfg, model_cfg, task, tok, mesh, workdir):
   if ckpt.latest_step() is not None:
     state, _ = ckpt.restore(state)
   if int(state.step) < cfg.pretrain.steps:
-    batches = sft_batch_fn(task, tok, cfg.pretrain.batch_size, cfg.prompt_len, cfg.completion_len)
+    batches = sft_batch_fn(task, tok, cfg.pretrain.batch_size, cfg.prompt_len, cfg.completion_len,
+                           clean_steps=int(cfg.pretrain.clean_fraction * cfg.pretrain.steps))
     writer = MetricsWriter(workdir, "pretrain_metrics", resume_step=int(state.step))
     state = pretrain(state, make_sft_step(graphdef, optimizer, sh, mesh), batches,
                      cfg.pretrain.steps, writer, cfg.pretrain.log_every)

@@ -109,8 +109,8 @@ PRESETS: dict[str, ModelConfig] = {
                         qkv_bias=True, qk_norm=True, tie_embeddings=False,
                         max_seq_len=128),
     # The built-in testbed's policy (vocab is replaced by the tokenizer's).
-    "testbed": ModelConfig(vocab_size=48, d_model=128, n_layers=3, n_heads=4,
-                           n_kv_heads=2, head_dim=32, mlp_dim=384,
+    "testbed": ModelConfig(vocab_size=48, d_model=64, n_layers=3, n_heads=4,
+                           n_kv_heads=2, head_dim=16, mlp_dim=192,
                            rope_theta=10_000.0, tie_embeddings=True,
                            max_seq_len=128),
     "qwen2.5-0.5b": _qwen2(151_936, 896, 24, 14, 2, 4864, tie=True),

@@ -31,7 +31,8 @@ class TestbedTask:
   def tag(problem: testbed.Problem) -> str:
     return f"tier{problem.steps}"
 
-  def noisy_traces(self, index: int, size: int, stream_offset: int = 1_000_000):
+  def noisy_traces(self, index: int, size: int, stream_offset: int = 1_000_000,
+                   noise: float | None = None):
     """(problems, noisy traces) for pretraining batch `index`, all of one tier.
 
     One tier per batch (cycling) keeps padding short: a batch is only as long
@@ -41,7 +42,8 @@ class TestbedTask:
     tier = self.cfg.tiers[index % len(self.cfg.tiers)]
     problems = self.stream.batch(stream_offset + index, size, tier=tier)
     rng = self.stream.rng_for(stream_offset + index)
-    traces = [testbed.make_trace(p, rng, self.cfg.step_noise, self.cfg.max_offset)
+    noise = self.cfg.step_noise if noise is None else noise
+    traces = [testbed.make_trace(p, rng, noise, self.cfg.max_offset)
               for p in problems]
     return problems, traces
 
@@ -55,10 +57,11 @@ def build_tokenizer(task: TestbedTask, vocab_size: int) -> Tokenizer:
 
 
 def sft_batch_fn(task: TestbedTask, tokenizer: Tokenizer, batch_size: int,
-                 prompt_len: int, completion_len: int):
-  """batches(i) -> numpy batch of noisy traces for pretraining step i."""
+                 prompt_len: int, completion_len: int, clean_steps: int = 0):
+  """batches(i) -> numpy batch for pretraining step i: clean traces before `clean_steps`."""
   def batches(index: int) -> dict:
-    problems, traces = task.noisy_traces(index, batch_size)
+    problems, traces = task.noisy_traces(index, batch_size,
+                                         noise=0.0 if index < clean_steps else None)
     prompt, prompt_mask = tokenizer.encode_prompts([p.prompt for p in problems], prompt_len)
     tokens, mask = tokenizer.encode_completions(traces, completion_len)
     # Trim the padding down to a multiple of 8: one or two shapes per tier.
