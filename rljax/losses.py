@@ -1,8 +1,9 @@
-"""Policy losses, KL estimators, aggregation modes and the composed GRPO objective.
+"""The public loss API: policy-loss registry, KL estimators and the composed GRPO objective.
 
 All functions take [B, T] float arrays (B rollouts, T completion tokens) and a
 0/1 `mask` (generated tokens up to and including EOS). Formulas follow
-algorithms.md §0.2 (aggregation), §0.4 (KL), §0.5 (entropy) and §1 (PPO/GRPO).
+algorithms.md §0.2 (aggregation), §0.4 (KL), §0.5 (entropy) and §1 (PPO/GRPO);
+the surrogates themselves live in `rljax.policy_losses`.
 """
 
 from __future__ import annotations
@@ -13,42 +14,13 @@ import inspect
 import jax
 import jax.numpy as jnp
 
+from rljax import policy_losses
+from rljax.aggregation import AGG_MODES, aggregate, masked_mean
+
 sg = jax.lax.stop_gradient
 
-AGG_MODES = ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum",
-             "seq-mean-token-sum-norm")
-
-
-def aggregate(loss_BxT, mask_BxT, mode: str, norm_constant: float | None = None):
-  """Reduces per-token values to a scalar (verl 0.9.1 `agg_loss`, called locally).
-
-  token-mean:              sum(M L) / sum(M)
-  seq-mean-token-mean:     mean over non-empty rows of sum_t(M L) / n_b
-  seq-mean-token-sum:      mean over non-empty rows of sum_t(M L)
-  seq-mean-token-sum-norm: mean over non-empty rows of sum_t(M L), / norm_constant
-                           (default the padded length T; Dr. GRPO wants a constant).
-  Empty denominators are floored at 1 so an all-masked batch gives 0, not NaN.
-  """
-  mask = mask_BxT.astype(jnp.float32)
-  masked = loss_BxT * mask
-  n_tokens_B = mask.sum(axis=-1)
-  n_seqs = jnp.maximum((n_tokens_B > 0).sum(), 1)
-  if mode == "token-mean":
-    return masked.sum() / jnp.maximum(mask.sum(), 1.0)
-  if mode == "seq-mean-token-mean":
-    return (masked.sum(-1) / (n_tokens_B + 1e-8)).sum() / n_seqs
-  if mode == "seq-mean-token-sum":
-    return masked.sum() / n_seqs
-  if mode == "seq-mean-token-sum-norm":
-    norm = loss_BxT.shape[-1] if norm_constant is None else norm_constant
-    return masked.sum() / n_seqs / norm
-  raise ValueError(f"Unknown aggregation mode {mode!r}; valid: {list(AGG_MODES)}")
-
-
-def masked_mean(x_BxT, mask_BxT):
-  """Token mean over the mask, as verl's metrics compute it (sum M + 1e-8)."""
-  return (x_BxT * mask_BxT).sum() / (mask_BxT.sum() + 1e-8)
-
+__all__ = ["AGG_MODES", "aggregate", "masked_mean", "kl_penalty", "policy_loss",
+           "POLICY_LOSSES", "LossConfig", "grpo_objective"]
 
 def _kl_base(delta, kind):
   if kind == "k1":
@@ -83,36 +55,17 @@ def kl_penalty(logp, ref_logp, kind: str):
   return _kl_base(delta, kind)
 
 
-def ppo(logp, old_logp, advantages, mask, *, agg="token-mean", norm_constant=None,
-        eps_low: float = 0.2, eps_high: float = 0.2, dual_clip_c: float | None = None):
-  """PPO clipped surrogate with decoupled bounds and optional dual clip (verl `vanilla`).
-
-  r = exp(clamp(logp - old_logp, -20, 20)); L1 = -A r; L2 = -A clip(r, 1-eps_low, 1+eps_high);
-  L = max(L1, L2); for A < 0, L = min(L, -A c) (dual clip, Ye et al. 2020).
-  Clip-higher (DAPO, arXiv 2503.14476) is eps_high > eps_low.
-  """
-  log_ratio = jnp.clip(logp - old_logp, -20.0, 20.0)
-  ratio = jnp.exp(log_ratio)
-  l1 = -advantages * ratio
-  l2 = -advantages * jnp.clip(ratio, 1.0 - eps_low, 1.0 + eps_high)
-  # where(L2 > L1) rather than maximum: torch semantics at ties (algorithms.md §1).
-  clipped = l2 > l1
-  loss = jnp.where(clipped, l2, l1)
-  metrics = {"clipfrac": masked_mean(clipped.astype(jnp.float32), mask),
-             "clipfrac_high": masked_mean((clipped & (advantages > 0)).astype(jnp.float32), mask),
-             "clipfrac_low": masked_mean((clipped & (advantages < 0)).astype(jnp.float32), mask),
-             "ppo_kl": masked_mean(-log_ratio, mask)}
-  if dual_clip_c is not None:
-    if dual_clip_c <= 1.0:
-      raise ValueError(f"dual_clip_c must be > 1, got {dual_clip_c}")
-    dual = -advantages * dual_clip_c
-    lower = (advantages < 0) & (loss > dual)
-    loss = jnp.where(lower, dual, loss)
-    metrics["clipfrac_dual"] = masked_mean(lower.astype(jnp.float32), mask)
-  return aggregate(loss, mask, agg, norm_constant), metrics
-
-
-POLICY_LOSSES = {"ppo": ppo}
+POLICY_LOSSES = {
+    "ppo": policy_losses.ppo,
+    "clip_cov": policy_losses.clip_cov,
+    "kl_cov": policy_losses.kl_cov,
+    "gppo": policy_losses.gppo,
+    "gspo": policy_losses.gspo,
+    "cispo": policy_losses.cispo,
+    "gmpo": policy_losses.gmpo,
+    "sapo": policy_losses.sapo,
+    "gpg": policy_losses.gpg,
+}
 
 
 def policy_loss(name: str, logp, old_logp, advantages, mask, *, agg="token-mean",
@@ -139,12 +92,16 @@ class LossConfig:
   """The GRPO objective: loss = pg - entropy_coef * H_agg + kl_coef * KL_agg.
 
   Attributes:
-    policy_loss: name in `POLICY_LOSSES`.
+    policy_loss: name in `POLICY_LOSSES`; it reads the hyperparameter fields it accepts.
     agg: aggregation mode (one of `AGG_MODES`), shared by all three terms (verl).
     norm_constant: the constant of seq-mean-token-sum-norm (None: padded T).
-    eps_low, eps_high, dual_clip_c: PPO clip range and dual clip (None = off).
+    eps_low, eps_high, dual_clip_c: clip range and dual clip (None = off).
+    clip_cov_ratio, clip_cov_lb, clip_cov_ub: Clip-Cov (§5).
+    kl_cov_ratio, kl_cov_coef: KL-Cov (§6).
+    gppo_beta1, gppo_beta2, gppo_only_high: GPPO (§7).
+    tau_pos, tau_neg: SAPO (§17).
     entropy_coef: entropy bonus; positive raises entropy (verl subtracts it).
-    kl_coef: weight of KL(pi || pi_ref) in the loss; 0 skips the reference model.
+    kl_coef: weight of KL(pi || pi_ref) in the loss.
     kl_estimator: one of `KL_KINDS`.
   """
 
@@ -154,17 +111,43 @@ class LossConfig:
   eps_low: float = 0.2
   eps_high: float = 0.2
   dual_clip_c: float | None = None
+  clip_cov_ratio: float = 2e-4
+  clip_cov_lb: float = 1.0
+  clip_cov_ub: float = 5.0
+  kl_cov_ratio: float = 2e-4
+  kl_cov_coef: float = 1.0
+  gppo_beta1: float = 1.0
+  gppo_beta2: float = 1.0
+  gppo_only_high: bool = False
+  tau_pos: float = 1.0
+  tau_neg: float = 1.05
   entropy_coef: float = 0.0
   kl_coef: float = 0.0
   kl_estimator: str = "k3"
 
+  def __post_init__(self):
+    if self.policy_loss not in POLICY_LOSSES:
+      raise ValueError(f"loss.policy_loss {self.policy_loss!r} is unknown; "
+                       f"valid: {sorted(POLICY_LOSSES)}")
+    if self.agg not in AGG_MODES:
+      raise ValueError(f"loss.agg {self.agg!r} is unknown; valid: {list(AGG_MODES)}")
+    if self.kl_estimator not in KL_KINDS:
+      raise ValueError(f"loss.kl_estimator {self.kl_estimator!r} is unknown; "
+                       f"valid: {list(KL_KINDS)}")
 
-def grpo_objective(cfg: LossConfig, logp, old_logp, ref_logp, entropy, advantages_B, mask):
+  def hparams(self) -> dict:
+    """The fields the chosen policy loss accepts, by name."""
+    params = inspect.signature(POLICY_LOSSES[self.policy_loss]).parameters
+    return {k: getattr(self, k) for k in params if k in self.__dataclass_fields__
+            and k not in ("agg",)}
+
+
+def grpo_objective(cfg: LossConfig, logp, old_logp, ref_logp, entropy, advantages_B, mask,
+                   rng=None):
   """Entropy-regularised GRPO loss and its metrics (algorithms.md §1)."""
   adv_BxT = advantages_B[:, None] * mask
   pg, metrics = policy_loss(cfg.policy_loss, logp, old_logp, adv_BxT, mask, agg=cfg.agg,
-                            norm_constant=cfg.norm_constant, eps_low=cfg.eps_low,
-                            eps_high=cfg.eps_high, dual_clip_c=cfg.dual_clip_c)
+                            rng=rng, **cfg.hparams())
   ent = aggregate(entropy, mask, cfg.agg, cfg.norm_constant)
   loss = pg - cfg.entropy_coef * ent
   metrics = dict(metrics, pg_loss=pg, entropy=ent)

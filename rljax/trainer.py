@@ -35,14 +35,17 @@ _BATCH_KEYS = ("prompt", "prompt_mask", "tokens", "mask", "old_logp", "ref_logp"
 
 
 def rl_update(graphdef, optimizer, loss_cfg: LossConfig, temperature: float,
-              state: TrainState, mb: dict):
-  """One optimizer step of the GRPO objective on minibatch `mb`; skips non-finite steps."""
+              state: TrainState, mb: dict, key):
+  """One optimizer step of the GRPO objective on minibatch `mb`; skips non-finite steps.
+
+  `key` feeds the losses that draw random numbers (Clip-Cov's token selection).
+  """
   def loss_fn(params):
     model = nnx.merge(graphdef, params)
     logp, ent = completion_logp_entropy(model, mb["prompt"], mb["prompt_mask"], mb["tokens"],
                                         temperature=temperature)
     return grpo_objective(loss_cfg, logp, mb["old_logp"], mb["ref_logp"], ent, mb["adv"],
-                          mb["mask"])
+                          mb["mask"], rng=key)
 
   (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
@@ -73,7 +76,7 @@ class RLTrainer:
     batch_sh = {k: sharding.batch_sharding(mesh, 1 if k == "adv" else 2) for k in _BATCH_KEYS}
     temp = cfg.sampling.temperature
     self.update = jax.jit(functools.partial(rl_update, graphdef, optimizer, cfg.loss, temp),
-                          in_shardings=(state_shardings, batch_sh),
+                          in_shardings=(state_shardings, batch_sh, sharding.replicated(mesh)),
                           out_shardings=(state_shardings, sharding.replicated(mesh)),
                           donate_argnums=(0,))
     ref_keys = ("prompt", "prompt_mask", "tokens", "mask")
@@ -122,11 +125,14 @@ class RLTrainer:
     mb_size = b // cfg.rl.minibatches
     key = np.random.default_rng((int(jax.device_get(state.rng)[1]), step))
     per_mb = []
-    for _ in range(cfg.rl.epochs):
+    step_key = jax.random.fold_in(state.rng, step)
+    for epoch in range(cfg.rl.epochs):
       perm = key.permutation(b)
       for j in range(cfg.rl.minibatches):
         idx = perm[j * mb_size:(j + 1) * mb_size]
-        state, m = self.update(state, {k: np.asarray(v)[idx] for k, v in batch.items()})
+        loss_key = jax.random.fold_in(step_key, 1 + epoch * cfg.rl.minibatches + j)
+        state, m = self.update(state, {k: np.asarray(v)[idx] for k, v in batch.items()},
+                               loss_key)
         per_mb.append(m)
     state = state.replace(step=jnp.asarray(step + 1, jnp.int32))
     per_mb = jax.device_get(per_mb)

@@ -116,3 +116,94 @@ def test_grpo_objective_entropy_sign_and_kl():
   kl = float(losses.aggregate(logp - old, mask, "token-mean"))
   np.testing.assert_allclose(l1, l0 - 0.1 * 2.0 + 0.5 * kl, rtol=1e-6)
   np.testing.assert_allclose(m["kl"], kl, rtol=1e-6)
+
+
+# §T16: every policy loss on the §T6 batch, eps 0.2 / 0.28 unless stated.
+@pytest.mark.parametrize("name,hp,token_mean,seq_mean,metric", [
+    ("gspo", dict(eps_low=3e-4, eps_high=4e-4), -0.154269, -0.000367, ("clipfrac", 0.769231)),
+    ("cispo", dict(eps_low=0.2, eps_high=0.28), 0.252308, -0.016889, ("clipfrac", 0.153846)),
+    ("sapo", dict(tau_pos=1.0, tau_neg=1.05), -0.153642, -0.153642, None),
+    ("gmpo", dict(eps_low=0.2, eps_high=0.28), -0.051469, -0.051469, ("clipfrac", 0.076923)),
+    ("gpg", {}, 0.061538, -0.182222, None),
+])
+def test_t16_policy_losses(name, hp, token_mean, seq_mean, metric):
+  logp, old, adv, mask = t6_batch()
+  loss, m = losses.policy_loss(name, logp, old, adv, mask, agg="token-mean", **hp)
+  np.testing.assert_allclose(loss, token_mean, atol=2e-6)
+  if metric:
+    np.testing.assert_allclose(m[metric[0]], metric[1], atol=1e-6)
+  loss, _ = losses.policy_loss(name, logp, old, adv, mask, agg="seq-mean-token-mean", **hp)
+  np.testing.assert_allclose(loss, seq_mean, atol=2e-6)
+
+
+def test_gmpo_lower_clipfrac():
+  logp, old, adv, mask = t6_batch()
+  _, m = losses.policy_loss("gmpo", logp, old, adv, mask, eps_low=0.2, eps_high=0.28)
+  np.testing.assert_allclose(m["clipfrac_lower"], 0.076923, atol=1e-6)
+
+
+def test_clip_cov_t6():
+  """Exactly one of the 4 eligible tokens (0,0), (0,1), (0,3), (2,2) is zeroed."""
+  logp, old, adv, mask = t6_batch()
+  seen = set()
+  for seed in range(40):
+    loss, m = losses.policy_loss("clip_cov", logp, old, adv, mask, rng=jax.random.key(seed),
+                                 eps_low=0.2, eps_high=0.28)
+    np.testing.assert_allclose(m["clipfrac"], 1 / 13, atol=1e-6)
+    seen.add(round(float(loss), 5))
+  # -0.0584615 when a row-0 token is dropped, -0.2892308 when (2, 2) is.
+  assert seen == {round(-0.0584615, 5), round(-0.2892308, 5)}
+  with pytest.raises(ValueError, match="rng"):
+    losses.policy_loss("clip_cov", logp, old, adv, mask)
+
+
+def test_clip_cov_zeroes_gradient_of_selected_token():
+  logp, old, adv, mask = t6_batch()
+  grad = jax.grad(lambda lp: losses.policy_loss(
+      "clip_cov", lp, old, adv, mask, rng=jax.random.key(0), eps_low=0.2, eps_high=0.28,
+      clip_cov_ratio=0.3)[0])(logp)
+  # ratio 0.3: floor(3.9) = 3 of the 4 eligible tokens lose their gradient.
+  eligible = [(0, 0), (0, 1), (0, 3), (2, 2)]
+  assert sum(float(grad[i, j]) == 0.0 for i, j in eligible) == 3
+
+
+@pytest.mark.parametrize("ratio,expected", [(2e-4, -0.2597784), (0.2, -0.2213168)])
+def test_kl_cov_t6(ratio, expected):
+  logp, old, adv, mask = t6_batch()
+  loss, m = losses.policy_loss("kl_cov", logp, old, adv, mask, kl_cov_ratio=ratio,
+                               kl_cov_coef=1.0)
+  np.testing.assert_allclose(loss, expected, atol=1e-6)
+  np.testing.assert_allclose(m["ppo_kl"], 0.0692308, atol=1e-6)
+
+
+@pytest.mark.parametrize("r,a,beta1,only_high,value,grad", [
+    (1.5, 1., 1.0, False, -1.28, -1.28),   # §T7: PPO would give 0 gradient
+    (0.5, -1., 1.0, False, 0.80, 0.80),
+    (0.5, -1., 0.25, False, 0.20, 0.20),   # beta scales value and gradient
+    (0.5, -1., 1.0, True, 0.80, 0.0),      # only_high: ordinary clip on the low side
+    (1.1, 1., 1.0, False, -1.10, -1.10),
+    (0.5, 1., 1.0, False, -0.50, -0.50),
+    (12., -1., 1.0, False, 10.0, 0.0),     # dual clip c = 10
+])
+def test_gppo_t7(r, a, beta1, only_high, value, grad):
+  def f(lp):
+    return losses.policy_loss("gppo", lp, jnp.zeros((1, 1)), jnp.full((1, 1), a),
+                              jnp.ones((1, 1)), eps_low=0.2, eps_high=0.28, dual_clip_c=10.0,
+                              gppo_beta1=beta1, gppo_only_high=only_high)[0]
+  lp = jnp.full((1, 1), np.log(r))
+  np.testing.assert_allclose(f(lp), value, atol=1e-5)
+  np.testing.assert_allclose(jax.grad(f)(lp)[0, 0], grad, atol=1e-5)
+
+
+def test_sapo_gradient_at_ratio_one_is_minus_a():
+  f = lambda lp: losses.policy_loss("sapo", lp, jnp.zeros((1, 1)), jnp.full((1, 1), 0.7),
+                                    jnp.ones((1, 1)))[0]
+  np.testing.assert_allclose(f(jnp.zeros((1, 1))), -2 * 0.7, atol=1e-6)
+  np.testing.assert_allclose(jax.grad(f)(jnp.zeros((1, 1)))[0, 0], -0.7, atol=1e-6)
+
+
+def test_loss_config_passes_only_accepted_hparams():
+  cfg = losses.LossConfig(policy_loss="kl_cov", kl_cov_ratio=0.2)
+  assert set(cfg.hparams()) == {"kl_cov_ratio", "kl_cov_coef", "norm_constant"}
+  with pytest.raises(ValueError, match="clip_cov"):
+    losses.LossConfig(policy_loss="clipcov")

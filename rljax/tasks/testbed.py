@@ -58,7 +58,7 @@ class TestbedConfig:
 
   families: tuple[str, ...] = FAMILIES
   tiers: tuple[int, ...] = (2, 3, 5)
-  step_noise: float = 0.5
+  step_noise: float = 0.6
   max_offset: int = 9
   eval_per_cell: int = 50
   eval_seed: int = 1234
