@@ -39,12 +39,15 @@ def get_config(arg: str = ""):
   c.task.eval_seed = 1234
 
   c.pretrain = ml_collections.ConfigDict()
-  c.pretrain.steps = 1000
   c.pretrain.batch_size = 128
-  c.pretrain.clean_fraction = 0.4    # correct traces first: shortens the arithmetic plateau
+  # Correct traces until the arithmetic is learned (loss < target) or the cap,
+  # then noisy traces: a base model that has the skill but samples imperfectly.
+  c.pretrain.clean_max_steps = 1000
+  c.pretrain.clean_target_loss = 0.05
+  c.pretrain.noisy_steps = 500
   c.pretrain.log_every = 50
   c.pretrain.optim = ml_collections.ConfigDict(dict(
-      lr=3e-3, schedule="cosine", warmup_steps=50, weight_decay=0.01, grad_clip=1.0,
+      lr=3e-3, schedule="constant", warmup_steps=50, weight_decay=0.01, grad_clip=1.0,
       b1=0.9, b2=0.99))
 
   c.rl = ml_collections.ConfigDict()
@@ -75,7 +78,8 @@ def get_config(arg: str = ""):
   c.eval = ml_collections.ConfigDict(dict(n_samples=16, batch_rollouts=1024))
 
   if runlocal:
-    c.pretrain.steps = 250
+    c.pretrain.clean_max_steps = 150
+    c.pretrain.noisy_steps = 100
     c.rl.steps = 10
     c.rl.prompts_per_step = 16
     c.rl.eval_every = 5

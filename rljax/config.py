@@ -54,20 +54,28 @@ class OptimConfig:
 
 @dataclasses.dataclass(frozen=True)
 class PretrainConfig:
-  """Supervised pretraining of the testbed's base model.
+  """Two-phase supervised pretraining of the testbed's base model (see `rljax.sft.pretrain`).
 
-  The first `clean_fraction` of the steps train on correct traces, the rest on
-  noisy ones. Digit arithmetic has no first-order signal (the units digit of
-  a + b is independent of a and of b alone), so it is learned after a plateau;
-  clean traces shorten the plateau, and the noisy phase then teaches the
-  imperfect, diverse sampling that gives RL something to sharpen.
+  Digit arithmetic has no first-order signal (the units digit of a + b is
+  independent of a and of b alone), so it is learned after a plateau whose
+  length varies with the seed. Clean traces shorten it; the phase ends once the
+  loss shows the skill was learned. The noisy phase then teaches the imperfect,
+  diverse sampling that gives RL something to sharpen.
+
+  Attributes:
+    batch_size: sequences per step.
+    clean_max_steps: cap on the clean phase.
+    clean_target_loss: window-mean loss that ends the clean phase early.
+    noisy_steps: steps on noisy traces, with cosine decay to 10% of the lr.
+    optim: AdamW settings (the phase schedule multiplies its updates).
+    log_every: window of the loss check and of the logged rows.
   """
 
-  steps: int = 1000
   batch_size: int = 128
-  clean_fraction: float = 0.4
-  optim: OptimConfig = OptimConfig(lr=2e-3, schedule="cosine", warmup_steps=50,
-                                   weight_decay=0.01)
+  clean_max_steps: int = 1000
+  clean_target_loss: float = 0.05
+  noisy_steps: int = 500
+  optim: OptimConfig = OptimConfig(lr=3e-3, warmup_steps=50, weight_decay=0.01)
   log_every: int = 50
 
 

@@ -48,21 +48,21 @@ def _tokenizer(task, cfg, workdir) -> Tokenizer:
 def _base_params(cfg, model_cfg, task, tok, mesh, workdir):
   """Pretrained base parameters, from `workdir/base` when already trained."""
   graphdef, abs_state = train_state.abstract_model(model_cfg)
-  optimizer = train_state.make_optimizer(cfg.pretrain.optim, cfg.pretrain.steps)
+  optimizer = train_state.make_optimizer(
+      cfg.pretrain.optim, cfg.pretrain.clean_max_steps + cfg.pretrain.noisy_steps)
   sh = train_state.state_shardings(graphdef, abs_state, optimizer, mesh, with_reference=False)
   params = train_state.init_params(model_cfg, cfg.seed, sh.params)
   state = train_state.new_state(params, optimizer, sh, cfg.seed, with_reference=False)
   ckpt = Checkpointer(os.path.join(workdir, "base"), max_to_keep=1)
   if ckpt.latest_step() is not None:
     state, _ = ckpt.restore(state)
-  if int(state.step) < cfg.pretrain.steps:
-    batches = sft_batch_fn(task, tok, cfg.pretrain.batch_size, cfg.prompt_len, cfg.completion_len,
-                           clean_steps=int(cfg.pretrain.clean_fraction * cfg.pretrain.steps))
-    writer = MetricsWriter(workdir, "pretrain_metrics", resume_step=int(state.step))
-    state = pretrain(state, make_sft_step(graphdef, optimizer, sh, mesh), batches,
-                     cfg.pretrain.steps, writer, cfg.pretrain.log_every)
+  else:
+    batches = sft_batch_fn(task, tok, cfg.pretrain.batch_size, cfg.prompt_len, cfg.completion_len)
+    writer = MetricsWriter(workdir, "pretrain_metrics")
+    state, switch = pretrain(state, make_sft_step(graphdef, optimizer, sh, mesh), batches,
+                             cfg.pretrain, writer)
     writer.close()
-    ckpt.save(cfg.pretrain.steps, state, {"step": cfg.pretrain.steps})
+    ckpt.save(int(state.step), state, {"step": int(state.step), "clean_steps": switch})
   ckpt.close()
   return graphdef, state.params
 

@@ -21,8 +21,12 @@ from rljax.logprobs import completion_logp_entropy
 from rljax.train_state import TrainState, isfinite_tree
 
 
-def sft_update(graphdef, optimizer, state: TrainState, batch: dict):
-  """One AdamW step on the token-mean negative log-likelihood of `batch["tokens"]`."""
+def sft_update(graphdef, optimizer, state: TrainState, batch: dict, lr_scale):
+  """One AdamW step on the token-mean NLL of `batch["tokens"]`, its update times `lr_scale`.
+
+  `lr_scale` lets the host drive a schedule whose length is only known at run
+  time (the two-phase pretraining below) without recompiling.
+  """
   def loss_fn(params):
     model = nnx.merge(graphdef, params)
     logp_BxT, _ = completion_logp_entropy(model, batch["prompt"], batch["prompt_mask"],
@@ -32,38 +36,59 @@ def sft_update(graphdef, optimizer, state: TrainState, batch: dict):
 
   loss, grads = jax.value_and_grad(loss_fn)(state.params)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+  updates = jax.tree.map(lambda u: u * lr_scale, updates)
   ok = jax.numpy.isfinite(loss) & isfinite_tree(grads)
   new = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
                       opt_state=opt_state)
   # A non-finite loss or gradient skips the update instead of poisoning the params.
   new = jax.tree.map(lambda a, b: jax.numpy.where(ok, a, b), new, state)
-  return new, {"loss": loss, "grad_norm": optax.global_norm(grads), "skipped": ~ok}
+  return new, {"loss": loss, "grad_norm": optax.tree.norm(grads), "skipped": ~ok}
 
 
 def make_sft_step(graphdef, optimizer, state_shardings, mesh):
   batch_sh = {k: sharding.batch_sharding(mesh, 2)
               for k in ("prompt", "prompt_mask", "tokens", "mask")}
   return jax.jit(functools.partial(sft_update, graphdef, optimizer),
-                 in_shardings=(state_shardings, batch_sh),
+                 in_shardings=(state_shardings, batch_sh, sharding.replicated(mesh)),
                  out_shardings=(state_shardings, sharding.replicated(mesh)),
                  donate_argnums=(0,))
 
 
-def pretrain(state: TrainState, step_fn, batches, num_steps: int, writer=None,
-             log_every: int = 50, desc: str = "pretrain") -> TrainState:
-  """Runs `num_steps` updates from `state.step`; `batches(i)` gives batch i as numpy arrays."""
-  start = int(state.step)
-  bar = tqdm(range(start, num_steps), desc=desc, initial=start, total=num_steps,
-             dynamic_ncols=True)
-  t0, losses = time.time(), []
-  for i in bar:
-    state, m = step_fn(state, batches(i))
+def pretrain(state: TrainState, step_fn, batches, cfg, writer=None,
+             desc: str = "pretrain") -> tuple[TrainState, int]:
+  """Two-phase pretraining from step 0; returns (state, step at which the phase switched).
+
+  Phase 1 trains on correct traces (`batches(i, clean=True)`) until the mean loss of
+  a `cfg.log_every` window drops below `cfg.clean_target_loss` (the skill has been
+  learned) or `cfg.clean_max_steps` pass. Phase 2 trains `cfg.noisy_steps` on noisy
+  traces with a cosine decay of the learning rate to 10%. Adapting the switch to
+  the loss makes the recipe robust to seeds whose arithmetic plateau lasts longer.
+  """
+  bar = tqdm(total=cfg.clean_max_steps + cfg.noisy_steps, desc=desc, dynamic_ncols=True)
+  t0, losses, switch, i = time.time(), [], None, int(state.step)
+  while switch is None or i < switch + cfg.noisy_steps:
+    if switch is None:
+      scale = 1.0
+    else:
+      frac = (i - switch) / max(cfg.noisy_steps, 1)
+      scale = 0.1 + 0.45 * (1 + np.cos(np.pi * frac))
+    state, m = step_fn(state, batches(i, switch is None), np.float32(scale))
     losses.append(m["loss"])
-    if (i + 1) % log_every == 0 or i + 1 == num_steps:
+    i += 1
+    bar.update(1)
+    if i % cfg.log_every == 0:
       loss = float(np.mean(jax.device_get(losses)))
       losses = []
-      bar.set_postfix(loss=f"{loss:.4f}")
+      phase = "clean" if switch is None else "noisy"
+      bar.set_postfix(loss=f"{loss:.4f}", phase=phase)
       if writer is not None:
-        writer.write(i + 1, {"loss": loss, "grad_norm": float(m["grad_norm"]),
-                             "elapsed_s": time.time() - t0})
-  return state
+        writer.write(i, {"loss": loss, "phase_clean": float(switch is None),
+                         "lr_scale": scale, "grad_norm": float(m["grad_norm"]),
+                         "elapsed_s": time.time() - t0})
+      if switch is None and (loss < cfg.clean_target_loss or i >= cfg.clean_max_steps):
+        switch = i
+        bar.total = switch + cfg.noisy_steps
+        tqdm.write(f"pretrain: clean phase ended at step {i} (loss {loss:.4f}); "
+                   f"{cfg.noisy_steps} noisy steps follow")
+  bar.close()
+  return state, switch

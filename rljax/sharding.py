@@ -60,7 +60,7 @@ def logical_to_spec(axes, shape, mesh) -> P:
 def param_shardings(params: nnx.State, mesh) -> dict:
   """NamedShardings (a pure dict like `nnx.to_pure_dict(params)`) from `out_sharding` names."""
   def one(var):
-    shape = var.value.shape
+    shape = var.get_value().shape
     axes = var.get_metadata().get("out_sharding") or (None,) * len(shape)
     return var.replace(NamedSharding(mesh, logical_to_spec(axes, shape, mesh)))
   return nnx.to_pure_dict(jax.tree.map(one, params, is_leaf=lambda x: isinstance(x, nnx.Variable)))

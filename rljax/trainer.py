@@ -52,7 +52,7 @@ def rl_update(graphdef, optimizer, loss_cfg: LossConfig, temperature: float,
   ok = jnp.isfinite(loss) & isfinite_tree(grads)
   new = state.replace(params=optax.apply_updates(state.params, updates), opt_state=opt_state)
   new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
-  return new, dict(metrics, loss=loss, grad_norm=optax.global_norm(grads),
+  return new, dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads),
                    skipped=(~ok).astype(jnp.float32))
 
 

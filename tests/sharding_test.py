@@ -40,7 +40,7 @@ def test_born_sharded_state_and_sharded_step():
              "mask": np.ones((8, 6), np.float32)}
     losses = []
     for _ in range(5):
-      state, m = step(state, batch)
+      state, m = step(state, batch, np.float32(1.0))
       losses.append(float(m["loss"]))
     assert losses[-1] < losses[0]
     assert state.params["blocks"][0]["attn"]["q"].sharding.spec == jax.P("fsdp", "model", None)

@@ -22,8 +22,7 @@ def tiny_config(rl_steps, **rl):
   c.prompt_len = 12
   c.completion_len = 24
   c.sampling.max_new_tokens = 24
-  c.pretrain.steps = 3
-  c.pretrain.batch_size = 8
+  c.pretrain.update(clean_max_steps=2, noisy_steps=2, log_every=1, batch_size=8)
   c.rl.update(steps=rl_steps, prompts_per_step=4, group_size=4, eval_every=2, eval_samples=2,
               checkpoint_every=1, **rl)
   c.eval.n_samples = 4

@@ -57,11 +57,10 @@ def build_tokenizer(task: TestbedTask, vocab_size: int) -> Tokenizer:
 
 
 def sft_batch_fn(task: TestbedTask, tokenizer: Tokenizer, batch_size: int,
-                 prompt_len: int, completion_len: int, clean_steps: int = 0):
-  """batches(i) -> numpy batch for pretraining step i: clean traces before `clean_steps`."""
-  def batches(index: int) -> dict:
-    problems, traces = task.noisy_traces(index, batch_size,
-                                         noise=0.0 if index < clean_steps else None)
+                 prompt_len: int, completion_len: int):
+  """batches(i, clean) -> numpy batch for pretraining step i, correct or noisy traces."""
+  def batches(index: int, clean: bool) -> dict:
+    problems, traces = task.noisy_traces(index, batch_size, noise=0.0 if clean else None)
     prompt, prompt_mask = tokenizer.encode_prompts([p.prompt for p in problems], prompt_len)
     tokens, mask = tokenizer.encode_completions(traces, completion_len)
     # Trim the padding down to a multiple of 8: one or two shapes per tier.

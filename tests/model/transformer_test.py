@@ -77,7 +77,7 @@ def test_every_weight_has_logical_axes():
   _, state = nnx.split(init_model(get_preset("tiny"), 0), nnx.Param)
   for path, var in nnx.to_flat_state(state):
     axes = var.get_metadata()["out_sharding"]
-    assert len(axes) == var.value.ndim, path
+    assert len(axes) == var.get_value().ndim, path
 
 
 def test_bad_config():
