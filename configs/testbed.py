@@ -56,7 +56,9 @@ def get_config(arg: str = ""):
   c.rl.group_size = 8
   c.rl.epochs = 1
   c.rl.minibatches = 1
-  c.rl.advantage = "grpo"
+  c.rl.advantage = "grpo"            # see rljax.advantages.ESTIMATORS
+  c.rl.passk_k = 4                   # k of the "passk" estimator
+  c.rl.grpo_passk_norm = False
   # 1e-4 was stable from weak and strong bases; 3e-4 collapsed a weak one.
   c.rl.optim = ml_collections.ConfigDict(dict(
       lr=1e-4, schedule="constant", warmup_steps=0, weight_decay=0.0, grad_clip=1.0,
@@ -70,9 +72,14 @@ def get_config(arg: str = ""):
       max_new_tokens=c.completion_len, temperature=1.0, top_k=0, top_p=1.0,
       eos_id=1, pad_id=0))
 
+  # policy_loss: ppo | clip_cov | kl_cov | gppo | gspo | cispo | gmpo | sapo | gpg;
+  # each reads the hyperparameters below that it accepts (rljax/policy_losses.py).
   c.loss = ml_collections.ConfigDict(dict(
       policy_loss="ppo", agg="token-mean", norm_constant=None, eps_low=0.2, eps_high=0.2,
-      dual_clip_c=None, entropy_coef=0.0, kl_coef=0.0, kl_estimator="k3"))
+      dual_clip_c=None, clip_cov_ratio=2e-4, clip_cov_lb=1.0, clip_cov_ub=5.0,
+      kl_cov_ratio=2e-4, kl_cov_coef=1.0, gppo_beta1=1.0, gppo_beta2=1.0,
+      gppo_only_high=False, tau_pos=1.0, tau_neg=1.05,
+      entropy_coef=0.0, kl_coef=0.0, kl_estimator="k3"))
 
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, model=1))
   c.eval = ml_collections.ConfigDict(dict(n_samples=16, batch_rollouts=1024))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import inspect
 
+import jax
 import jax.numpy as jnp
 
 # A group's std below this counts as zero variance: its advantages are set to
@@ -57,7 +58,79 @@ def rloo(rewards_B, group_size: int):
   return (r_QxG * g / (g - 1) - r_QxG.mean(axis=1, keepdims=True) * g / (g - 1)).reshape(-1)
 
 
-ESTIMATORS = {"grpo": grpo, "drgrpo": drgrpo, "rloo": rloo}
+def reinforce_pp_baseline(rewards_B, group_size: int, lengths_B=None, eps: float = 1e-8):
+  """REINFORCE++-baseline (verl): subtract the group mean, then whiten over the batch.
+
+  Whitening is over all valid tokens (each rollout weighted by its token count
+  `lengths_B`; equal weights when None) with the unbiased variance:
+  A = (x - mean) / sqrt(var + eps), x = r - mean_g.
+  """
+  r_QxG = _groups(rewards_B, group_size)
+  x_B = (r_QxG - r_QxG.mean(axis=1, keepdims=True)).reshape(-1)
+  w_B = jnp.ones_like(x_B) if lengths_B is None else jnp.asarray(lengths_B, jnp.float32)
+  n = w_B.sum()
+  mean = (w_B * x_B).sum() / n
+  var = (w_B * jnp.square(x_B - mean)).sum() / jnp.maximum(n - 1.0, 1.0)
+  return (x_B - mean) * jax.lax.rsqrt(var + eps)
+
+
+def _comb_ratio(m, n, k: int):
+  """C(m, k) / C(n, k) = prod_{i<k} (m - i) / (n - i); 0 when m < k (exact in float32)."""
+  i = jnp.arange(k, dtype=jnp.float32)
+  m = jnp.asarray(m, jnp.float32)[..., None]
+  return jnp.prod(jnp.maximum(m - i, 0.0) / (n - i), axis=-1)
+
+
+def passk(rewards_B, group_size: int, k: int):
+  """Pass@k training, analytic advantages (Chen et al. 2025, arXiv 2508.10751).
+
+  Binary rewards, N = G rollouts, N_neg wrong: R = 1 - C(N_neg, k) / C(N, k),
+  sigma = sqrt(R (1 - R)); A_pos = (1 - R) / (sigma + 1e-6),
+  A_neg = (1 - R - C(N_neg - 1, k - 1) / C(N - 1, k - 1)) / (sigma + 1e-6).
+  N_neg < k gives R = 1 and all-zero advantages. Written with explicit masks
+  (the reference's chained np.where can overwrite A_pos when it is 0).
+  """
+  if not 1 <= k <= group_size:
+    raise ValueError(f"passk needs 1 <= k <= group_size, got k={k}, group_size={group_size}")
+  r_QxG = _groups(rewards_B, group_size)
+  pos_QxG = r_QxG > 0.5
+  n = group_size
+  n_neg = (~pos_QxG).sum(axis=1, keepdims=True)
+  mean = 1.0 - _comb_ratio(n_neg, n, k)
+  std = jnp.sqrt(jnp.maximum(mean * (1.0 - mean), 0.0))
+  a_pos = (1.0 - mean) / (std + 1e-6)
+  a_neg = (1.0 - mean - _comb_ratio(n_neg - 1, n - 1, k - 1)) / (std + 1e-6)
+  return jnp.where(pos_QxG, a_pos, a_neg).reshape(-1)
+
+
+def grpo_passk(rewards_B, group_size: int, norm_by_std: bool = False, eps: float = 1e-6):
+  """Best-of-group advantage (Tang et al. 2025, arXiv 2503.19595; verl `grpo_passk`).
+
+  Only the best rollout of a group gets r_max - r_second (divided by std_g + eps,
+  ddof=1, when `norm_by_std`); ties at the top give every rollout 0.
+  """
+  if group_size < 2:
+    raise ValueError("grpo_passk needs group_size >= 2")
+  r_QxG = _groups(rewards_B, group_size)
+  top2 = jax.lax.top_k(r_QxG, 2)[0]
+  gap = top2[:, 0] - top2[:, 1]
+  if norm_by_std:
+    gap = gap / (r_QxG.std(axis=1, ddof=1) + eps)
+  best = jnp.argmax(r_QxG, axis=1)
+  onehot = jax.nn.one_hot(best, group_size, dtype=jnp.float32)
+  return (onehot * gap[:, None]).reshape(-1)
+
+
+def gpg(rewards_B, group_size: int):
+  """GPG (arXiv 2504.02546; verl `gpg`): alpha (r - mean_g), alpha = B / max(#nonzero r, 1)."""
+  r_QxG = _groups(rewards_B, group_size)
+  alpha = r_QxG.size / jnp.maximum(jnp.count_nonzero(r_QxG), 1)
+  return (alpha * (r_QxG - r_QxG.mean(axis=1, keepdims=True))).reshape(-1)
+
+
+ESTIMATORS = {"grpo": grpo, "drgrpo": drgrpo, "rloo": rloo,
+              "reinforce_pp_baseline": reinforce_pp_baseline, "passk": passk,
+              "grpo_passk": grpo_passk, "gpg": gpg}
 
 
 def compute(name: str, rewards_B, group_size: int, **hparams):

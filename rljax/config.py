@@ -12,7 +12,7 @@ import dataclasses
 import types
 import typing
 
-from rljax.losses import AGG_MODES, LossConfig
+from rljax.losses import LossConfig
 from rljax.model.config import PRESETS
 from rljax.sampler import SamplingConfig
 from rljax.tasks.testbed import TestbedConfig
@@ -88,6 +88,8 @@ class RLConfig:
     epochs: mu, passes over each step's rollouts.
     minibatches: updates per epoch (the rollouts are split evenly).
     advantage: estimator name in `rljax.advantages.ESTIMATORS`.
+    passk_k: k of the `passk` estimator (pass@k training).
+    grpo_passk_norm: `grpo_passk` divides the best-of-group gap by the group std.
     eval_every: held-out evaluation period in steps (0: only at the end).
     eval_samples: samples per held-out problem for the periodic evaluation.
     checkpoint_every: checkpoint period in steps (the last step is always saved).
@@ -100,6 +102,8 @@ class RLConfig:
   epochs: int = 1
   minibatches: int = 1
   advantage: str = "grpo"
+  passk_k: int = 4
+  grpo_passk_norm: bool = False
   optim: OptimConfig = OptimConfig()
   eval_every: int = 25
   eval_samples: int = 4
@@ -110,11 +114,20 @@ class RLConfig:
     if self.advantage not in advantages.ESTIMATORS:
       raise ValueError(f"rl.advantage {self.advantage!r} is unknown; "
                        f"valid: {sorted(advantages.ESTIMATORS)}")
-    if self.group_size < 2 and self.advantage == "grpo":
-      raise ValueError("rl.group_size must be >= 2 with std-normalised (grpo) advantages")
+    if self.group_size < 2 and self.advantage in ("grpo", "grpo_passk"):
+      raise ValueError(f"rl.group_size must be >= 2 with {self.advantage} advantages")
+    if self.advantage == "passk" and not 1 <= self.passk_k <= self.group_size:
+      raise ValueError(f"rl.passk_k must be in [1, group_size={self.group_size}], "
+                       f"got {self.passk_k}")
     if (self.prompts_per_step * self.group_size) % self.minibatches:
       raise ValueError(f"rl.minibatches ({self.minibatches}) must divide the "
                        f"{self.prompts_per_step * self.group_size} rollouts of a step")
+
+  def advantage_hparams(self, lengths_B) -> dict:
+    """Keyword arguments of `advantages.compute` for the chosen estimator."""
+    return {"passk": {"k": self.passk_k},
+            "grpo_passk": {"norm_by_std": self.grpo_passk_norm},
+            "reinforce_pp_baseline": {"lengths_B": lengths_B}}.get(self.advantage, {})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,11 +163,21 @@ class ExperimentConfig:
   eval: EvalConfig = EvalConfig()
 
   def __post_init__(self):
-    if self.loss.agg not in AGG_MODES:
-      raise ValueError(f"loss.agg {self.loss.agg!r} is unknown; valid: {list(AGG_MODES)}")
     if self.sampling.max_new_tokens != self.completion_len:
       raise ValueError("sampling.max_new_tokens must equal completion_len "
                        f"({self.sampling.max_new_tokens} != {self.completion_len})")
+
+
+def check_mesh(cfg: ExperimentConfig, batch_devices: int) -> None:
+  """Every batch that is split over the mesh's data x fsdp axes must divide evenly."""
+  rollouts = cfg.rl.prompts_per_step * cfg.rl.group_size
+  sizes = {"rl minibatch (prompts_per_step * group_size / minibatches)":
+               rollouts // cfg.rl.minibatches,
+           "pretrain.batch_size": cfg.pretrain.batch_size}
+  for name, size in sizes.items():
+    if size % batch_devices:
+      raise ValueError(f"{name} = {size} is not divisible by the {batch_devices} devices "
+                       f"of the mesh's data x fsdp axes (config.mesh)")
 
 
 def _check_type(value, tp, path):

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 from rljax import sampler as sampler_lib
 from rljax import sharding, train_state
 from rljax.checkpoint import Checkpointer
-from rljax.config import ExperimentConfig
+from rljax.config import ExperimentConfig, check_mesh
 from rljax.evaluation import sample_counts, summarize
 from rljax.metrics import MetricsWriter
 from rljax.model.config import get_preset
@@ -74,6 +74,7 @@ def run(cfg: ExperimentConfig, workdir: str) -> dict:
   _json_dump(json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
              os.path.join(workdir, "config.json"))
   mesh = sharding.make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.model)
+  check_mesh(cfg, mesh.shape["data"] * mesh.shape["fsdp"])
   task = TestbedTask(cfg.task, cfg.seed)
   tok = _tokenizer(task, cfg, workdir)
   model_cfg = get_preset(cfg.model.preset, vocab_size=tok.vocab_size, dtype=cfg.model.dtype,

@@ -111,7 +111,9 @@ class RLTrainer:
     texts = self.tok.decode_completions(out.tokens)
     rewards = np.array([self.task.reward(problems[i // g], t) for i, t in enumerate(texts)],
                        np.float32)
-    adv = np.asarray(advantages.compute(cfg.rl.advantage, rewards, g), np.float32)
+    adv = np.asarray(advantages.compute(cfg.rl.advantage, rewards, g,
+                                        **cfg.rl.advantage_hparams(out.mask.sum(1))),
+                     np.float32)
     batch = {"prompt": np.repeat(prompt, g, 0), "prompt_mask": np.repeat(pmask, g, 0),
              "tokens": out.tokens, "mask": out.mask, "old_logp": out.logp, "adv": adv}
     batch["ref_logp"] = self.ref_logp(

@@ -40,3 +40,52 @@ def test_errors():
     advantages.compute("grpo", R, 8, epsilon=1.0)
   with pytest.raises(ValueError, match="multiple"):
     advantages.compute("grpo", R, 3)
+
+
+@pytest.mark.parametrize("n_pos,k,a_pos,a_neg", [
+    (3, 4, 0.277349, -0.166409),   # §T9: R = 0.928571, sigma = 0.257539
+    (1, 4, 0.999998, -0.142857),   # R = 0.5
+    (5, 4, 0.0, 0.0),              # N_neg = 3 < k: every 4-subset has a success
+])
+def test_passk_t9(n_pos, k, a_pos, a_neg):
+  r = np.array([1.0] * n_pos + [0.0] * (8 - n_pos), np.float32)
+  a = np.asarray(advantages.compute("passk", r, 8, k=k))
+  np.testing.assert_allclose(a[:n_pos], a_pos, atol=2e-6)
+  np.testing.assert_allclose(a[n_pos:], a_neg, atol=2e-6)
+  np.testing.assert_allclose(a.sum(), 0.0, atol=1e-5)
+
+
+def test_passk_t9_n16():
+  r = np.array([1.0, 1.0] + [0.0] * 14, np.float32)
+  a = np.asarray(advantages.compute("passk", r, 16, k=4))
+  np.testing.assert_allclose(a[[0, 2]], [1.105539, -0.157934], atol=2e-6)
+
+
+def test_grpo_passk_t9():
+  a = advantages.compute("grpo_passk", np.array([0, 1, 0.5, 0.2], np.float32), 4)
+  np.testing.assert_allclose(a, [0, 0.5, 0, 0], atol=1e-7)
+  a = advantages.compute("grpo_passk", np.array([0, 1, 0.5, 0.2], np.float32), 4,
+                         norm_by_std=True)
+  np.testing.assert_allclose(a, [0, 1.149600, 0, 0], atol=1e-5)
+  tie = advantages.compute("grpo_passk", np.array([0, 1, 0.5, 1, 0.2, 0], np.float32), 6)
+  np.testing.assert_allclose(tie, 0.0)
+
+
+def test_gpg_t15():
+  r = np.array([1, 0, 0, 1, 0, 0, 0, 0], np.float32)
+  np.testing.assert_allclose(advantages.compute("gpg", r, 4), [2, -2, -2, 2, 0, 0, 0, 0])
+
+
+def test_reinforce_pp_baseline_is_whitened():
+  r = np.array([1, 0, 0, 1, 1, 1, 0, 1], np.float32)
+  a = np.asarray(advantages.compute("reinforce_pp_baseline", r, 4))
+  # x = r - group mean = [.5,-.5,-.5,.5,.25,.25,-.75,.25]; mean 0; sum x^2 = 1.75,
+  # unbiased var = 1.75 / 7 = 0.25, so A = x / 0.5.
+  np.testing.assert_allclose(a, [1, -1, -1, 1, .5, .5, -1.5, .5], rtol=1e-6)
+  # Token weighting: a long rollout counts more in the mean and variance.
+  w = np.asarray(advantages.compute("reinforce_pp_baseline", r, 4,
+                                    lengths_B=np.array([1, 1, 1, 1, 1, 1, 1, 9.])))
+  x = np.array([.5, -.5, -.5, .5, .25, .25, -.75, .25])
+  wts = np.array([1, 1, 1, 1, 1, 1, 1, 9.])
+  m = (wts * x).sum() / wts.sum()
+  np.testing.assert_allclose(w, (x - m) / np.sqrt((wts * (x - m) ** 2).sum() / 15), rtol=1e-5)

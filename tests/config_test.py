@@ -56,3 +56,19 @@ def test_wrong_type_names_field():
   c["loss"]["eps_high"] = True
   with pytest.raises(TypeError, match=r"loss\.eps_high"):
     from_config_dict(c)
+
+
+def test_batch_not_divisible_by_mesh():
+  from rljax.config import check_mesh
+  cfg = from_config_dict(load())
+  check_mesh(cfg, 8)
+  with pytest.raises(ValueError, match="not divisible by the 3 devices"):
+    check_mesh(cfg, 3)
+
+
+@pytest.mark.parametrize("name", ["clip_cov", "kl_cov", "gppo", "gspo", "cispo", "gmpo", "sapo",
+                                  "gpg"])
+def test_every_policy_loss_is_a_config_choice(name):
+  c = load()
+  c.loss.policy_loss = name
+  assert from_config_dict(c).loss.policy_loss == name
