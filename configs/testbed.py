@@ -22,8 +22,8 @@ def get_config(arg: str = ""):
 
   c = ml_collections.ConfigDict()
   c.seed = int(opts.get("seed", 0))
-  c.prompt_len = 16        # BOS + longest prompt: x+3-9+5-7+1=66 is 15 tokens
-  c.completion_len = 44    # 5 steps x 7 tokens + 4 ";" + ";#" + 2 digits + EOS = 43
+  c.prompt_len = 18        # BOS + longest prompt: x+3-9+5-7+1-2=66 is 17 tokens
+  c.completion_len = 52    # 6 steps x 7 tokens + 5 ";" + ";#" + 2 digits + EOS = 51
   c.tokenizer_vocab = 24   # 22 symbols + specials; BPE merges the rest
 
   c.model = ml_collections.ConfigDict()
@@ -32,8 +32,8 @@ def get_config(arg: str = ""):
 
   c.task = ml_collections.ConfigDict()
   c.task.families = ("arith", "solve")
-  c.task.tiers = (2, 3, 5)           # steps per tier; 5 steps leaves headroom
-  c.task.step_noise = 0.6            # P(step result wrong) in pretraining traces
+  c.task.tiers = (2, 4, 6)           # steps per tier; 6 steps leaves headroom
+  c.task.step_noise = 0.5            # P(step result wrong) in pretraining traces
   c.task.max_offset = 9
   c.task.eval_per_cell = 50          # held-out problems per (family, tier)
   c.task.eval_seed = 1234
@@ -80,6 +80,20 @@ def get_config(arg: str = ""):
       kl_cov_ratio=2e-4, kl_cov_coef=1.0, gppo_beta1=1.0, gppo_beta2=1.0,
       gppo_only_high=False, tau_pos=1.0, tau_neg=1.05,
       entropy_coef=0.0, kl_coef=0.0, kl_estimator="k3"))
+
+  # Exploration interventions, all off by default (rljax/interventions.py documents each).
+  c.intervention = ml_collections.ConfigDict(dict(
+      entropy_schedule="constant",      # constant | linear | adaptive
+      entropy_coef_end=0.0, entropy_target=None, entropy_target_frac=0.5,
+      entropy_adapt_rate=0.05, entropy_coef_max=0.05,
+      forking_top_frac=1.0,             # 0.2 trains on the top-20% entropy tokens only
+      kl_coef_end=None, kl_in_reward=False, kl_reward_coef=0.0, kl_reward_estimator="k1",
+      reset_every=0, reset_kl_threshold=0.0, reset_patience=0, reset_optimizer=True,
+      dynamic_sampling=False, max_gen_rounds=10,
+      overlong_buffer=0, overlong_factor=1.0, mask_truncated=False,
+      sft_coef=0.0, hicra_alpha=0.0, planning_phrases=(),
+      reward_mode="verifier",           # verifier | random | format | wrong_label
+      random_reward_p=0.5))
 
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, model=1))
   c.eval = ml_collections.ConfigDict(dict(n_samples=16, batch_rollouts=1024))

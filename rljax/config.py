@@ -12,6 +12,7 @@ import dataclasses
 import types
 import typing
 
+from rljax.interventions import InterventionConfig
 from rljax.losses import LossConfig
 from rljax.model.config import PRESETS
 from rljax.sampler import SamplingConfig
@@ -150,15 +151,16 @@ class EvalConfig:
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
   seed: int = 0
-  prompt_len: int = 24
-  completion_len: int = 56
+  prompt_len: int = 18
+  completion_len: int = 52
   tokenizer_vocab: int = 24
   model: ModelSection = ModelSection()
   task: TestbedConfig = TestbedConfig()
   pretrain: PretrainConfig = PretrainConfig()
   rl: RLConfig = RLConfig()
-  sampling: SamplingConfig = SamplingConfig(max_new_tokens=56)
+  sampling: SamplingConfig = SamplingConfig(max_new_tokens=52)
   loss: LossConfig = LossConfig()
+  intervention: InterventionConfig = InterventionConfig()
   mesh: MeshConfig = MeshConfig()
   eval: EvalConfig = EvalConfig()
 
@@ -166,6 +168,11 @@ class ExperimentConfig:
     if self.sampling.max_new_tokens != self.completion_len:
       raise ValueError("sampling.max_new_tokens must equal completion_len "
                        f"({self.sampling.max_new_tokens} != {self.completion_len})")
+    if self.intervention.overlong_buffer >= self.completion_len:
+      raise ValueError(f"intervention.overlong_buffer ({self.intervention.overlong_buffer}) "
+                       f"must be smaller than completion_len ({self.completion_len})")
+    if self.intervention.dynamic_sampling and self.rl.group_size < 2:
+      raise ValueError("intervention.dynamic_sampling needs rl.group_size >= 2")
 
 
 def check_mesh(cfg: ExperimentConfig, batch_devices: int) -> None:

@@ -142,18 +142,21 @@ class LossConfig:
             and k not in ("agg",)}
 
 
-def grpo_objective(cfg: LossConfig, logp, old_logp, ref_logp, entropy, advantages_B, mask,
-                   rng=None):
-  """Entropy-regularised GRPO loss and its metrics (algorithms.md §1)."""
-  adv_BxT = advantages_B[:, None] * mask
+def grpo_objective(cfg: LossConfig, logp, old_logp, ref_logp, entropy, advantages, mask,
+                   rng=None, entropy_coef=None, kl_coef=None):
+  """Entropy-regularised GRPO loss and its metrics (algorithms.md §1).
+
+  loss = pg - entropy_coef * agg(H) + kl_coef * agg(KL(pi || pi_ref)). `advantages`
+  is [B] (broadcast over tokens) or [B, T]; the coefficients default to the config's
+  and may be traced values (schedules and controllers change them without recompiling).
+  """
+  entropy_coef = cfg.entropy_coef if entropy_coef is None else entropy_coef
+  kl_coef = cfg.kl_coef if kl_coef is None else kl_coef
+  adv_BxT = (advantages[:, None] if advantages.ndim == 1 else advantages) * mask
   pg, metrics = policy_loss(cfg.policy_loss, logp, old_logp, adv_BxT, mask, agg=cfg.agg,
                             rng=rng, **cfg.hparams())
   ent = aggregate(entropy, mask, cfg.agg, cfg.norm_constant)
-  loss = pg - cfg.entropy_coef * ent
-  metrics = dict(metrics, pg_loss=pg, entropy=ent)
-  if cfg.kl_coef:
-    kl = aggregate(kl_penalty(logp, ref_logp, cfg.kl_estimator), mask, cfg.agg,
-                   cfg.norm_constant)
-    loss = loss + cfg.kl_coef * kl
-    metrics["kl"] = kl
-  return loss, metrics
+  kl = aggregate(kl_penalty(logp, ref_logp, cfg.kl_estimator), mask, cfg.agg,
+                 cfg.norm_constant)
+  loss = pg - entropy_coef * ent + kl_coef * kl
+  return loss, dict(metrics, pg_loss=pg, entropy_loss=ent, kl_loss=kl)

@@ -1,16 +1,19 @@
-"""The RL loop: sample, score, advantages, jitted GRPO updates, metrics, checkpoints.
+"""The RL loop: rollouts, advantages, jitted GRPO updates, controllers, metrics, checkpoints.
 
-Per step: Q prompts from the task stream (position = step), G completions each
-from the on-device sampler, rewards from the task's verifier, group advantages,
-reference log-probs in one forward pass, then mu epochs x minibatches of the
-jitted update step (sharded on the mesh, state donated). The old log-probs are
-the sampler's own (the behaviour policy, truncation included).
+Per step: rollouts from `rljax.rollouts.collect` (prompts at the run's data
+position, G completions each, verified and shaped rewards, reference log-probs),
+group advantages broadcast over tokens (HICRA reshapes them on planning tokens),
+then mu epochs x minibatches of the jitted update (sharded on the mesh, state
+donated). The old log-probs are the sampler's own (the behaviour policy,
+truncation included). Controllers (entropy coefficient, reference resets) run on
+the host between steps and are checkpointed with the state.
 
 Axis letters: Q prompts, G group size, B = Q*G rollouts, P prompt, T completion.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import signal
 import time
@@ -22,8 +25,9 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
-from rljax import advantages, sharding
-from rljax import sampler as sampler_lib
+from rljax import advantages, rollouts, sharding
+from rljax import interventions as iv
+from rljax.aggregation import aggregate
 from rljax.checkpoint import Checkpointer
 from rljax.config import ExperimentConfig
 from rljax.logprobs import completion_logp_entropy
@@ -31,21 +35,29 @@ from rljax.losses import LossConfig, grpo_objective, kl_penalty, masked_mean
 from rljax.tasks.testbed_data import tier_accuracy
 from rljax.train_state import TrainState, isfinite_tree
 
-_BATCH_KEYS = ("prompt", "prompt_mask", "tokens", "mask", "old_logp", "ref_logp", "adv")
+_BATCH_KEYS = ("prompt", "prompt_mask", "tokens", "mask", "old_logp", "ref_logp", "adv",
+               "sft_mask")
 
 
 def rl_update(graphdef, optimizer, loss_cfg: LossConfig, temperature: float,
-              state: TrainState, mb: dict, key):
+              state: TrainState, mb: dict, key, coefs: dict):
   """One optimizer step of the GRPO objective on minibatch `mb`; skips non-finite steps.
 
-  `key` feeds the losses that draw random numbers (Clip-Cov's token selection).
+  `mb["mask"]` is the loss mask (forking tokens / truncation already applied),
+  `mb["adv"]` token advantages [B, T], `mb["sft_mask"]` the rows of GPPO's NLL
+  term. `coefs` (entropy, kl, sft) are traced, so schedules never recompile.
+  `key` feeds losses that draw random numbers (Clip-Cov).
   """
   def loss_fn(params):
     model = nnx.merge(graphdef, params)
     logp, ent = completion_logp_entropy(model, mb["prompt"], mb["prompt_mask"], mb["tokens"],
                                         temperature=temperature)
-    return grpo_objective(loss_cfg, logp, mb["old_logp"], mb["ref_logp"], ent, mb["adv"],
-                          mb["mask"], rng=key)
+    loss, metrics = grpo_objective(loss_cfg, logp, mb["old_logp"], mb["ref_logp"], ent,
+                                   mb["adv"], mb["mask"], rng=key,
+                                   entropy_coef=coefs["entropy"], kl_coef=coefs["kl"])
+    sft = aggregate(-logp, mb["mask"] * mb["sft_mask"][:, None], loss_cfg.agg,
+                    loss_cfg.norm_constant)
+    return loss + coefs["sft"] * sft, dict(metrics, sft_loss=sft)
 
   (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
@@ -64,34 +76,47 @@ def reference_logp(graphdef, temperature: float, ref_params, batch: dict):
   return logp * batch["mask"]
 
 
+def reset_reference(optimizer, reinit_optimizer: bool, state: TrainState) -> TrainState:
+  """ProRL: the reference becomes the current policy; optionally a fresh optimizer."""
+  opt_state = optimizer.init(state.params) if reinit_optimizer else state.opt_state
+  return state.replace(ref_params=jax.tree.map(jnp.copy, state.params), opt_state=opt_state)
+
+
 class RLTrainer:
-  """Owns the compiled functions of one run; `run()` trains to `cfg.rl.steps`."""
+  """Owns the compiled functions and controllers of one run; `run()` trains to `cfg.rl.steps`."""
 
   def __init__(self, cfg: ExperimentConfig, graphdef, optimizer, state_shardings, mesh,
                task, tokenizer, workdir: str, writer, evaluate=None):
     self.cfg, self.graphdef, self.mesh = cfg, graphdef, mesh
     self.task, self.tok, self.writer, self.evaluate = task, tokenizer, writer, evaluate
-    self.state_sh = state_shardings
     self.sampling = cfg.sampling
-    batch_sh = {k: sharding.batch_sharding(mesh, 1 if k == "adv" else 2) for k in _BATCH_KEYS}
+    rep = sharding.replicated(mesh)
+    batch_sh = {k: sharding.batch_sharding(mesh, 1 if k == "sft_mask" else 2)
+                for k in _BATCH_KEYS}
     temp = cfg.sampling.temperature
     self.update = jax.jit(functools.partial(rl_update, graphdef, optimizer, cfg.loss, temp),
-                          in_shardings=(state_shardings, batch_sh, sharding.replicated(mesh)),
-                          out_shardings=(state_shardings, sharding.replicated(mesh)),
-                          donate_argnums=(0,))
+                          in_shardings=(state_shardings, batch_sh, rep, rep),
+                          out_shardings=(state_shardings, rep), donate_argnums=(0,))
     ref_keys = ("prompt", "prompt_mask", "tokens", "mask")
     self.ref_logp = jax.jit(functools.partial(reference_logp, graphdef, temp),
                             in_shardings=(state_shardings.params,
                                           {k: batch_sh[k] for k in ref_keys}),
                             out_shardings=batch_sh["tokens"])
+    self.reset = jax.jit(
+        functools.partial(reset_reference, optimizer, cfg.intervention.reset_optimizer),
+        in_shardings=(state_shardings,), out_shardings=state_shardings, donate_argnums=(0,))
     self.ckpt = Checkpointer(f"{workdir}/checkpoints", cfg.rl.max_to_keep)
+    self.control = iv.ControlState(entropy_coef=cfg.loss.entropy_coef)
+    self.data_position = 0
     self._stop = False
 
   def restore_or(self, state: TrainState) -> TrainState:
-    """The latest checkpoint of this workdir if any, else `state`."""
+    """The latest checkpoint of this workdir (with controllers and data position), else `state`."""
     if self.ckpt.latest_step() is None:
       return state
-    restored, _ = self.ckpt.restore(state)
+    restored, meta = self.ckpt.restore(state)
+    self.data_position = int(meta["data_position"])
+    self.control = iv.ControlState(**meta["control"])
     return restored
 
   def _on_signal(self, signum, frame):
@@ -99,61 +124,115 @@ class RLTrainer:
     tqdm.write(f"signal {signum}: saving a checkpoint after this step, then stopping")
     self._stop = True
 
-  def rollout_batch(self, state: TrainState, step: int):
-    """Samples and scores step `step`'s rollouts; returns (problems, batch, host stats)."""
-    cfg = self.cfg
-    q, g = cfg.rl.prompts_per_step, cfg.rl.group_size
-    problems = self.task.train_batch(step, q)
-    prompt, pmask = self.tok.encode_prompts([p.prompt for p in problems], cfg.prompt_len)
-    key = jax.random.fold_in(state.rng, step)
-    out = jax.device_get(sampler_lib.sample(self.graphdef, state.params, prompt, pmask, key,
-                                            cfg=self.sampling, group_size=g))
-    texts = self.tok.decode_completions(out.tokens)
-    rewards = np.array([self.task.reward(problems[i // g], t) for i, t in enumerate(texts)],
-                       np.float32)
-    adv = np.asarray(advantages.compute(cfg.rl.advantage, rewards, g,
-                                        **cfg.rl.advantage_hparams(out.mask.sum(1))),
-                     np.float32)
-    batch = {"prompt": np.repeat(prompt, g, 0), "prompt_mask": np.repeat(pmask, g, 0),
-             "tokens": out.tokens, "mask": out.mask, "old_logp": out.logp, "adv": adv}
-    batch["ref_logp"] = self.ref_logp(
-        state.ref_params, {k: batch[k] for k in ("prompt", "prompt_mask", "tokens", "mask")})
-    return problems, batch, rewards, out
+  def _coefs(self, step: int) -> dict:
+    cfg, icfg = self.cfg, self.cfg.intervention
+    ent = cfg.loss.entropy_coef
+    if icfg.entropy_schedule == "linear":
+      ent = iv.linear(cfg.loss.entropy_coef, icfg.entropy_coef_end, step, cfg.rl.steps)
+    elif icfg.entropy_schedule == "adaptive":
+      ent = self.control.entropy_coef
+    kl = cfg.loss.kl_coef if icfg.kl_coef_end is None else iv.linear(
+        cfg.loss.kl_coef, icfg.kl_coef_end, step, cfg.rl.steps)
+    return {"entropy": np.float32(ent), "kl": np.float32(kl), "sft": np.float32(icfg.sft_coef)}
+
+  def _train_batch(self, ro: rollouts.StepRollouts) -> dict:
+    """Token advantages, loss mask and SFT rows for the update."""
+    cfg, icfg, b = self.cfg, self.cfg.intervention, ro.batch
+    adv_B = np.asarray(advantages.compute(cfg.rl.advantage, ro.rewards, cfg.rl.group_size,
+                                          **cfg.rl.advantage_hparams(b["mask"].sum(1))))
+    adv = adv_B[:, None] * b["mask"]
+    if icfg.hicra_alpha:
+      adv = iv.hicra_advantages(adv, self._planning_mask(b["tokens"], b["mask"]),
+                                icfg.hicra_alpha)
+    loss_mask = iv.forking_token_mask(b["entropy"], b["mask"], icfg.forking_top_frac)
+    if icfg.mask_truncated:
+      truncated = b["mask"][:, -1] > 0
+      loss_mask = loss_mask * (~truncated)[:, None]
+    return {"prompt": b["prompt"], "prompt_mask": b["prompt_mask"], "tokens": b["tokens"],
+            "mask": loss_mask.astype(np.float32), "old_logp": b["old_logp"],
+            "ref_logp": b["ref_logp"], "adv": adv.astype(np.float32),
+            "sft_mask": (ro.verified > 0).astype(np.float32)}
+
+  def _planning_mask(self, tokens_BxT, mask_BxT):
+    out = np.zeros(tokens_BxT.shape, np.float32)
+    phrases = self.cfg.intervention.planning_phrases
+    for i, row in enumerate(np.asarray(tokens_BxT)):
+      n = int(mask_BxT[i].sum())
+      pieces = [self.tok.sp.id_to_piece(int(t)) for t in row[:n]]
+      plan = np.asarray(self.task.planning_mask(pieces), np.float32)
+      if phrases:
+        plan = np.maximum(plan, iv.phrase_token_mask(pieces, phrases))
+      out[i, :n] = plan
+    return out
 
   def train_step(self, state: TrainState, step: int):
     cfg, t0 = self.cfg, time.time()
-    problems, batch, rewards, out = self.rollout_batch(state, step)
-    b = rewards.shape[0]
+    ro = rollouts.collect(self, state.params, state.ref_params, state.rng,
+                          self.data_position, step)
+    self.data_position = ro.data_position
+    batch = self._train_batch(ro)
+    coefs = self._coefs(step)
+    b = ro.rewards.shape[0]
     mb_size = b // cfg.rl.minibatches
-    key = np.random.default_rng((int(jax.device_get(state.rng)[1]), step))
+    order = np.random.default_rng((cfg.seed, step))
+    step_key = jax.random.fold_in(state.rng, 1_000_003 + step)
     per_mb = []
-    step_key = jax.random.fold_in(state.rng, step)
     for epoch in range(cfg.rl.epochs):
-      perm = key.permutation(b)
+      perm = order.permutation(b)
       for j in range(cfg.rl.minibatches):
         idx = perm[j * mb_size:(j + 1) * mb_size]
-        loss_key = jax.random.fold_in(step_key, 1 + epoch * cfg.rl.minibatches + j)
-        state, m = self.update(state, {k: np.asarray(v)[idx] for k, v in batch.items()},
-                               loss_key)
+        state, m = self.update(state, {k: v[idx] for k, v in batch.items()},
+                               jax.random.fold_in(step_key, epoch * cfg.rl.minibatches + j),
+                               coefs)
         per_mb.append(m)
     state = state.replace(step=jnp.asarray(step + 1, jnp.int32))
     per_mb = jax.device_get(per_mb)
-    mask = out.mask
-    g = cfg.rl.group_size
-    r_qg = rewards.reshape(-1, g)
-    ref = np.asarray(batch["ref_logp"])
+    mask, g = ro.batch["mask"], cfg.rl.group_size
     elapsed = time.time() - t0
     metrics = {
-        "reward_mean": float(rewards.mean()), "reward_std": float(rewards.std()),
-        "accuracy": float((rewards > 0).mean()),
-        "entropy": float((out.entropy * mask).sum() / mask.sum()),
-        "kl": float(masked_mean(kl_penalty(out.logp, ref, "k3"), mask)),
+        "reward_mean": float(ro.rewards.mean()), "reward_std": float(ro.rewards.std()),
+        "accuracy": float(ro.verified.mean()),
+        "entropy": float((ro.batch["entropy"] * mask).sum() / mask.sum()),
+        "kl": float(masked_mean(kl_penalty(ro.batch["old_logp"], ro.batch["ref_logp"], "k3"),
+                                mask)),
         "response_length": float(mask.sum(1).mean()),
-        "zero_var_frac": float((r_qg.std(1) == 0).mean()),
+        "zero_var_frac": float((ro.verified.reshape(-1, g).std(1) == 0).mean()),
+        "gen_rounds": ro.gen_rounds, "filled_groups": ro.filled_groups,
+        "entropy_coef": float(coefs["entropy"]), "kl_coef": float(coefs["kl"]),
         "step_time_s": elapsed, "tokens_per_s": float(mask.sum() / elapsed),
         **{k: float(np.mean([m[k] for m in per_mb])) for k in per_mb[0]},
-        **tier_accuracy(problems, rewards > 0, g, self.task.tag)}
+        **tier_accuracy(ro.problems, ro.verified > 0, g, self.task.tag)}
     return state, metrics
+
+  def _control(self, state: TrainState, step: int, metrics: dict) -> TrainState:
+    """Host controllers after step `step`: adaptive entropy and reference resets."""
+    icfg, ctrl = self.cfg.intervention, self.control
+    if icfg.entropy_schedule == "adaptive":
+      if ctrl.entropy_target is None:
+        ctrl.entropy_target = (icfg.entropy_target if icfg.entropy_target is not None
+                               else icfg.entropy_target_frac * metrics["entropy"])
+      ctrl.entropy_coef = iv.adaptive_entropy_coef(
+          ctrl.entropy_coef, metrics["entropy"], ctrl.entropy_target,
+          icfg.entropy_adapt_rate, icfg.entropy_coef_max)
+    reason = None
+    if "eval/pass@1" in metrics and icfg.reset_patience:
+      if metrics["eval/pass@1"] > ctrl.best_eval:
+        ctrl.best_eval, ctrl.evals_since_best = metrics["eval/pass@1"], 0
+      else:
+        ctrl.evals_since_best += 1
+        if ctrl.evals_since_best >= icfg.reset_patience:
+          reason = "plateau"
+    if icfg.reset_every and step % icfg.reset_every == 0:
+      reason = "schedule"
+    if icfg.reset_kl_threshold and metrics["kl"] > icfg.reset_kl_threshold:
+      reason = "kl"
+    metrics["reference_reset"] = float(reason is not None)
+    if reason is not None:
+      ctrl.resets.append({"step": step, "reason": reason, "kl": metrics["kl"]})
+      ctrl.evals_since_best = 0
+      tqdm.write(f"step {step}: reference policy reset ({reason}; kl {metrics['kl']:.4f})")
+      state = self.reset(state)
+    return state
 
   def run(self, state: TrainState) -> TrainState:
     cfg = self.cfg
@@ -167,10 +246,12 @@ class RLTrainer:
         done = step + 1
         if self.evaluate and cfg.rl.eval_every and done % cfg.rl.eval_every == 0:
           metrics.update(self.evaluate(state.params, cfg.rl.eval_samples, done))
+        state = self._control(state, done, metrics)
         self.writer.write(done, metrics)
         bar.set_postfix(acc=f"{metrics['accuracy']:.3f}", ent=f"{metrics['entropy']:.3f}")
         if done % cfg.rl.checkpoint_every == 0 or done == cfg.rl.steps or self._stop:
-          self.ckpt.save(done, state, {"step": done, "data_position": done})
+          self.ckpt.save(done, state, {"step": done, "data_position": self.data_position,
+                                       "control": dataclasses.asdict(self.control)})
         if self._stop:
           break
     finally:

@@ -115,7 +115,7 @@ def test_grpo_objective_entropy_sign_and_kl():
   # A positive entropy coefficient lowers the loss by coef * H; KL(k1) = mean(logp - old).
   kl = float(losses.aggregate(logp - old, mask, "token-mean"))
   np.testing.assert_allclose(l1, l0 - 0.1 * 2.0 + 0.5 * kl, rtol=1e-6)
-  np.testing.assert_allclose(m["kl"], kl, rtol=1e-6)
+  np.testing.assert_allclose(m["kl_loss"], kl, rtol=1e-6)
 
 
 # §T16: every policy loss on the §T6 batch, eps 0.2 / 0.28 unless stated.

@@ -14,8 +14,10 @@ from rljax.metrics import read_rows
 from tests.config_test import load
 
 
-def tiny_config(rl_steps, **rl):
+def tiny_config(rl_steps, intervention=None, loss=None, **rl):
   c = load("runlocal")
+  c.intervention.update(intervention or {})
+  c.loss.update(loss or {})
   c.model.preset = "tiny"
   c.task.tiers = (2,)
   c.task.eval_per_cell = 2
@@ -47,15 +49,21 @@ def test_two_step_run_writes_summary_and_metrics(tmp_path):
     assert json.load(f)["steps"] == 2
 
 
+# Controllers whose state must survive a restart: adaptive entropy, resets, dynamic sampling.
+RESUME_INTERVENTIONS = dict(entropy_schedule="adaptive", reset_every=2, dynamic_sampling=True,
+                            max_gen_rounds=3)
+
+
 def test_resume_matches_uninterrupted_run(tmp_path):
   straight, split = str(tmp_path / "straight"), str(tmp_path / "split")
-  pipeline.run(tiny_config(4), straight)
-  pipeline.run(tiny_config(2), split)
+  cfg = lambda n: tiny_config(n, RESUME_INTERVENTIONS, dict(entropy_coef=0.01))
+  pipeline.run(cfg(4), straight)
+  pipeline.run(cfg(2), split)
   # Simulate a crash after step 3's checkpoint: a row past it must be dropped on resume.
-  pipeline.run(tiny_config(3), split)
+  pipeline.run(cfg(3), split)
   with open(os.path.join(split, "metrics.jsonl"), "a") as f:
     f.write(json.dumps({"step": 4, "reward_mean": 123.0}) + "\n")
-  pipeline.run(tiny_config(4), split)
+  pipeline.run(cfg(4), split)
   a = Checkpointer(os.path.join(straight, "checkpoints")).read_flat(4)
   b = Checkpointer(os.path.join(split, "checkpoints")).read_flat(4)
   assert a.keys() == b.keys()
@@ -72,3 +80,23 @@ def test_update_step_traces_once(tmp_path, monkeypatch):
   """Steps 2.. reuse the compiled update and sampler (no recompilation)."""
   monkeypatch.setattr(trainer, "rl_update", chex.assert_max_traces(trainer.rl_update, n=1))
   pipeline.run(tiny_config(3, minibatches=2), str(tmp_path))
+
+
+def test_interventions_run_and_are_logged(tmp_path):
+  intervention = dict(entropy_schedule="adaptive", entropy_target=5.0, forking_top_frac=0.5,
+                      kl_coef_end=0.1, kl_in_reward=True, kl_reward_coef=0.01, reset_every=2,
+                      dynamic_sampling=True, max_gen_rounds=2, overlong_buffer=4,
+                      mask_truncated=True, sft_coef=0.1, hicra_alpha=0.2,
+                      planning_phrases=("+",), reward_mode="random", random_reward_p=0.5)
+  loss = dict(policy_loss="clip_cov", entropy_coef=0.01, eps_low=1.0, eps_high=1.0)
+  pipeline.run(tiny_config(3, intervention, loss), str(tmp_path))
+  rows = read_rows(os.path.join(tmp_path, "metrics.jsonl"))
+  assert [r["step"] for r in rows] == [1, 2, 3]
+  assert [r["reference_reset"] for r in rows] == [0.0, 1.0, 0.0]
+  assert all(1 <= r["gen_rounds"] <= 2 for r in rows)
+  # Entropy far below the 5-nat target: the adaptive coefficient rises each step.
+  coefs = [r["entropy_coef"] for r in rows]
+  assert coefs[0] < coefs[1] < coefs[2]
+  assert rows[0]["kl_coef"] < rows[2]["kl_coef"]
+  for r in rows:
+    assert np.isfinite(r["loss"]) and r["skipped"] == 0.0

@@ -14,7 +14,7 @@ while the answer space stays 100 values, so guessing succeeds 1% of the time.
 
 Every step is `a o b = c`; the answer follows `#`. The pretraining corpus is
 made *noisy* on purpose: each step's result is wrong with probability
-`step_noise` (off by 1..10) and later steps stay consistent with the wrong
+`step_noise` (off by 1..9) and later steps stay consistent with the wrong
 value. A model trained on it has the skill (the correct value stays the most
 likely one) but samples imperfect, diverse solutions: a base model with latent
 ability for RL to sharpen. Longer tiers compound the noise, leaving headroom.
@@ -49,7 +49,7 @@ class TestbedConfig:
 
   Attributes:
     families: subset of `FAMILIES`.
-    tiers: number of steps per tier, e.g. (2, 3, 5).
+    tiers: number of steps per tier, e.g. (2, 4, 6).
     step_noise: probability that a pretraining trace's step result is wrong.
     max_offset: a wrong result is off by 1..max_offset (either sign), mod 100.
     eval_per_cell: held-out problems per (family, tier).
@@ -57,8 +57,8 @@ class TestbedConfig:
   """
 
   families: tuple[str, ...] = FAMILIES
-  tiers: tuple[int, ...] = (2, 3, 5)
-  step_noise: float = 0.6
+  tiers: tuple[int, ...] = (2, 4, 6)
+  step_noise: float = 0.5
   max_offset: int = 9
   eval_per_cell: int = 50
   eval_seed: int = 1234

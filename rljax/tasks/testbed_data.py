@@ -28,6 +28,35 @@ class TestbedTask:
     return float(testbed.is_correct(problem, completion))
 
   @staticmethod
+  def well_formed(completion: str) -> bool:
+    """An answer can be read off (the format-only reward's criterion)."""
+    return testbed.extract_answer(completion) is not None
+
+  @staticmethod
+  def wrong_label(problem: testbed.Problem) -> int:
+    """A deliberately wrong label for the spurious-reward controls: answer + 37 mod 100."""
+    return (problem.answer + 37) % 100
+
+  def matches_wrong_label(self, problem: testbed.Problem, completion: str) -> bool:
+    return testbed.extract_answer(completion) == self.wrong_label(problem)
+
+  @staticmethod
+  def planning_mask(pieces: list[str]) -> list[float]:
+    """1 on the plan of each step (its operation and operand), 0 on results and answer.
+
+    In `37+8=45;45-5=40;#40` the left operand continues from the previous result,
+    the `+8` / `-5` choose the next move, and `=45` executes it.
+    """
+    out, in_plan, seen_op = [], False, False
+    for piece in pieces:
+      if piece in ("+", "-"):
+        in_plan, seen_op = True, True
+      elif "=" in piece or "#" in piece or ";" in piece:
+        in_plan = False
+      out.append(1.0 if in_plan and seen_op else 0.0)
+    return out
+
+  @staticmethod
   def tag(problem: testbed.Problem) -> str:
     return f"tier{problem.steps}"
 

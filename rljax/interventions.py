@@ -1,0 +1,184 @@
+"""Exploration interventions the trainer applies around the loss, as small pure functions.
+
+Each is switched on in `InterventionConfig` (configs/*.py, section `intervention`);
+all default to off, so the plain GRPO recipe is unchanged. Host-side state that
+must survive a restart (the adaptive entropy coefficient, reference resets) lives
+in `ControlState` and is stored in every checkpoint's JSON record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+ENTROPY_SCHEDULES = ("constant", "linear", "adaptive")
+REWARD_MODES = ("verifier", "random", "format", "wrong_label")
+
+
+@dataclasses.dataclass(frozen=True)
+class InterventionConfig:
+  """Switches for the interventions of algorithms.md §1, §3, §7, §8, §9, §15.
+
+  Attributes:
+    entropy_schedule: constant | linear (loss.entropy_coef -> entropy_coef_end over the
+      run) | adaptive (steer the coefficient so rollout entropy tracks a target).
+    entropy_coef_end: final coefficient of the linear schedule.
+    entropy_target: adaptive target in nats; None = entropy_target_frac x the first
+      step's rollout entropy (self-calibrating: LLM token entropies are O(0.1-1) nats).
+    entropy_target_frac: see entropy_target.
+    entropy_adapt_rate: coef += rate * (target - H) / target each step.
+    entropy_coef_max: the adaptive coefficient is clipped to [0, entropy_coef_max].
+    forking_top_frac: train only on this fraction of highest-entropy tokens (Wang et al.
+      2025, "80/20 rule": 0.2); 1.0 = all tokens.
+    kl_coef_end: final loss.kl_coef of a linear KL schedule; None keeps it constant.
+    kl_in_reward: subtract kl_reward_coef * sum_t KL_t(old || ref) from each reward
+      (PPO-RLHF style) instead of, or besides, the KL loss term.
+    kl_reward_coef, kl_reward_estimator: its weight and estimator.
+    reset_every: ProRL reference reset every N steps (0 = off).
+    reset_kl_threshold: reset when the rollout KL to the reference exceeds this (0 = off).
+    reset_patience: reset when held-out pass@1 has not improved for this many
+      evaluations (0 = off).
+    reset_optimizer: re-initialise the optimizer state on a reset (ProRL does).
+    dynamic_sampling: DAPO group filtering: drop groups whose rewards are all equal and
+      sample more prompts until the batch is full, at most max_gen_rounds rounds (then
+      the batch is completed with dropped groups, which carry zero advantage).
+    max_gen_rounds: cap on sampling rounds per step.
+    overlong_buffer: DAPO soft overlong punishment over the last N tokens (0 = off).
+    overlong_factor: penalty at the length limit.
+    mask_truncated: drop completions that hit the length limit from the loss.
+    sft_coef: GPPO's extra NLL term on correct completions (Klear-Reasoner: 0.1).
+    hicra_alpha: HICRA advantage amplification on planning tokens (paper: 0.2; 0 = off).
+    planning_phrases: strategic phrases whose tokens count as planning (on top of the
+      testbed's step structure, where the operation and operand of each step are the plan).
+    reward_mode: verifier | random (1 with prob. random_reward_p) | format (1 for any
+      well-formed answer) | wrong_label (1 only for a deliberately wrong answer).
+    random_reward_p: probability of the random reward.
+  """
+
+  entropy_schedule: str = "constant"
+  entropy_coef_end: float = 0.0
+  entropy_target: float | None = None
+  entropy_target_frac: float = 0.5
+  entropy_adapt_rate: float = 0.05
+  entropy_coef_max: float = 0.05
+  forking_top_frac: float = 1.0
+  kl_coef_end: float | None = None
+  kl_in_reward: bool = False
+  kl_reward_coef: float = 0.0
+  kl_reward_estimator: str = "k1"
+  reset_every: int = 0
+  reset_kl_threshold: float = 0.0
+  reset_patience: int = 0
+  reset_optimizer: bool = True
+  dynamic_sampling: bool = False
+  max_gen_rounds: int = 10
+  overlong_buffer: int = 0
+  overlong_factor: float = 1.0
+  mask_truncated: bool = False
+  sft_coef: float = 0.0
+  hicra_alpha: float = 0.0
+  planning_phrases: tuple[str, ...] = ()
+  reward_mode: str = "verifier"
+  random_reward_p: float = 0.5
+
+  def __post_init__(self):
+    if self.entropy_schedule not in ENTROPY_SCHEDULES:
+      raise ValueError(f"intervention.entropy_schedule {self.entropy_schedule!r} is unknown; "
+                       f"valid: {list(ENTROPY_SCHEDULES)}")
+    if self.reward_mode not in REWARD_MODES:
+      raise ValueError(f"intervention.reward_mode {self.reward_mode!r} is unknown; "
+                       f"valid: {list(REWARD_MODES)}")
+    if not 0.0 < self.forking_top_frac <= 1.0:
+      raise ValueError(f"intervention.forking_top_frac must be in (0, 1], "
+                       f"got {self.forking_top_frac}")
+    if not 0.0 <= self.random_reward_p <= 1.0:
+      raise ValueError(f"intervention.random_reward_p must be in [0, 1], "
+                       f"got {self.random_reward_p}")
+
+
+@dataclasses.dataclass
+class ControlState:
+  """Host-side controller state, saved in checkpoints (JSON-serialisable fields only)."""
+
+  entropy_coef: float | None = None
+  entropy_target: float | None = None
+  resets: list = dataclasses.field(default_factory=list)
+  best_eval: float = -1.0
+  evals_since_best: int = 0
+
+
+def linear(start: float, end: float, step: int, total: int) -> float:
+  """start + (end - start) * step / total, clamped at `end`."""
+  frac = min(max(step / max(total, 1), 0.0), 1.0)
+  return start + (end - start) * frac
+
+
+def adaptive_entropy_coef(coef: float, entropy: float, target: float, rate: float,
+                          coef_max: float) -> float:
+  """One controller step: raise the bonus when entropy is below target, lower it above.
+
+  coef' = clip(coef + rate * (target - H) / target, 0, coef_max) — a proportional
+  controller on the relative error, so `rate` does not depend on the entropy scale.
+  """
+  return float(np.clip(coef + rate * (target - entropy) / max(target, 1e-8), 0.0, coef_max))
+
+
+def forking_token_mask(entropy_BxT, mask_BxT, top_frac: float):
+  """1 on the `top_frac` highest-entropy valid tokens of the batch ("forking tokens").
+
+  Wang et al. 2025 (arXiv 2506.01939) train only on the top 20% entropy tokens.
+  Ties at the threshold are kept.
+  """
+  mask = np.asarray(mask_BxT) > 0
+  if top_frac >= 1.0 or not mask.any():
+    return mask.astype(np.float32)
+  ent = np.asarray(entropy_BxT)[mask]
+  threshold = np.quantile(ent, 1.0 - top_frac, method="higher")
+  return (mask & (np.asarray(entropy_BxT) >= threshold)).astype(np.float32)
+
+
+def overlong_penalty(lengths_B, max_len: int, buffer: int, factor: float):
+  """DAPO soft overlong punishment (algorithms.md §3, T12), lengths in tokens.
+
+  0 up to max_len - buffer, then linearly down to -factor at max_len.
+  """
+  exceed = np.asarray(lengths_B, np.float64) - (max_len - buffer)
+  return np.minimum(-exceed / buffer * factor, 0.0)
+
+
+def hicra_advantages(adv_BxT, planning_BxT, alpha: float):
+  """HICRA (arXiv 2509.03646): A + alpha |A| on planning tokens (T11)."""
+  return adv_BxT + alpha * np.abs(adv_BxT) * planning_BxT
+
+
+def phrase_token_mask(pieces: list[str], phrases) -> np.ndarray:
+  """1 on tokens whose characters overlap an occurrence of any phrase.
+
+  `pieces` are the token strings of one completion in order; their concatenation is
+  the decoded text, so each token's character span is known.
+  """
+  text = "".join(pieces)
+  ends = np.cumsum([len(p) for p in pieces])
+  starts = ends - np.array([len(p) for p in pieces])
+  out = np.zeros(len(pieces), np.float32)
+  for phrase in phrases:
+    if not phrase:
+      continue
+    begin = text.find(phrase)
+    while begin >= 0:
+      stop = begin + len(phrase)
+      out[(starts < stop) & (ends > begin)] = 1.0
+      begin = text.find(phrase, begin + 1)
+  return out
+
+
+def controlled_rewards(mode: str, verified_B, well_formed_B, wrong_label_B, rng, p: float):
+  """Rewards for the spurious-reward controls (Shao et al. 2025, arXiv 2506.10947)."""
+  if mode == "verifier":
+    return np.asarray(verified_B, np.float32)
+  if mode == "random":
+    return (rng.random(len(verified_B)) < p).astype(np.float32)
+  if mode == "format":
+    return np.asarray(well_formed_B, np.float32)
+  return np.asarray(wrong_label_B, np.float32)

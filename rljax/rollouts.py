@@ -1,0 +1,106 @@
+"""One RL step's rollouts: sample, verify, shape rewards, filter groups (host side).
+
+A round takes the next prompt batch of the task stream (its index is the run's
+data position), samples G completions each on device, computes reference
+log-probs, and scores them. With DAPO dynamic sampling, rounds repeat until
+enough groups have non-identical correctness (algorithms.md §3).
+
+Axis letters: Q prompts, G group size, B = Q*G rollouts, P prompt, T completion.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import numpy as np
+
+from rljax import interventions as iv
+from rljax import sampler as sampler_lib
+from rljax.losses import kl_penalty
+
+
+@dataclasses.dataclass
+class StepRollouts:
+  """A step's rollouts as numpy arrays [B, ...] plus what the metrics need."""
+
+  problems: list
+  batch: dict
+  texts: list
+  verified: np.ndarray
+  rewards: np.ndarray
+  gen_rounds: int
+  filled_groups: int
+  data_position: int
+
+
+def _round(ctx, params, ref_params, rng, index: int) -> dict:
+  cfg, g = ctx.cfg, ctx.cfg.rl.group_size
+  problems = ctx.task.train_batch(index, cfg.rl.prompts_per_step)
+  prompt, pmask = ctx.tok.encode_prompts([p.prompt for p in problems], cfg.prompt_len)
+  out = jax.device_get(sampler_lib.sample(ctx.graphdef, params, prompt, pmask,
+                                          jax.random.fold_in(rng, index),
+                                          cfg=ctx.sampling, group_size=g))
+  batch = {"prompt": np.repeat(prompt, g, 0), "prompt_mask": np.repeat(pmask, g, 0),
+           "tokens": out.tokens, "mask": out.mask, "old_logp": out.logp,
+           "entropy": out.entropy}
+  batch["ref_logp"] = np.asarray(ctx.ref_logp(
+      ref_params, {k: batch[k] for k in ("prompt", "prompt_mask", "tokens", "mask")}))
+  texts = ctx.tok.decode_completions(out.tokens)
+  owner = [problems[i // g] for i in range(len(texts))]
+  return {"problems": problems, "batch": batch, "texts": texts,
+          "verified": np.array([ctx.task.reward(p, t) for p, t in zip(owner, texts)],
+                               np.float32),
+          "well_formed": np.array([ctx.task.well_formed(t) for t in texts]),
+          "wrong_label": np.array([ctx.task.matches_wrong_label(p, t)
+                                   for p, t in zip(owner, texts)])}
+
+
+def _rewards(ctx, r: dict, rng: np.random.Generator) -> np.ndarray:
+  icfg, batch = ctx.cfg.intervention, r["batch"]
+  rewards = iv.controlled_rewards(icfg.reward_mode, r["verified"], r["well_formed"],
+                                  r["wrong_label"], rng, icfg.random_reward_p)
+  if icfg.overlong_buffer:
+    rewards = rewards + iv.overlong_penalty(batch["mask"].sum(1), ctx.cfg.completion_len,
+                                            icfg.overlong_buffer, icfg.overlong_factor)
+  if icfg.kl_in_reward:
+    kl = np.asarray(kl_penalty(batch["old_logp"], batch["ref_logp"], icfg.kl_reward_estimator))
+    rewards = rewards - icfg.kl_reward_coef * (kl * batch["mask"]).sum(1)
+  return rewards.astype(np.float32)
+
+
+def _take_groups(rounds: list[tuple[dict, np.ndarray]], picks: list[tuple[int, int]], g: int):
+  """Concatenates the chosen (round, group) pairs into one step's arrays."""
+  def rows(k):
+    return np.concatenate([rounds[i][0][k][j * g:(j + 1) * g] for i, j in picks])
+  first = rounds[0][0]
+  batch = {k: np.concatenate([rounds[i][0]["batch"][k][j * g:(j + 1) * g] for i, j in picks])
+           for k in first["batch"]}
+  texts = [t for i, j in picks for t in rounds[i][0]["texts"][j * g:(j + 1) * g]]
+  problems = [rounds[i][0]["problems"][j] for i, j in picks]
+  rewards = np.concatenate([rounds[i][1][j * g:(j + 1) * g] for i, j in picks])
+  return problems, batch, texts, rows("verified"), rewards
+
+
+def collect(ctx, params, ref_params, rng, data_position: int, step: int) -> StepRollouts:
+  """Rollouts for one step starting at `data_position` of the prompt stream."""
+  cfg, icfg = ctx.cfg, ctx.cfg.intervention
+  q, g = cfg.rl.prompts_per_step, cfg.rl.group_size
+  reward_rng = np.random.default_rng((cfg.seed, step, 7))
+  rounds, kept, dropped = [], [], []
+  max_rounds = icfg.max_gen_rounds if icfg.dynamic_sampling else 1
+  while len(rounds) < max_rounds and len(kept) < q:
+    r = _round(ctx, params, ref_params, rng, data_position)
+    data_position += 1
+    rewards = _rewards(ctx, r, reward_rng)
+    rounds.append((r, rewards))
+    for j in range(q):
+      acc = r["verified"][j * g:(j + 1) * g]
+      informative = (not icfg.dynamic_sampling) or g == 1 or acc.std() > 0
+      (kept if informative else dropped).append((len(rounds) - 1, j))
+  filled = max(q - len(kept), 0)
+  picks = kept[:q] + dropped[:filled]
+  problems, batch, texts, verified, rewards = _take_groups(rounds, picks, g)
+  return StepRollouts(problems=problems, batch=batch, texts=texts, verified=verified,
+                      rewards=rewards, gen_rounds=len(rounds), filled_groups=filled,
+                      data_position=data_position)

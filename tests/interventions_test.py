@@ -1,0 +1,74 @@
+"""Intervention building blocks against hand-derived values (algorithms.md §T11, §T12)."""
+
+import numpy as np
+import pytest
+
+from rljax import interventions as iv
+from rljax.tasks.testbed_data import TestbedTask
+
+
+@pytest.mark.parametrize("length,expected", [
+    (10000, 0.0), (16384, 0.0), (17408, -0.25), (18432, -0.5), (20480, -1.0)])
+def test_overlong_t12(length, expected):
+  assert iv.overlong_penalty([length], 20480, 4096, 1.0)[0] == pytest.approx(expected)
+
+
+def test_hicra_t11():
+  adv = np.array([[0.8, 0.8], [-0.8, -0.8]])
+  plan = np.array([[1.0, 0.0], [1.0, 0.0]])
+  np.testing.assert_allclose(iv.hicra_advantages(adv, plan, 0.2), [[0.96, 0.8], [-0.64, -0.8]])
+
+
+def test_forking_tokens_keep_top_fraction():
+  ent = np.array([[0.1, 0.9, 0.5, 0.0], [0.3, 0.7, 2.0, 0.0]])
+  mask = np.array([[1, 1, 1, 0], [1, 1, 1, 0]], np.float32)
+  keep = iv.forking_token_mask(ent, mask, 0.5)
+  # 6 valid tokens, the top 3 by entropy: 2.0, 0.9, 0.7; padding never kept.
+  np.testing.assert_array_equal(keep, [[0, 1, 0, 0], [0, 1, 1, 0]])
+  np.testing.assert_array_equal(iv.forking_token_mask(ent, mask, 1.0), mask)
+
+
+def test_adaptive_entropy_controller_moves_towards_target():
+  up = iv.adaptive_entropy_coef(0.01, entropy=0.1, target=0.2, rate=0.05, coef_max=0.05)
+  down = iv.adaptive_entropy_coef(0.01, entropy=0.3, target=0.2, rate=0.05, coef_max=0.05)
+  assert up == pytest.approx(0.01 + 0.05 * 0.5) and down == 0.0   # clipped at 0
+  assert iv.adaptive_entropy_coef(0.049, 0.0, 0.2, 0.05, 0.05) == 0.05  # clipped at max
+
+
+def test_linear_schedule():
+  assert iv.linear(0.01, 0.0, 0, 100) == 0.01
+  assert iv.linear(0.01, 0.0, 50, 100) == pytest.approx(0.005)
+  assert iv.linear(0.01, 0.0, 500, 100) == 0.0
+
+
+def test_phrase_token_mask_maps_character_spans():
+  pieces = ["Let", "'s", " try", " a", " different", " approach", ":", " 3", "+", "4"]
+  m = iv.phrase_token_mask(pieces, ["try a different approach", "3+4"])
+  np.testing.assert_array_equal(m, [0, 0, 1, 1, 1, 1, 0, 1, 1, 1])
+
+
+def test_testbed_planning_mask():
+  pieces = ["3", "7", "+", "8", "=", "4", "5", ";", "4", "5", "-", "5", "=", "4", "0", ";#",
+            "4", "0"]
+  plan = TestbedTask.planning_mask(pieces)
+  # "+8" and "-5" are the plan; operands carried over, results and the answer are execution.
+  np.testing.assert_array_equal(np.nonzero(plan)[0], [2, 3, 10, 11])
+
+
+def test_reward_controls():
+  rng = np.random.default_rng(0)
+  v, f, w = np.array([1, 0, 0, 1]), np.array([1, 1, 0, 1]), np.array([0, 1, 0, 0])
+  np.testing.assert_array_equal(iv.controlled_rewards("verifier", v, f, w, rng, 0.5), v)
+  np.testing.assert_array_equal(iv.controlled_rewards("format", v, f, w, rng, 0.5), f)
+  np.testing.assert_array_equal(iv.controlled_rewards("wrong_label", v, f, w, rng, 0.5), w)
+  r = iv.controlled_rewards("random", np.zeros(4000), f, w, rng, 0.3)
+  assert 0.27 < r.mean() < 0.33
+
+
+def test_bad_intervention_config():
+  with pytest.raises(ValueError, match="adaptive"):
+    iv.InterventionConfig(entropy_schedule="cyclic")
+  with pytest.raises(ValueError, match="wrong_label"):
+    iv.InterventionConfig(reward_mode="noise")
+  with pytest.raises(ValueError, match="forking_top_frac"):
+    iv.InterventionConfig(forking_top_frac=0.0)
