@@ -10,9 +10,11 @@ Variants after the colon, comma separated:
   --config configs/testbed.py:seed=1        another seed
 
 Any field can be overridden, e.g. --config.rl.optim.lr=5e-5 --config.loss.entropy_coef=0.001
+(fields that default to None are typed placeholders: --config.loss.dual_clip_c=3.0 works).
 """
 
 import ml_collections
+from ml_collections.config_dict import placeholder
 
 
 def get_config(arg: str = ""):
@@ -75,8 +77,8 @@ def get_config(arg: str = ""):
   # policy_loss: ppo | clip_cov | kl_cov | gppo | gspo | cispo | gmpo | sapo | gpg;
   # each reads the hyperparameters below that it accepts (rljax/policy_losses.py).
   c.loss = ml_collections.ConfigDict(dict(
-      policy_loss="ppo", agg="token-mean", norm_constant=None, eps_low=0.2, eps_high=0.2,
-      dual_clip_c=None, clip_cov_ratio=2e-4, clip_cov_lb=1.0, clip_cov_ub=5.0,
+      policy_loss="ppo", agg="token-mean", norm_constant=placeholder(float), eps_low=0.2, eps_high=0.2,
+      dual_clip_c=placeholder(float), clip_cov_ratio=2e-4, clip_cov_lb=1.0, clip_cov_ub=5.0,
       kl_cov_ratio=2e-4, kl_cov_coef=1.0, gppo_beta1=1.0, gppo_beta2=1.0,
       gppo_only_high=False, tau_pos=1.0, tau_neg=1.05,
       entropy_coef=0.0, kl_coef=0.0, kl_estimator="k3"))
@@ -84,10 +86,10 @@ def get_config(arg: str = ""):
   # Exploration interventions, all off by default (rljax/interventions.py documents each).
   c.intervention = ml_collections.ConfigDict(dict(
       entropy_schedule="constant",      # constant | linear | adaptive
-      entropy_coef_end=0.0, entropy_target=None, entropy_target_frac=0.5,
+      entropy_coef_end=0.0, entropy_target=placeholder(float), entropy_target_frac=0.5,
       entropy_adapt_rate=0.05, entropy_coef_max=0.05,
       forking_top_frac=1.0,             # 0.2 trains on the top-20% entropy tokens only
-      kl_coef_end=None, kl_in_reward=False, kl_reward_coef=0.0, kl_reward_estimator="k1",
+      kl_coef_end=placeholder(float), kl_in_reward=False, kl_reward_coef=0.0, kl_reward_estimator="k1",
       reset_every=0, reset_kl_threshold=0.0, reset_patience=0, reset_optimizer=True,
       dynamic_sampling=False, max_gen_rounds=10,
       overlong_buffer=0, overlong_factor=1.0, mask_truncated=False,

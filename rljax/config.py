@@ -231,7 +231,8 @@ def _build(cls, values, path):
   try:
     return cls(**kwargs)
   except ValueError as e:
-    raise ValueError(f"{path or 'config'}: {e}") from None
+    msg = str(e)
+    raise ValueError(msg if path and f"{path}." in msg else f"{path or 'config'}: {msg}") from None
 
 
 def from_config_dict(cd) -> ExperimentConfig:
