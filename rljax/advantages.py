@@ -128,9 +128,31 @@ def gpg(rewards_B, group_size: int):
   return (alpha * (r_QxG - r_QxG.mean(axis=1, keepdims=True))).reshape(-1)
 
 
+def rlplus(rewards_B, group_size: int, offpolicy_B=None, use_std: bool = False,
+           eps: float = 1e-6):
+  """RL-PLUS split advantage (`compute_grpo_outcome_advantage_split`).
+
+  The group mean (and std, when `use_std`; set to 1 when 0) is taken over the
+  on-policy rollouts only and applied to every member, demonstrations included.
+  The published script uses no std: A = r - mean_on-policy.
+  """
+  r_QxG = _groups(rewards_B, group_size)
+  off = jnp.zeros_like(r_QxG) if offpolicy_B is None else jnp.asarray(
+      offpolicy_B, jnp.float32).reshape(r_QxG.shape)
+  on = 1.0 - off
+  n_on = jnp.maximum(on.sum(1, keepdims=True), 1.0)
+  mean = (r_QxG * on).sum(1, keepdims=True) / n_on
+  adv = r_QxG - mean
+  if use_std:
+    var = (jnp.square(r_QxG - mean) * on).sum(1, keepdims=True) / jnp.maximum(n_on - 1.0, 1.0)
+    std = jnp.sqrt(var)
+    adv = adv / (jnp.where(std == 0, 1.0, std) + eps)
+  return adv.reshape(-1)
+
+
 ESTIMATORS = {"grpo": grpo, "drgrpo": drgrpo, "rloo": rloo,
               "reinforce_pp_baseline": reinforce_pp_baseline, "passk": passk,
-              "grpo_passk": grpo_passk, "gpg": gpg}
+              "grpo_passk": grpo_passk, "gpg": gpg, "rlplus": rlplus}
 
 
 def compute(name: str, rewards_B, group_size: int, **hparams):

@@ -124,11 +124,12 @@ class RLConfig:
       raise ValueError(f"rl.minibatches ({self.minibatches}) must divide the "
                        f"{self.prompts_per_step * self.group_size} rollouts of a step")
 
-  def advantage_hparams(self, lengths_B) -> dict:
+  def advantage_hparams(self, lengths_B, offpolicy_B) -> dict:
     """Keyword arguments of `advantages.compute` for the chosen estimator."""
     return {"passk": {"k": self.passk_k},
             "grpo_passk": {"norm_by_std": self.grpo_passk_norm},
-            "reinforce_pp_baseline": {"lengths_B": lengths_B}}.get(self.advantage, {})
+            "reinforce_pp_baseline": {"lengths_B": lengths_B},
+            "rlplus": {"offpolicy_B": offpolicy_B}}.get(self.advantage, {})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,6 +174,13 @@ class ExperimentConfig:
                        f"must be smaller than completion_len ({self.completion_len})")
     if self.intervention.dynamic_sampling and self.rl.group_size < 2:
       raise ValueError("intervention.dynamic_sampling needs rl.group_size >= 2")
+    demos = self.intervention.rlplus_demos
+    if demos and not (self.loss.policy_loss == "rlplus" and self.rl.advantage == "rlplus"
+                      and demos < self.rl.group_size):
+      raise ValueError("intervention.rlplus_demos > 0 needs loss.policy_loss='rlplus', "
+                       "rl.advantage='rlplus' and fewer demonstrations than rl.group_size")
+    if self.loss.policy_loss == "rlplus" and not demos:
+      raise ValueError("loss.policy_loss='rlplus' needs intervention.rlplus_demos > 0")
 
 
 def check_mesh(cfg: ExperimentConfig, batch_devices: int) -> None:

@@ -48,6 +48,8 @@ class InterventionConfig:
     overlong_factor: penalty at the length limit.
     mask_truncated: drop completions that hit the length limit from the loss.
     sft_coef: GPPO's extra NLL term on correct completions (Klear-Reasoner: 0.1).
+    rlplus_demos: RL-PLUS: external demonstrations (the task's reference solutions) that
+      replace the last rollouts of each group (the script uses 1 of 8); 0 = off.
     hicra_alpha: HICRA advantage amplification on planning tokens (paper: 0.2; 0 = off).
     planning_phrases: strategic phrases whose tokens count as planning (on top of the
       testbed's step structure, where the operation and operand of each step are the plan).
@@ -77,6 +79,7 @@ class InterventionConfig:
   overlong_factor: float = 1.0
   mask_truncated: bool = False
   sft_coef: float = 0.0
+  rlplus_demos: int = 0
   hicra_alpha: float = 0.0
   planning_phrases: tuple[str, ...] = ()
   reward_mode: str = "verifier"

@@ -65,6 +65,7 @@ POLICY_LOSSES = {
     "gmpo": policy_losses.gmpo,
     "sapo": policy_losses.sapo,
     "gpg": policy_losses.gpg,
+    "rlplus": policy_losses.rlplus,
 }
 
 
@@ -100,6 +101,7 @@ class LossConfig:
     kl_cov_ratio, kl_cov_coef: KL-Cov (§6).
     gppo_beta1, gppo_beta2, gppo_only_high: GPPO (§7).
     tau_pos, tau_neg: SAPO (§17).
+    rlplus_gamma, rlplus_clip: RL-PLUS (§11); needs intervention.rlplus_demos > 0.
     entropy_coef: entropy bonus; positive raises entropy (verl subtracts it).
     kl_coef: weight of KL(pi || pi_ref) in the loss.
     kl_estimator: one of `KL_KINDS`.
@@ -121,6 +123,8 @@ class LossConfig:
   gppo_only_high: bool = False
   tau_pos: float = 1.0
   tau_neg: float = 1.05
+  rlplus_gamma: float = 0.5
+  rlplus_clip: bool = False
   entropy_coef: float = 0.0
   kl_coef: float = 0.0
   kl_estimator: str = "k3"
@@ -143,7 +147,7 @@ class LossConfig:
 
 
 def grpo_objective(cfg: LossConfig, logp, old_logp, ref_logp, entropy, advantages, mask,
-                   rng=None, entropy_coef=None, kl_coef=None):
+                   rng=None, entropy_coef=None, kl_coef=None, offpolicy_mask=None):
   """Entropy-regularised GRPO loss and its metrics (algorithms.md §1).
 
   loss = pg - entropy_coef * agg(H) + kl_coef * agg(KL(pi || pi_ref)). `advantages`
@@ -153,8 +157,11 @@ def grpo_objective(cfg: LossConfig, logp, old_logp, ref_logp, entropy, advantage
   entropy_coef = cfg.entropy_coef if entropy_coef is None else entropy_coef
   kl_coef = cfg.kl_coef if kl_coef is None else kl_coef
   adv_BxT = (advantages[:, None] if advantages.ndim == 1 else advantages) * mask
+  hparams = cfg.hparams()
+  if cfg.policy_loss == "rlplus":
+    hparams["offpolicy_mask"] = offpolicy_mask
   pg, metrics = policy_loss(cfg.policy_loss, logp, old_logp, adv_BxT, mask, agg=cfg.agg,
-                            rng=rng, **cfg.hparams())
+                            rng=rng, **hparams)
   ent = aggregate(entropy, mask, cfg.agg, cfg.norm_constant)
   kl = aggregate(kl_penalty(logp, ref_logp, cfg.kl_estimator), mask, cfg.agg,
                  cfg.norm_constant)

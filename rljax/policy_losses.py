@@ -220,3 +220,32 @@ def gpg(logp, old_logp, advantages, mask, *, agg="token-mean", norm_constant=Non
   """GPG (Chu et al. 2025, arXiv 2504.02546): plain policy gradient -A logp, no ratio."""
   del old_logp
   return aggregate(-advantages * logp, mask, agg, norm_constant), {}
+
+
+def rlplus(logp, old_logp, advantages, mask, *, agg="token-mean", norm_constant=None,
+           offpolicy_mask=None, eps_low: float = 0.2, eps_high: float = 0.2,
+           rlplus_gamma: float = 0.5, rlplus_clip: bool = False):
+  """RL-PLUS (Dong et al. 2025, arXiv 2508.00222; `rlplus_core_alg.py`).
+
+  On-policy tokens: -A r (clipped to [1-eps_low, max(1+eps_high)] only when
+  `rlplus_clip`; the published script removes the clip). Off-policy (demonstration)
+  tokens, `offpolicy_mask` = 1: multiple importance sampling with the unknown
+  demonstrator approximated as pi_w = (pi_old + 1) / 2, so
+  r_MIS = pi_theta / (0.75 pi_old + 0.25), and the exploration-based advantage
+  A_c = A (1 - sg(pi_theta))^gamma; loss -r_MIS A_c.
+  """
+  if offpolicy_mask is None:
+    raise ValueError("policy loss 'rlplus' needs offpolicy_mask= (1 on demonstration tokens)")
+  log_ratio = jnp.clip(logp - old_logp, -20.0, 20.0)
+  ratio = jnp.exp(log_ratio)
+  on = -advantages * ratio
+  if rlplus_clip:
+    on = jnp.maximum(on, -advantages * jnp.clip(ratio, 1.0 - eps_low, 1.0 + eps_high))
+  p_theta = jnp.exp(logp)
+  r_mis = p_theta / (0.75 * jnp.exp(old_logp) + 0.25)
+  off = -r_mis * advantages * (1.0 - sg(p_theta)) ** rlplus_gamma
+  off_mask = offpolicy_mask * mask
+  loss = jnp.where(off_mask > 0, off, on)
+  return aggregate(loss, mask, agg, norm_constant), {
+      "ppo_kl": masked_mean(-log_ratio, mask * (1.0 - offpolicy_mask)),
+      "offpolicy_frac": masked_mean(offpolicy_mask, mask)}

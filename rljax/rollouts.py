@@ -41,12 +41,16 @@ def _round(ctx, params, ref_params, rng, index: int) -> dict:
   out = jax.device_get(sampler_lib.sample(ctx.graphdef, params, prompt, pmask,
                                           jax.random.fold_in(rng, index),
                                           cfg=ctx.sampling, group_size=g))
+  # Copies: device_get may hand back read-only views, and demonstrations write rows.
   batch = {"prompt": np.repeat(prompt, g, 0), "prompt_mask": np.repeat(pmask, g, 0),
-           "tokens": out.tokens, "mask": out.mask, "old_logp": out.logp,
-           "entropy": out.entropy}
-  batch["ref_logp"] = np.asarray(ctx.ref_logp(
-      ref_params, {k: batch[k] for k in ("prompt", "prompt_mask", "tokens", "mask")}))
-  texts = ctx.tok.decode_completions(out.tokens)
+           "tokens": np.array(out.tokens), "mask": np.array(out.mask),
+           "old_logp": np.array(out.logp), "entropy": np.array(out.entropy),
+           "offpolicy": np.zeros(len(out.mask), np.float32)}
+  if cfg.intervention.rlplus_demos:
+    _insert_demonstrations(ctx, params, problems, batch)
+  seq = lambda: {k: batch[k] for k in ("prompt", "prompt_mask", "tokens", "mask")}
+  batch["ref_logp"] = np.asarray(ctx.ref_logp(ref_params, seq()))
+  texts = ctx.tok.decode_completions(batch["tokens"])
   owner = [problems[i // g] for i in range(len(texts))]
   return {"problems": problems, "batch": batch, "texts": texts,
           "verified": np.array([ctx.task.reward(p, t) for p, t in zip(owner, texts)],
@@ -54,6 +58,23 @@ def _round(ctx, params, ref_params, rng, index: int) -> dict:
           "well_formed": np.array([ctx.task.well_formed(t) for t in texts]),
           "wrong_label": np.array([ctx.task.matches_wrong_label(p, t)
                                    for p, t in zip(owner, texts)])}
+
+
+def _insert_demonstrations(ctx, params, problems, batch: dict) -> None:
+  """RL-PLUS: the last `rlplus_demos` rollouts of each group become demonstrations.
+
+  Their behaviour log-probs are the current policy's (one forward pass); their
+  sampler entropy is unknown and set to 0.
+  """
+  g, n = ctx.cfg.rl.group_size, ctx.cfg.intervention.rlplus_demos
+  rows = np.array([q * g + j for q in range(len(problems)) for j in range(g - n, g)])
+  demos = [ctx.task.demonstration(problems[r // g]) for r in rows]
+  tokens, mask = ctx.tok.encode_completions(demos, batch["tokens"].shape[1])
+  batch["tokens"][rows], batch["mask"][rows] = tokens, mask
+  batch["entropy"][rows], batch["offpolicy"][rows] = 0.0, 1.0
+  logp = np.asarray(ctx.ref_logp(params, {k: batch[k] for k in
+                                          ("prompt", "prompt_mask", "tokens", "mask")}))
+  batch["old_logp"][rows] = logp[rows]
 
 
 def _rewards(ctx, r: dict, rng: np.random.Generator) -> np.ndarray:

@@ -36,7 +36,7 @@ from rljax.tasks.testbed_data import tier_accuracy
 from rljax.train_state import TrainState, isfinite_tree
 
 _BATCH_KEYS = ("prompt", "prompt_mask", "tokens", "mask", "old_logp", "ref_logp", "adv",
-               "sft_mask")
+               "sft_mask", "offpolicy")
 
 
 def rl_update(graphdef, optimizer, loss_cfg: LossConfig, temperature: float,
@@ -54,7 +54,8 @@ def rl_update(graphdef, optimizer, loss_cfg: LossConfig, temperature: float,
                                         temperature=temperature)
     loss, metrics = grpo_objective(loss_cfg, logp, mb["old_logp"], mb["ref_logp"], ent,
                                    mb["adv"], mb["mask"], rng=key,
-                                   entropy_coef=coefs["entropy"], kl_coef=coefs["kl"])
+                                   entropy_coef=coefs["entropy"], kl_coef=coefs["kl"],
+                                   offpolicy_mask=mb["offpolicy"][:, None] * mb["mask"])
     sft = aggregate(-logp, mb["mask"] * mb["sft_mask"][:, None], loss_cfg.agg,
                     loss_cfg.norm_constant)
     return loss + coefs["sft"] * sft, dict(metrics, sft_loss=sft)
@@ -91,7 +92,7 @@ class RLTrainer:
     self.task, self.tok, self.writer, self.evaluate = task, tokenizer, writer, evaluate
     self.sampling = cfg.sampling
     rep = sharding.replicated(mesh)
-    batch_sh = {k: sharding.batch_sharding(mesh, 1 if k == "sft_mask" else 2)
+    batch_sh = {k: sharding.batch_sharding(mesh, 1 if k in ("sft_mask", "offpolicy") else 2)
                 for k in _BATCH_KEYS}
     temp = cfg.sampling.temperature
     self.update = jax.jit(functools.partial(rl_update, graphdef, optimizer, cfg.loss, temp),
@@ -139,7 +140,8 @@ class RLTrainer:
     """Token advantages, loss mask and SFT rows for the update."""
     cfg, icfg, b = self.cfg, self.cfg.intervention, ro.batch
     adv_B = np.asarray(advantages.compute(cfg.rl.advantage, ro.rewards, cfg.rl.group_size,
-                                          **cfg.rl.advantage_hparams(b["mask"].sum(1))))
+                                          **cfg.rl.advantage_hparams(b["mask"].sum(1),
+                                                                     b["offpolicy"])))
     adv = adv_B[:, None] * b["mask"]
     if icfg.hicra_alpha:
       adv = iv.hicra_advantages(adv, self._planning_mask(b["tokens"], b["mask"]),
@@ -151,7 +153,7 @@ class RLTrainer:
     return {"prompt": b["prompt"], "prompt_mask": b["prompt_mask"], "tokens": b["tokens"],
             "mask": loss_mask.astype(np.float32), "old_logp": b["old_logp"],
             "ref_logp": b["ref_logp"], "adv": adv.astype(np.float32),
-            "sft_mask": (ro.verified > 0).astype(np.float32)}
+            "sft_mask": (ro.verified > 0).astype(np.float32), "offpolicy": b["offpolicy"]}
 
   def _planning_mask(self, tokens_BxT, mask_BxT):
     out = np.zeros(tokens_BxT.shape, np.float32)
@@ -191,7 +193,8 @@ class RLTrainer:
     elapsed = time.time() - t0
     metrics = {
         "reward_mean": float(ro.rewards.mean()), "reward_std": float(ro.rewards.std()),
-        "accuracy": float(ro.verified.mean()),
+        # On-policy rollouts only: RL-PLUS demonstrations are correct by construction.
+        "accuracy": float(ro.verified[ro.batch["offpolicy"] == 0].mean()),
         "entropy": float((ro.batch["entropy"] * mask).sum() / mask.sum()),
         "kl": float(masked_mean(kl_penalty(ro.batch["old_logp"], ro.batch["ref_logp"], "k3"),
                                 mask)),

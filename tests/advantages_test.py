@@ -89,3 +89,12 @@ def test_reinforce_pp_baseline_is_whitened():
   wts = np.array([1, 1, 1, 1, 1, 1, 1, 9.])
   m = (wts * x).sum() / wts.sum()
   np.testing.assert_allclose(w, (x - m) / np.sqrt((wts * (x - m) ** 2).sum() / 15), rtol=1e-5)
+
+
+def test_rlplus_split_uses_on_policy_mean():
+  r = np.array([1, 0, 0, 1], np.float32)          # last member is the demonstration
+  off = np.array([0, 0, 0, 1], np.float32)
+  a = advantages.compute("rlplus", r, 4, offpolicy_B=off)
+  np.testing.assert_allclose(a, np.array([1, 0, 0, 1]) - 1 / 3, rtol=1e-6)
+  a = advantages.compute("rlplus", np.ones(4, np.float32), 4, offpolicy_B=off, use_std=True)
+  np.testing.assert_allclose(a, 0.0)              # std 0 -> 1, no NaN

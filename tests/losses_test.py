@@ -207,3 +207,16 @@ def test_loss_config_passes_only_accepted_hparams():
   assert set(cfg.hparams()) == {"kl_cov_ratio", "kl_cov_coef", "norm_constant"}
   with pytest.raises(ValueError, match="clip_cov"):
     losses.LossConfig(policy_loss="clipcov")
+
+
+@pytest.mark.parametrize("p_old,p_theta,r_mis,a_c", [
+    (0.2, 0.25, 0.625, 0.866025), (0.9, 0.95, 1.027027, 0.223607),
+    (0.01, 0.02, 0.077670, 0.989949)])
+def test_rlplus_offpolicy_token_t10(p_old, p_theta, r_mis, a_c):
+  lp, old = jnp.log(jnp.full((1, 1), p_theta)), jnp.log(jnp.full((1, 1), p_old))
+  ones = jnp.ones((1, 1))
+  loss, _ = losses.policy_loss("rlplus", lp, old, ones, ones, offpolicy_mask=ones)
+  np.testing.assert_allclose(loss, -r_mis * a_c, atol=1e-5)
+  # On-policy tokens are the unclipped -A r of the published script.
+  loss_on, _ = losses.policy_loss("rlplus", lp, old, ones, ones, offpolicy_mask=0 * ones)
+  np.testing.assert_allclose(loss_on, -p_theta / p_old, rtol=1e-5)

@@ -100,3 +100,15 @@ def test_interventions_run_and_are_logged(tmp_path):
   assert rows[0]["kl_coef"] < rows[2]["kl_coef"]
   for r in rows:
     assert np.isfinite(r["loss"]) and r["skipped"] == 0.0
+
+
+def test_rlplus_mixes_demonstrations(tmp_path):
+  pipeline.run(tiny_config(2, dict(rlplus_demos=1), dict(policy_loss="rlplus"),
+                           advantage="rlplus"), str(tmp_path))
+  rows = read_rows(os.path.join(tmp_path, "metrics.jsonl"))
+  assert all(r["offpolicy_frac"] > 0 and np.isfinite(r["loss"]) for r in rows)
+
+
+def test_rlplus_config_must_be_consistent():
+  with pytest.raises(ValueError, match="rlplus"):
+    tiny_config(2, dict(rlplus_demos=1))

@@ -28,6 +28,11 @@ class TestbedTask:
     return float(testbed.is_correct(problem, completion))
 
   @staticmethod
+  def demonstration(problem: testbed.Problem) -> str:
+    """An external, correct solution (RL-PLUS's off-policy data)."""
+    return testbed.make_trace(problem)
+
+  @staticmethod
   def well_formed(completion: str) -> bool:
     """An answer can be read off (the format-only reward's criterion)."""
     return testbed.extract_answer(completion) is not None
