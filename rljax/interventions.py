@@ -13,7 +13,7 @@ import dataclasses
 import numpy as np
 
 ENTROPY_SCHEDULES = ("constant", "linear", "adaptive")
-REWARD_MODES = ("verifier", "random", "format", "wrong_label")
+REWARD_MODES = ("verifier", "random", "format", "wrong_label", "dro")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,8 +54,14 @@ class InterventionConfig:
     planning_phrases: strategic phrases whose tokens count as planning (on top of the
       testbed's step structure, where the operation and operand of each step are the plan).
     reward_mode: verifier | random (1 with prob. random_reward_p) | format (1 for any
-      well-formed answer) | wrong_label (1 only for a deliberately wrong answer).
+      well-formed answer) | wrong_label (1 only for a deliberately wrong answer) |
+      dro (the reasoning-reflection reward R3 from the reference answer, no verifier).
     random_reward_p: probability of the random reward.
+    dro_temperature: tau of the token weights softmax(sigma / tau) of R3.
+    dro_certainty: "prob" (the paper's self-certainty) or "logprob".
+    dro_filter_threshold: DRO query filtering: a group whose reference tokens' certainty
+      varies by less than this (max_j sigma_j) carries no comparative signal and gets
+      zero advantage (or is replaced, with dynamic sampling); 0 = off.
   """
 
   entropy_schedule: str = "constant"
@@ -84,6 +90,9 @@ class InterventionConfig:
   planning_phrases: tuple[str, ...] = ()
   reward_mode: str = "verifier"
   random_reward_p: float = 0.5
+  dro_temperature: float = 0.1
+  dro_certainty: str = "prob"
+  dro_filter_threshold: float = 0.0
 
   def __post_init__(self):
     if self.entropy_schedule not in ENTROPY_SCHEDULES:
@@ -95,6 +104,9 @@ class InterventionConfig:
     if not 0.0 < self.forking_top_frac <= 1.0:
       raise ValueError(f"intervention.forking_top_frac must be in (0, 1], "
                        f"got {self.forking_top_frac}")
+    if self.dro_certainty not in ("prob", "logprob"):
+      raise ValueError(f"intervention.dro_certainty must be 'prob' or 'logprob', "
+                       f"got {self.dro_certainty!r}")
     if not 0.0 <= self.random_reward_p <= 1.0:
       raise ValueError(f"intervention.random_reward_p must be in [0, 1], "
                        f"got {self.random_reward_p}")
@@ -185,3 +197,20 @@ def controlled_rewards(mode: str, verified_B, well_formed_B, wrong_label_B, rng,
   if mode == "format":
     return np.asarray(well_formed_B, np.float32)
   return np.asarray(wrong_label_B, np.float32)
+
+
+def dro_reward(logp_GxL, temperature: float, certainty: str = "prob"):
+  """DRO's reasoning-reflection reward R3 for one group (arXiv 2506.13351, §10).
+
+  logp_GxL: log pi(y*_j | q, cot_i, y*_<j) of the L reference tokens teacher-forced
+  after each of the G chains of thought. s = exp(logp) (or logp); sigma_j = std over
+  the group; w = softmax(sigma / tau) emphasises reasoning-reflective tokens (whose
+  certainty depends on the reasoning); R3_i = sum_j w_j s_ij. Returns (R3 [G], max sigma).
+  [paper-only: no public code; the weighting function is the paper's reading in §10.]
+  """
+  s = np.exp(logp_GxL) if certainty == "prob" else np.asarray(logp_GxL)
+  sigma = s.std(axis=0)
+  z = sigma / temperature
+  w = np.exp(z - z.max())
+  w /= w.sum()
+  return s @ w, float(sigma.max())

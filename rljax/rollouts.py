@@ -32,9 +32,11 @@ class StepRollouts:
   gen_rounds: int
   filled_groups: int
   data_position: int
+  dro_filtered: int = 0
 
 
 def _round(ctx, params, ref_params, rng, index: int) -> dict:
+  """Samples, verifies and (for DRO) scores prompt batch `index` of the stream."""
   cfg, g = ctx.cfg, ctx.cfg.rl.group_size
   problems = ctx.task.train_batch(index, cfg.rl.prompts_per_step)
   prompt, pmask = ctx.tok.encode_prompts([p.prompt for p in problems], cfg.prompt_len)
@@ -52,12 +54,16 @@ def _round(ctx, params, ref_params, rng, index: int) -> dict:
   batch["ref_logp"] = np.asarray(ctx.ref_logp(ref_params, seq()))
   texts = ctx.tok.decode_completions(batch["tokens"])
   owner = [problems[i // g] for i in range(len(texts))]
-  return {"problems": problems, "batch": batch, "texts": texts,
+  out = {"problems": problems, "batch": batch, "texts": texts,
           "verified": np.array([ctx.task.reward(p, t) for p, t in zip(owner, texts)],
                                np.float32),
           "well_formed": np.array([ctx.task.well_formed(t) for t in texts]),
           "wrong_label": np.array([ctx.task.matches_wrong_label(p, t)
-                                   for p, t in zip(owner, texts)])}
+                                   for p, t in zip(owner, texts)]),
+          "dro_keep": np.ones(len(problems), bool)}
+  if cfg.intervention.reward_mode == "dro":
+    out["dro_reward"], out["dro_keep"] = _dro_rewards(ctx, params, out)
+  return out
 
 
 def _insert_demonstrations(ctx, params, problems, batch: dict) -> None:
@@ -77,10 +83,35 @@ def _insert_demonstrations(ctx, params, problems, batch: dict) -> None:
   batch["old_logp"][rows] = logp[rows]
 
 
+def _dro_rewards(ctx, params, r: dict):
+  """R3 per rollout and, per group, whether it passes DRO's variance filter."""
+  cfg, icfg, batch = ctx.cfg, ctx.cfg.intervention, r["batch"]
+  g = cfg.rl.group_size
+  owner = [r["problems"][i // g] for i in range(len(r["texts"]))]
+  tokens, mask, ref_mask = ctx.tok.encode_with_reference(
+      [ctx.task.chain_of_thought(t) for t in r["texts"]],
+      [ctx.task.reference_answer(p) for p in owner], batch["tokens"].shape[1])
+  logp = np.asarray(ctx.ref_logp(params, {"prompt": batch["prompt"],
+                                          "prompt_mask": batch["prompt_mask"],
+                                          "tokens": tokens, "mask": mask}))
+  rewards, keep = np.zeros(len(owner), np.float32), []
+  for q in range(len(r["problems"])):
+    rows = slice(q * g, (q + 1) * g)
+    n_ref = int(ref_mask[q * g].sum())
+    # The reference has the same length in every row of a group: gather it as G x L.
+    lp = np.stack([logp[i][ref_mask[i] > 0][:n_ref] for i in range(q * g, (q + 1) * g)])
+    rewards[rows], sigma = iv.dro_reward(lp, icfg.dro_temperature, icfg.dro_certainty)
+    keep.append(sigma >= icfg.dro_filter_threshold)
+  return rewards, np.array(keep)
+
+
 def _rewards(ctx, r: dict, rng: np.random.Generator) -> np.ndarray:
   icfg, batch = ctx.cfg.intervention, r["batch"]
-  rewards = iv.controlled_rewards(icfg.reward_mode, r["verified"], r["well_formed"],
-                                  r["wrong_label"], rng, icfg.random_reward_p)
+  if icfg.reward_mode == "dro":
+    rewards = r["dro_reward"]
+  else:
+    rewards = iv.controlled_rewards(icfg.reward_mode, r["verified"], r["well_formed"],
+                                    r["wrong_label"], rng, icfg.random_reward_p)
   if icfg.overlong_buffer:
     rewards = rewards + iv.overlong_penalty(batch["mask"].sum(1), ctx.cfg.completion_len,
                                             icfg.overlong_buffer, icfg.overlong_factor)
@@ -108,7 +139,7 @@ def collect(ctx, params, ref_params, rng, data_position: int, step: int) -> Step
   cfg, icfg = ctx.cfg, ctx.cfg.intervention
   q, g = cfg.rl.prompts_per_step, cfg.rl.group_size
   reward_rng = np.random.default_rng((cfg.seed, step, 7))
-  rounds, kept, dropped = [], [], []
+  rounds, kept, dropped, dro_filtered = [], [], [], 0
   max_rounds = icfg.max_gen_rounds if icfg.dynamic_sampling else 1
   while len(rounds) < max_rounds and len(kept) < q:
     r = _round(ctx, params, ref_params, rng, data_position)
@@ -117,11 +148,18 @@ def collect(ctx, params, ref_params, rng, data_position: int, step: int) -> Step
     rounds.append((r, rewards))
     for j in range(q):
       acc = r["verified"][j * g:(j + 1) * g]
-      informative = (not icfg.dynamic_sampling) or g == 1 or acc.std() > 0
-      (kept if informative else dropped).append((len(rounds) - 1, j))
+      if not r["dro_keep"][j]:
+        rewards[j * g:(j + 1) * g] = 0.0  # DRO filter: no comparative signal in this group
+        dro_filtered += 1
+      # DRO has no verifier: its own variance filter decides; otherwise DAPO's
+      # criterion, correctness that differs within the group (verl's default "acc").
+      informative = r["dro_keep"][j] and (icfg.reward_mode == "dro" or g == 1
+                                          or acc.std() > 0)
+      (kept if informative or not icfg.dynamic_sampling else dropped).append(
+          (len(rounds) - 1, j))
   filled = max(q - len(kept), 0)
   picks = kept[:q] + dropped[:filled]
   problems, batch, texts, verified, rewards = _take_groups(rounds, picks, g)
   return StepRollouts(problems=problems, batch=batch, texts=texts, verified=verified,
                       rewards=rewards, gen_rounds=len(rounds), filled_groups=filled,
-                      data_position=data_position)
+                      data_position=data_position, dro_filtered=dro_filtered)

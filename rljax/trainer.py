@@ -201,6 +201,7 @@ class RLTrainer:
         "response_length": float(mask.sum(1).mean()),
         "zero_var_frac": float((ro.verified.reshape(-1, g).std(1) == 0).mean()),
         "gen_rounds": ro.gen_rounds, "filled_groups": ro.filled_groups,
+        "dro_filtered_groups": ro.dro_filtered,
         "entropy_coef": float(coefs["entropy"]), "kl_coef": float(coefs["kl"]),
         "step_time_s": elapsed, "tokens_per_s": float(mask.sum() / elapsed),
         **{k: float(np.mean([m[k] for m in per_mb])) for k in per_mb[0]},

@@ -72,3 +72,27 @@ def test_bad_intervention_config():
     iv.InterventionConfig(reward_mode="noise")
   with pytest.raises(ValueError, match="forking_top_frac"):
     iv.InterventionConfig(forking_top_frac=0.0)
+
+
+def test_dro_reward_weights_reflective_tokens():
+  # Token 0: certainty independent of the reasoning (sigma 0); token 1 separates rollouts.
+  s = np.array([[0.9, 0.8], [0.9, 0.2], [0.9, 0.5]])
+  r3, sigma_max = iv.dro_reward(np.log(s), temperature=0.1)
+  sigma = s.std(0)
+  w = np.exp(sigma / 0.1) / np.exp(sigma / 0.1).sum()
+  np.testing.assert_allclose(r3, s @ w, rtol=1e-6)
+  assert r3[0] > r3[2] > r3[1]
+  assert sigma_max == pytest.approx(sigma[1])
+  # A plain average would be dominated by the uninformative token.
+  assert np.ptp(r3) > np.ptp(s.mean(1))
+
+
+def test_encode_with_reference_marks_reference_tokens():
+  from rljax.tasks.testbed import TestbedConfig
+  from rljax.tasks.testbed_data import build_tokenizer
+  task = TestbedTask(TestbedConfig(), seed=0)
+  tok = build_tokenizer(task, 24)
+  tokens, mask, ref = tok.encode_with_reference(["37+8=45"], [";#45"], 12)
+  pieces = [tok.sp.id_to_piece(int(t)) for t in tokens[0][ref[0] > 0]]
+  assert "".join(pieces) == ";#45"
+  assert tokens[0][int(mask[0].sum()) - 1] == tok.eos_id

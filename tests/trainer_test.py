@@ -112,3 +112,12 @@ def test_rlplus_mixes_demonstrations(tmp_path):
 def test_rlplus_config_must_be_consistent():
   with pytest.raises(ValueError, match="rlplus"):
     tiny_config(2, dict(rlplus_demos=1))
+
+
+def test_dro_reward_without_verifier(tmp_path):
+  pipeline.run(tiny_config(2, dict(reward_mode="dro", dro_filter_threshold=1e-4,
+                                   dynamic_sampling=True, max_gen_rounds=2)), str(tmp_path))
+  rows = read_rows(os.path.join(tmp_path, "metrics.jsonl"))
+  for r in rows:
+    assert 0.0 <= r["reward_mean"] <= 1.0 and "dro_filtered_groups" in r
+    assert np.isfinite(r["loss"])

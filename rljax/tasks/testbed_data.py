@@ -28,6 +28,16 @@ class TestbedTask:
     return float(testbed.is_correct(problem, completion))
 
   @staticmethod
+  def reference_answer(problem: testbed.Problem) -> str:
+    """The reference outcome DRO teacher-forces after a chain of thought."""
+    return f";#{problem.answer:02d}"
+
+  @staticmethod
+  def chain_of_thought(completion: str) -> str:
+    """The reasoning part of a completion (its own final answer removed)."""
+    return completion.rsplit(";#", 1)[0] if ";#" in completion else completion
+
+  @staticmethod
   def demonstration(problem: testbed.Problem) -> str:
     """An external, correct solution (RL-PLUS's off-policy data)."""
     return testbed.make_trace(problem)

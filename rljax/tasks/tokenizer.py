@@ -81,6 +81,25 @@ class Tokenizer:
       mask[i, :len(ids)] = 1.0
     return tokens, mask
 
+  def encode_with_reference(self, firsts: Sequence[str], reference: Sequence[str], length: int):
+    """first ids + reference ids + EOS, encoded apart (no merge across the seam).
+
+    Returns (tokens [N, length], mask [N, length], reference_mask [N, length]); a
+    first part too long to fit is cut from the left, the reference is kept whole.
+    """
+    tokens = np.full((len(firsts), length), PAD_ID, np.int32)
+    mask = np.zeros((len(firsts), length), np.float32)
+    ref_mask = np.zeros((len(firsts), length), np.float32)
+    for i, (a, b) in enumerate(zip(self.sp.encode(list(firsts)), self.sp.encode(list(reference)))):
+      if len(b) + 1 > length:
+        raise ValueError(f"reference {reference[i]!r} does not fit in {length} tokens")
+      a = a[max(0, len(a) + len(b) + 1 - length):]
+      ids = a + b + [EOS_ID]
+      tokens[i, :len(ids)] = ids
+      mask[i, :len(ids)] = 1.0
+      ref_mask[i, len(a):len(a) + len(b)] = 1.0
+    return tokens, mask, ref_mask
+
   def decode_completions(self, tokens_BxT: np.ndarray) -> list[str]:
     """Text of each row up to (not including) its first EOS."""
     out = []
