@@ -57,6 +57,9 @@ class InterventionConfig:
       well-formed answer) | wrong_label (1 only for a deliberately wrong answer) |
       dro (the reasoning-reflection reward R3 from the reference answer, no verifier).
     random_reward_p: probability of the random reward.
+    one_shot_pool: one-shot RLVR: candidate pool size (0 = off); the example whose
+      accuracy varied most over one_shot_history_steps of training on the pool is then
+      the only training prompt (one_shot_index >= 0 picks a pool index instead).
     dro_temperature: tau of the token weights softmax(sigma / tau) of R3.
     dro_certainty: "prob" (the paper's self-certainty) or "logprob".
     dro_filter_threshold: DRO query filtering: a group whose reference tokens' certainty
@@ -90,6 +93,9 @@ class InterventionConfig:
   planning_phrases: tuple[str, ...] = ()
   reward_mode: str = "verifier"
   random_reward_p: float = 0.5
+  one_shot_pool: int = 0
+  one_shot_history_steps: int = 20
+  one_shot_index: int = -1
   dro_temperature: float = 0.1
   dro_certainty: str = "prob"
   dro_filter_threshold: float = 0.0

@@ -16,7 +16,7 @@ import zlib
 import jax
 from tqdm.auto import tqdm
 
-from rljax import sampler as sampler_lib
+from rljax import one_shot
 from rljax import sharding, train_state
 from rljax.checkpoint import Checkpointer
 from rljax.config import ExperimentConfig, check_mesh
@@ -65,6 +65,31 @@ def _base_params(cfg, model_cfg, task, tok, mesh, workdir):
     ckpt.save(int(state.step), state, {"step": int(state.step), "clean_steps": switch})
   ckpt.close()
   return graphdef, state.params
+
+
+def _one_shot_task(cfg, graphdef, optimizer, sh, mesh, task, tok, workdir, new_state):
+  """One-shot RLVR: the selected pool example (cached in `workdir/one_shot.json`)."""
+  pool = task.train_batch(2_000_000, cfg.intervention.one_shot_pool)
+  path = os.path.join(workdir, "one_shot.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      chosen = json.load(f)["index"]
+  elif cfg.intervention.one_shot_index >= 0:
+    chosen = cfg.intervention.one_shot_index
+    _json_dump({"index": chosen, "prompt": pool[chosen].prompt, "history": None}, path)
+  else:
+    hist_dir = os.path.join(workdir, "one_shot_history")
+    writer = MetricsWriter(hist_dir, "metrics")
+    trainer = RLTrainer(cfg, graphdef, optimizer, sh, mesh, one_shot.PoolTask(task, pool), tok,
+                        hist_dir, writer)
+    history = one_shot.collect_history(trainer, new_state(), pool,
+                                       cfg.intervention.one_shot_history_steps)
+    writer.close()
+    chosen = one_shot.rank_by_historical_variance(history)[0]
+    _json_dump({"index": chosen, "prompt": pool[chosen].prompt,
+                "history": {str(k): v for k, v in history.items()}}, path)
+  tqdm.write(f"one-shot RLVR on pool example {chosen}: {pool[chosen].prompt}")
+  return one_shot.OneShotTask(task, pool[chosen])
 
 
 def run(cfg: ExperimentConfig, workdir: str) -> dict:
@@ -116,9 +141,13 @@ def run(cfg: ExperimentConfig, workdir: str) -> dict:
       return {f"eval/{k}": v for k, v in summarize(task.eval_problems, counts, n).items()
               if "/" not in k}
 
+    train_task = task
+    if cfg.intervention.one_shot_pool:
+      make = lambda: train_state.new_state(base_params, optimizer, sh, cfg.seed, True)
+      train_task = _one_shot_task(cfg, graphdef, optimizer, sh, mesh, task, tok, workdir, make)
     ckpt_step = Checkpointer(os.path.join(workdir, "checkpoints")).latest_step() or 0
     writer = MetricsWriter(workdir, "metrics", resume_step=ckpt_step)
-    trainer = RLTrainer(cfg, graphdef, optimizer, sh, mesh, task, tok, workdir, writer,
+    trainer = RLTrainer(cfg, graphdef, optimizer, sh, mesh, train_task, tok, workdir, writer,
                         evaluate=periodic_eval)
     state = trainer.restore_or(state)
     state = trainer.run(state)

@@ -172,6 +172,7 @@ class RLTrainer:
     ro = rollouts.collect(self, state.params, state.ref_params, state.rng,
                           self.data_position, step)
     self.data_position = ro.data_position
+    self.last_rollouts = ro
     batch = self._train_batch(ro)
     coefs = self._coefs(step)
     b = ro.rewards.shape[0]

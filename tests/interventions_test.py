@@ -96,3 +96,16 @@ def test_encode_with_reference_marks_reference_tokens():
   pieces = [tok.sp.id_to_piece(int(t)) for t in tokens[0][ref[0] > 0]]
   assert "".join(pieces) == ";#45"
   assert tokens[0][int(mask[0].sum()) - 1] == tok.eos_id
+
+
+def test_one_shot_ranking_and_tasks():
+  from rljax import one_shot
+  history = {0: [0.0, 0.0, 0.0], 1: [0.0, 1.0, 0.5], 2: [1.0, 1.0, 1.0], 3: [0.0, 1.0, 0.5]}
+  assert one_shot.rank_by_historical_variance(history)[:2] == [1, 3]
+  task = TestbedTask(__import__("rljax.tasks.testbed", fromlist=["x"]).TestbedConfig(), 0)
+  pool = task.train_batch(0, 5)
+  pt = one_shot.PoolTask(task, pool)
+  assert pt.train_batch(0, 3) == pool[:3] and pt.train_batch(1, 3) == pool[3:] + pool[:1]
+  ot = one_shot.OneShotTask(task, pool[2])
+  assert ot.train_batch(9, 4) == [pool[2]] * 4
+  assert ot.reward(pool[2], "nonsense") == 0.0   # everything else delegates to the task

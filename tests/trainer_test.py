@@ -121,3 +121,12 @@ def test_dro_reward_without_verifier(tmp_path):
   for r in rows:
     assert 0.0 <= r["reward_mean"] <= 1.0 and "dro_filtered_groups" in r
     assert np.isfinite(r["loss"])
+
+
+def test_one_shot_rlvr_selects_by_variance(tmp_path):
+  pipeline.run(tiny_config(2, dict(one_shot_pool=8, one_shot_history_steps=4)), str(tmp_path))
+  with open(os.path.join(tmp_path, "one_shot.json")) as f:
+    chosen = json.load(f)
+  stds = {int(k): np.std(v) for k, v in chosen["history"].items()}
+  assert stds[chosen["index"]] == max(stds.values())
+  assert len(read_rows(os.path.join(tmp_path, "metrics.jsonl"))) == 2
