@@ -21,7 +21,7 @@ from rljax import sharding, train_state
 from rljax.checkpoint import Checkpointer
 from rljax.config import ExperimentConfig, check_mesh
 from rljax.evaluation import sample_counts, summarize
-from rljax.metrics import MetricsWriter
+from rljax.metrics import MetricsWriter, read_rows
 from rljax.model.config import get_preset
 from rljax.sft import make_sft_step, pretrain
 from rljax.tasks.testbed_data import TestbedTask, build_tokenizer, sft_batch_fn
@@ -156,8 +156,8 @@ def run(cfg: ExperimentConfig, workdir: str) -> dict:
     counts, ent = evaluate(state.params, cfg.eval.n_samples, "final")
     final = summarize(task.eval_problems, counts, cfg.eval.n_samples)
 
-  from rljax.metrics import read_rows
-  rows = read_rows(os.path.join(workdir, "metrics.jsonl"))
+  metrics_path = os.path.join(workdir, "metrics.jsonl")
+  rows = read_rows(metrics_path) if os.path.exists(metrics_path) else []
   n = cfg.eval.n_samples
   summary = {
       "base_pass@1": base["pass@1"], f"base_pass@{n}": base[f"pass@{n}"],

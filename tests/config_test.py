@@ -72,3 +72,14 @@ def test_every_policy_loss_is_a_config_choice(name):
   c = load()
   c.loss.policy_loss = name
   assert from_config_dict(c).loss.policy_loss == name
+
+
+def test_every_intervention_config_builds():
+  spec = importlib.util.spec_from_file_location("icfg", f"{ROOT}/configs/interventions.py")
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  for method in mod.METHODS:
+    cfg = from_config_dict(mod.get_config(f"method={method},runlocal"))
+    assert cfg.rl.steps == 10
+  with pytest.raises(ValueError, match="clip_cov"):
+    mod.get_config("method=nope")
