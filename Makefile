@@ -5,7 +5,9 @@ PY := $(VENV)/bin/python
 WORKDIR ?= workdirs/testbed
 CONFIG ?= configs/testbed.py
 
-.PHONY: setup demo test clean
+ORACLE_VENV ?= .venv-oracle
+
+.PHONY: setup oracle demo test clean
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -15,12 +17,24 @@ $(VENV)/.installed: setup.py
 
 setup: $(VENV)/.installed
 
+# verl 0.9.1 (PyTorch, CPU) as a test oracle for the losses, in its own environment.
+# verl is installed without its dependencies; these are the ones its core_algos imports.
+$(ORACLE_VENV)/.installed:
+	$(PYTHON) -m venv $(ORACLE_VENV)
+	$(ORACLE_VENV)/bin/python -m pip install --upgrade pip
+	$(ORACLE_VENV)/bin/python -m pip install torch==2.13.0 numpy omegaconf==2.4.0 \
+	    tensordict==0.15.3 transformers==5.24.0 ray==2.60.0 codetiming==1.4.0 orjson==3.13.0
+	$(ORACLE_VENV)/bin/python -m pip install --no-deps verl==0.9.1
+	touch $@
+
+oracle: $(ORACLE_VENV)/.installed
+
 # Pretrains the testbed's base model, runs GRPO, writes $(WORKDIR)/summary.json.
 demo: setup
 	$(PY) -m launch.train --config $(CONFIG) --workdir $(WORKDIR)
 
-test: setup
+test: setup oracle
 	$(PY) -m pytest -q tests
 
 clean:
-	rm -rf $(VENV) workdirs
+	rm -rf $(VENV) $(ORACLE_VENV) workdirs

@@ -69,6 +69,7 @@ def get_config(arg: str = ""):
   c.rl.eval_samples = 4
   c.rl.checkpoint_every = 25
   c.rl.max_to_keep = 2
+  c.rl.max_skipped_steps = 3         # non-finite updates in a row before the run stops
 
   c.sampling = ml_collections.ConfigDict(dict(
       max_new_tokens=c.completion_len, temperature=1.0, top_k=0, top_p=1.0,

@@ -95,6 +95,8 @@ class RLConfig:
     eval_samples: samples per held-out problem for the periodic evaluation.
     checkpoint_every: checkpoint period in steps (the last step is always saved).
     max_to_keep: checkpoints kept on disk.
+    max_skipped_steps: a step whose every update had a non-finite loss or gradient is
+      skipped; after this many in a row the run stops (its last checkpoint untouched).
   """
 
   steps: int = 100
@@ -110,6 +112,7 @@ class RLConfig:
   eval_samples: int = 4
   checkpoint_every: int = 25
   max_to_keep: int = 2
+  max_skipped_steps: int = 3
 
   def __post_init__(self):
     if self.advantage not in advantages.ESTIMATORS:

@@ -83,6 +83,10 @@ def reset_reference(optimizer, reinit_optimizer: bool, state: TrainState) -> Tra
   return state.replace(ref_params=jax.tree.map(jnp.copy, state.params), opt_state=opt_state)
 
 
+class NonFiniteError(RuntimeError):
+  """Raised when too many consecutive steps had only non-finite updates."""
+
+
 class RLTrainer:
   """Owns the compiled functions and controllers of one run; `run()` trains to `cfg.rl.steps`."""
 
@@ -240,9 +244,11 @@ class RLTrainer:
     return state
 
   def run(self, state: TrainState) -> TrainState:
+    """Trains to cfg.rl.steps; SIGTERM / SIGINT save a checkpoint after the current step."""
     cfg = self.cfg
     start = int(state.step)
-    old = signal.signal(signal.SIGTERM, self._on_signal)
+    old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    skipped_in_a_row = 0
     bar = tqdm(range(start, cfg.rl.steps), desc="grpo", initial=start, total=cfg.rl.steps,
                dynamic_ncols=True)
     try:
@@ -251,6 +257,12 @@ class RLTrainer:
         done = step + 1
         if self.evaluate and cfg.rl.eval_every and done % cfg.rl.eval_every == 0:
           metrics.update(self.evaluate(state.params, cfg.rl.eval_samples, done))
+        skipped_in_a_row = skipped_in_a_row + 1 if metrics["skipped"] == 1.0 else 0
+        if skipped_in_a_row >= cfg.rl.max_skipped_steps:
+          raise NonFiniteError(
+              f"step {done}: {skipped_in_a_row} consecutive steps had non-finite losses or "
+              f"gradients; stopping. The last good checkpoint (step "
+              f"{self.ckpt.latest_step()}) is untouched.")
         state = self._control(state, done, metrics)
         self.writer.write(done, metrics)
         bar.set_postfix(acc=f"{metrics['accuracy']:.3f}", ent=f"{metrics['entropy']:.3f}")
@@ -260,5 +272,6 @@ class RLTrainer:
         if self._stop:
           break
     finally:
-      signal.signal(signal.SIGTERM, old)
+      for s, handler in old.items():
+        signal.signal(s, handler)
     return state

@@ -25,8 +25,8 @@ def tiny_config(rl_steps, intervention=None, loss=None, **rl):
   c.completion_len = 24
   c.sampling.max_new_tokens = 24
   c.pretrain.update(clean_max_steps=2, noisy_steps=2, log_every=1, batch_size=8)
-  c.rl.update(steps=rl_steps, prompts_per_step=4, group_size=4, eval_every=2, eval_samples=2,
-              checkpoint_every=1, **rl)
+  c.rl.update(**{**dict(steps=rl_steps, prompts_per_step=4, group_size=4, eval_every=2,
+                        eval_samples=2, checkpoint_every=1), **rl})
   c.eval.n_samples = 4
   c.eval.batch_rollouts = 16
   return from_config_dict(c)
@@ -130,3 +130,13 @@ def test_one_shot_rlvr_selects_by_variance(tmp_path):
   stds = {int(k): np.std(v) for k, v in chosen["history"].items()}
   assert stds[chosen["index"]] == max(stds.values())
   assert len(read_rows(os.path.join(tmp_path, "metrics.jsonl"))) == 2
+
+
+def test_non_finite_updates_are_skipped_then_stop(tmp_path, monkeypatch):
+  from rljax.tasks.testbed_data import TestbedTask
+  monkeypatch.setattr(TestbedTask, "reward", lambda self, p, t: float("nan"))
+  with pytest.raises(trainer.NonFiniteError, match="step 3: 3 consecutive steps"):
+    pipeline.run(tiny_config(5, checkpoint_every=10), str(tmp_path))
+  rows = read_rows(os.path.join(tmp_path, "metrics.jsonl"))
+  assert [r["skipped"] for r in rows] == [1.0, 1.0]
+  assert not os.path.exists(os.path.join(tmp_path, "checkpoints", "3"))
