@@ -145,6 +145,29 @@ def adaptive_entropy_coef(coef: float, entropy: float, target: float, rate: floa
   return float(np.clip(coef + rate * (target - entropy) / max(target, 1e-8), 0.0, coef_max))
 
 
+def reset_reason(cfg: InterventionConfig, ctrl: ControlState, step: int,
+                 metrics: dict) -> str | None:
+  """Why the reference should be reset after `step` (ProRL, §8), or None.
+
+  "plateau": held-out pass@1 has not improved for `reset_patience` evaluations
+  (updates ctrl's best / counter); "schedule": every `reset_every` steps; "kl":
+  the rollouts' KL to the reference passed `reset_kl_threshold`.
+  """
+  reason = None
+  if "eval/pass@1" in metrics and cfg.reset_patience:
+    if metrics["eval/pass@1"] > ctrl.best_eval:
+      ctrl.best_eval, ctrl.evals_since_best = metrics["eval/pass@1"], 0
+    else:
+      ctrl.evals_since_best += 1
+      if ctrl.evals_since_best >= cfg.reset_patience:
+        reason = "plateau"
+  if cfg.reset_every and step % cfg.reset_every == 0:
+    reason = "schedule"
+  if cfg.reset_kl_threshold and metrics["kl"] > cfg.reset_kl_threshold:
+    reason = "kl"
+  return reason
+
+
 def forking_token_mask(entropy_BxT, mask_BxT, top_frac: float):
   """1 on the `top_frac` highest-entropy valid tokens of the batch ("forking tokens").
 

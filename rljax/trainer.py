@@ -223,18 +223,7 @@ class RLTrainer:
       ctrl.entropy_coef = iv.adaptive_entropy_coef(
           ctrl.entropy_coef, metrics["entropy"], ctrl.entropy_target,
           icfg.entropy_adapt_rate, icfg.entropy_coef_max)
-    reason = None
-    if "eval/pass@1" in metrics and icfg.reset_patience:
-      if metrics["eval/pass@1"] > ctrl.best_eval:
-        ctrl.best_eval, ctrl.evals_since_best = metrics["eval/pass@1"], 0
-      else:
-        ctrl.evals_since_best += 1
-        if ctrl.evals_since_best >= icfg.reset_patience:
-          reason = "plateau"
-    if icfg.reset_every and step % icfg.reset_every == 0:
-      reason = "schedule"
-    if icfg.reset_kl_threshold and metrics["kl"] > icfg.reset_kl_threshold:
-      reason = "kl"
+    reason = iv.reset_reason(icfg, ctrl, step, metrics)
     metrics["reference_reset"] = float(reason is not None)
     if reason is not None:
       ctrl.resets.append({"step": step, "reason": reason, "kl": metrics["kl"]})

@@ -109,3 +109,18 @@ def test_one_shot_ranking_and_tasks():
   ot = one_shot.OneShotTask(task, pool[2])
   assert ot.train_batch(9, 4) == [pool[2]] * 4
   assert ot.reward(pool[2], "nonsense") == 0.0   # everything else delegates to the task
+
+
+def test_reset_triggers():
+  ctrl = iv.ControlState()
+  plateau = iv.InterventionConfig(reset_patience=2)
+  assert iv.reset_reason(plateau, ctrl, 5, {"kl": 0.0, "eval/pass@1": 0.3}) is None
+  assert iv.reset_reason(plateau, ctrl, 10, {"kl": 0.0, "eval/pass@1": 0.3}) is None
+  assert iv.reset_reason(plateau, ctrl, 15, {"kl": 0.0, "eval/pass@1": 0.29}) == "plateau"
+  assert iv.reset_reason(plateau, ctrl, 16, {"kl": 0.0}) is None   # no evaluation this step
+  sched = iv.InterventionConfig(reset_every=4)
+  assert [iv.reset_reason(sched, iv.ControlState(), s, {"kl": 0.0}) for s in (3, 4, 8)] == \
+      [None, "schedule", "schedule"]
+  kl = iv.InterventionConfig(reset_kl_threshold=0.1)
+  assert iv.reset_reason(kl, iv.ControlState(), 1, {"kl": 0.05}) is None
+  assert iv.reset_reason(kl, iv.ControlState(), 1, {"kl": 0.2}) == "kl"
