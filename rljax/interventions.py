@@ -127,6 +127,7 @@ class ControlState:
   resets: list = dataclasses.field(default_factory=list)
   best_eval: float = -1.0
   evals_since_best: int = 0
+  compute_flops: float = 0.0
 
 
 def linear(start: float, end: float, step: int, total: int) -> float:

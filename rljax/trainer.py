@@ -25,7 +25,7 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
-from rljax import advantages, rollouts, sharding
+from rljax import advantages, diagnostics, rollouts, sharding
 from rljax import interventions as iv
 from rljax.aggregation import aggregate
 from rljax.checkpoint import Checkpointer
@@ -140,7 +140,7 @@ class RLTrainer:
         cfg.loss.kl_coef, icfg.kl_coef_end, step, cfg.rl.steps)
     return {"entropy": np.float32(ent), "kl": np.float32(kl), "sft": np.float32(icfg.sft_coef)}
 
-  def _train_batch(self, ro: rollouts.StepRollouts) -> dict:
+  def _train_batch(self, ro: rollouts.StepRollouts, planning) -> dict:
     """Token advantages, loss mask and SFT rows for the update."""
     cfg, icfg, b = self.cfg, self.cfg.intervention, ro.batch
     adv_B = np.asarray(advantages.compute(cfg.rl.advantage, ro.rewards, cfg.rl.group_size,
@@ -148,8 +148,7 @@ class RLTrainer:
                                                                      b["offpolicy"])))
     adv = adv_B[:, None] * b["mask"]
     if icfg.hicra_alpha:
-      adv = iv.hicra_advantages(adv, self._planning_mask(b["tokens"], b["mask"]),
-                                icfg.hicra_alpha)
+      adv = iv.hicra_advantages(adv, planning, icfg.hicra_alpha)
     loss_mask = iv.forking_token_mask(b["entropy"], b["mask"], icfg.forking_top_frac)
     if icfg.mask_truncated:
       truncated = b["mask"][:, -1] > 0
@@ -177,7 +176,8 @@ class RLTrainer:
                           self.data_position, step)
     self.data_position = ro.data_position
     self.last_rollouts = ro
-    batch = self._train_batch(ro)
+    planning = self._planning_mask(ro.batch["tokens"], ro.batch["mask"])
+    batch = self._train_batch(ro, planning)
     coefs = self._coefs(step)
     b = ro.rewards.shape[0]
     mb_size = b // cfg.rl.minibatches
@@ -196,6 +196,11 @@ class RLTrainer:
     per_mb = jax.device_get(per_mb)
     mask, g = ro.batch["mask"], cfg.rl.group_size
     elapsed = time.time() - t0
+    n_params = sum(x.size for x in jax.tree.leaves(state.params))
+    gen, prompt = float(mask.sum()), float(ro.batch["prompt_mask"].sum())
+    self.control.compute_flops += diagnostics.step_flops(
+        n_params, gen * ro.gen_rounds, prompt / g * ro.gen_rounds, (gen + prompt) * ro.gen_rounds,
+        (gen + prompt) * cfg.rl.epochs)
     metrics = {
         "reward_mean": float(ro.rewards.mean()), "reward_std": float(ro.rewards.std()),
         # On-policy rollouts only: RL-PLUS demonstrations are correct by construction.
@@ -210,6 +215,11 @@ class RLTrainer:
         "entropy_coef": float(coefs["entropy"]), "kl_coef": float(coefs["kl"]),
         "step_time_s": elapsed, "tokens_per_s": float(mask.sum() / elapsed),
         **{k: float(np.mean([m[k] for m in per_mb])) for k in per_mb[0]},
+        "compute_flops": self.control.compute_flops,
+        **diagnostics.token_covariance(ro.batch["old_logp"], batch["adv"], mask),
+        **diagnostics.phase_entropy(ro.batch["entropy"], planning, mask),
+        **diagnostics.group_diversity([self.task.final_answer(t) for t in ro.texts],
+                                      ro.verified > 0, g),
         **tier_accuracy(ro.problems, ro.verified > 0, g, self.task.tag)}
     return state, metrics
 

@@ -41,9 +41,11 @@ def test_two_step_run_writes_summary_and_metrics(tmp_path):
   rows = read_rows(os.path.join(tmp_path, "metrics.jsonl"))
   assert [r["step"] for r in rows] == [1, 2]
   for key in ("reward_mean", "reward_std", "accuracy", "entropy", "kl", "clipfrac",
-              "response_length", "zero_var_frac", "step_time_s", "tokens_per_s"):
+              "response_length", "zero_var_frac", "step_time_s", "tokens_per_s",
+              "cov_mean", "cov_p99", "distinct_answers", "passG_minus_pass1", "compute_flops"):
     assert key in rows[0] and rows[0][key] is not None
   assert "eval/pass@1" in rows[1]
+  assert 0 < rows[0]["compute_flops"] < rows[1]["compute_flops"]
   assert os.listdir(os.path.join(tmp_path, "tensorboard", "metrics"))
   with open(os.path.join(tmp_path, "summary.json")) as f:
     assert json.load(f)["steps"] == 2

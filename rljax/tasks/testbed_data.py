@@ -43,6 +43,10 @@ class TestbedTask:
     return testbed.make_trace(problem)
 
   @staticmethod
+  def final_answer(completion: str):
+    return testbed.extract_answer(completion)
+
+  @staticmethod
   def well_formed(completion: str) -> bool:
     """An answer can be read off (the format-only reward's criterion)."""
     return testbed.extract_answer(completion) is not None

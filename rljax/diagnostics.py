@@ -1,0 +1,52 @@
+"""Entropy-mechanism diagnostics logged every step from the rollouts (no extra forward pass).
+
+* Token covariance between log-prob and advantage (Cui et al. 2025, §4.1): its
+  positive mean drives entropy collapse; upper quantiles show the few tokens
+  Clip-Cov / KL-Cov act on.
+* Entropy of planning vs execution tokens (HICRA's two-phase analysis).
+* Per-group diversity (distinct final answers among the G samples) and the
+  batch's pass@G - pass@1 gap (what sampling more could still find).
+* Model FLOPs of the step (2 N per generated or scored token, 6 N per trained
+  token), accumulated for compute-scaling fits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def token_covariance(logp_BxT, adv_BxT, mask_BxT) -> dict:
+  """Cov_i = (logp_i - mean logp)(A_i - mean A) over valid tokens: mean, p90, p99."""
+  m = np.asarray(mask_BxT) > 0
+  if not m.any():
+    return {"cov_mean": 0.0, "cov_p90": 0.0, "cov_p99": 0.0}
+  lp, a = np.asarray(logp_BxT)[m], np.asarray(adv_BxT)[m]
+  cov = (lp - lp.mean()) * (a - a.mean())
+  return {"cov_mean": float(cov.mean()), "cov_p90": float(np.quantile(cov, 0.9)),
+          "cov_p99": float(np.quantile(cov, 0.99))}
+
+
+def phase_entropy(entropy_BxT, planning_BxT, mask_BxT) -> dict:
+  """Mean token entropy on planning tokens and on execution tokens."""
+  m = np.asarray(mask_BxT) > 0
+  plan = m & (np.asarray(planning_BxT) > 0)
+  exe = m & ~plan
+  ent = np.asarray(entropy_BxT)
+  return {"entropy_planning": float(ent[plan].mean()) if plan.any() else None,
+          "entropy_execution": float(ent[exe].mean()) if exe.any() else None}
+
+
+def group_diversity(answers: list, correct_B, group_size: int) -> dict:
+  """Distinct final answers per group and pass@G - pass@1 of the batch."""
+  c = np.asarray(correct_B, bool).reshape(-1, group_size)
+  distinct = [len({a for a in answers[i:i + group_size]}) for i in range(0, len(answers),
+                                                                         group_size)]
+  return {"distinct_answers": float(np.mean(distinct)),
+          "passG_minus_pass1": float(c.any(1).mean() - c.mean())}
+
+
+def step_flops(num_params: int, generated_tokens: float, prompt_tokens: float,
+               scored_tokens: float, trained_tokens: float) -> float:
+  """Approximate model FLOPs: 2N per sampled / prefilled / scored token, 6N per trained one."""
+  return float(num_params * (2 * (generated_tokens + prompt_tokens + scored_tokens)
+                             + 6 * trained_tokens))

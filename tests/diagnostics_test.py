@@ -1,0 +1,31 @@
+"""Diagnostics against hand-computed values."""
+
+import numpy as np
+import pytest
+
+from rljax import diagnostics
+
+
+def test_token_covariance():
+  lp = np.array([[-1.0, -3.0, 9.0]])
+  adv = np.array([[1.0, -1.0, 5.0]])
+  mask = np.array([[1, 1, 0]])
+  # valid: lp [-1, -3] mean -2; A [1, -1] mean 0: cov = [1*1, -1*-1] = [1, 1]
+  out = diagnostics.token_covariance(lp, adv, mask)
+  assert out["cov_mean"] == pytest.approx(1.0) and out["cov_p99"] == pytest.approx(1.0)
+
+
+def test_phase_entropy_and_diversity():
+  ent = np.array([[0.5, 0.1, 0.2, 0.0]])
+  plan = np.array([[1, 0, 0, 1]])
+  mask = np.array([[1, 1, 1, 0]])
+  out = diagnostics.phase_entropy(ent, plan, mask)
+  assert out["entropy_planning"] == pytest.approx(0.5)
+  assert out["entropy_execution"] == pytest.approx(0.15)
+  d = diagnostics.group_diversity([1, 1, 2, None, 5, 5, 5, 5], [1, 0, 0, 0, 0, 0, 0, 0], 4)
+  assert d["distinct_answers"] == pytest.approx((3 + 1) / 2)
+  assert d["passG_minus_pass1"] == pytest.approx(0.5 - 1 / 8)
+
+
+def test_step_flops():
+  assert diagnostics.step_flops(10, 3, 2, 5, 4) == 10 * (2 * 10 + 6 * 4)
