@@ -92,12 +92,45 @@ def _one_shot_task(cfg, graphdef, optimizer, sh, mesh, task, tok, workdir, new_s
   return one_shot.OneShotTask(task, pool[chosen])
 
 
-def run(cfg: ExperimentConfig, workdir: str) -> dict:
-  """Runs the whole testbed pipeline; returns (and writes) `workdir/summary.json`."""
-  t0 = time.time()
+@dataclasses.dataclass
+class Setup:
+  """What every command on a testbed workdir needs: mesh, task, tokenizer, models, evaluator."""
+
+  cfg: ExperimentConfig
+  mesh: object
+  task: TestbedTask
+  tok: Tokenizer
+  model_cfg: object
+  graphdef: object
+  base_params: dict
+
+  def evaluate(self, params, n: int, tag: str):
+    """(correct counts per held-out problem, mean token entropy) from n samples each."""
+    key = jax.random.fold_in(jax.random.PRNGKey(self.cfg.seed), 999_983)
+    return sample_counts(self.graphdef, params, self.task.eval_problems, self.tok, n=n,
+                         prompt_len=self.cfg.prompt_len, sampling=self.cfg.sampling,
+                         key=jax.random.fold_in(key, zlib.crc32(tag.encode())),
+                         batch_rollouts=self.cfg.eval.batch_rollouts)
+
+  def rl_state(self):
+    """(optimizer, state shardings, a fresh RL TrainState around the base parameters)."""
+    cfg = self.cfg
+    optimizer = train_state.make_optimizer(cfg.rl.optim, cfg.rl.steps * cfg.rl.epochs
+                                           * cfg.rl.minibatches)
+    _, abs_state = train_state.abstract_model(self.model_cfg)
+    sh = train_state.state_shardings(self.graphdef, abs_state, optimizer, self.mesh,
+                                     with_reference=True)
+    return optimizer, sh, train_state.new_state(self.base_params, optimizer, sh, cfg.seed,
+                                                with_reference=True)
+
+
+def prepare(cfg: ExperimentConfig, workdir: str) -> Setup:
+  """Mesh, task, tokenizer and base model of `workdir` (trained there if not cached).
+
+  Call inside `with jax.set_mesh(setup.mesh)` for everything that follows; the
+  mesh is also entered here for the base model.
+  """
   os.makedirs(workdir, exist_ok=True)
-  _json_dump(json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
-             os.path.join(workdir, "config.json"))
   mesh = sharding.make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.model)
   check_mesh(cfg, mesh.shape["data"] * mesh.shape["fsdp"])
   task = TestbedTask(cfg.task, cfg.seed)
@@ -106,18 +139,23 @@ def run(cfg: ExperimentConfig, workdir: str) -> dict:
                          max_seq_len=cfg.prompt_len + cfg.completion_len)
   sampling = dataclasses.replace(cfg.sampling, eos_id=tok.eos_id, pad_id=tok.pad_id)
   cfg = dataclasses.replace(cfg, sampling=sampling)
-
   with jax.set_mesh(mesh):
     graphdef, base_params = _base_params(cfg, model_cfg, task, tok, mesh, workdir)
-    eval_key = jax.random.fold_in(jax.random.PRNGKey(cfg.seed), 999_983)
+  return Setup(cfg, mesh, task, tok, model_cfg, graphdef, base_params)
 
-    def evaluate(params, n, tag):
-      counts, ent = sample_counts(graphdef, params, task.eval_problems, tok, n=n,
-                                  prompt_len=cfg.prompt_len, sampling=sampling,
-                                  key=jax.random.fold_in(eval_key, zlib.crc32(tag.encode())),
-                                  batch_rollouts=cfg.eval.batch_rollouts)
-      return counts, ent
 
+def run(cfg: ExperimentConfig, workdir: str) -> dict:
+  """Runs the whole testbed pipeline; returns (and writes) `workdir/summary.json`."""
+  t0 = time.time()
+  os.makedirs(workdir, exist_ok=True)
+  _json_dump(json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
+             os.path.join(workdir, "config.json"))
+  setup = prepare(cfg, workdir)
+  cfg, mesh, task, tok = setup.cfg, setup.mesh, setup.task, setup.tok
+  graphdef, base_params = setup.graphdef, setup.base_params
+  evaluate = setup.evaluate
+
+  with jax.set_mesh(mesh):
     base_eval_path = os.path.join(workdir, "base_eval.json")
     if os.path.exists(base_eval_path):
       with open(base_eval_path) as f:
@@ -130,11 +168,7 @@ def run(cfg: ExperimentConfig, workdir: str) -> dict:
     tqdm.write(f"base model: pass@1 {base['pass@1']:.3f}  "
                f"pass@{cfg.eval.n_samples} {base[f'pass@{cfg.eval.n_samples}']:.3f}")
 
-    optimizer = train_state.make_optimizer(cfg.rl.optim, cfg.rl.steps * cfg.rl.epochs
-                                           * cfg.rl.minibatches)
-    _, abs_state = train_state.abstract_model(model_cfg)
-    sh = train_state.state_shardings(graphdef, abs_state, optimizer, mesh, with_reference=True)
-    state = train_state.new_state(base_params, optimizer, sh, cfg.seed, with_reference=True)
+    optimizer, sh, state = setup.rl_state()
 
     def periodic_eval(params, n, step):
       counts, _ = evaluate(params, n, f"rl{step}")

@@ -142,3 +142,17 @@ def test_non_finite_updates_are_skipped_then_stop(tmp_path, monkeypatch):
   rows = read_rows(os.path.join(tmp_path, "metrics.jsonl"))
   assert [r["skipped"] for r in rows] == [1.0, 1.0]
   assert not os.path.exists(os.path.join(tmp_path, "checkpoints", "3"))
+
+
+def test_eval_command_compares_with_base(tmp_path):
+  from rljax import evaluate_cmd
+  cfg = tiny_config(2)
+  pipeline.run(cfg, str(tmp_path))
+  report = evaluate_cmd.evaluate(cfg, str(tmp_path), "latest", n=8, compare_to="base")
+  assert set(report["models"]) == {"step2", "base"}
+  c = report["comparison"]
+  with open(os.path.join(tmp_path, "eval", "step2_n8.json")) as f:
+    counts = json.load(f)["counts"]
+  assert len(counts) == 4 and all(0 <= x <= 8 for x in counts)   # 2 families x 1 tier x 2
+  assert c["only_step2"] + c["only_base"] + c["both"] + c["neither"] == len(counts)
+  assert os.path.exists(os.path.join(tmp_path, "eval", "passk_step2_vs_base_n8.png"))

@@ -1,0 +1,34 @@
+"""Held-out pass@k and capability boundary of a trained run.
+
+  python -m launch.eval --config configs/testbed.py --workdir DIR [--checkpoint STEP|base|latest]
+      [--n 256] [--compare_to base|none]
+"""
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
+_WORKDIR = flags.DEFINE_string("workdir", None, "The run's directory.")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", "latest", "RL step, 'latest' or 'base'.")
+_N = flags.DEFINE_integer("n", 128, "Samples per held-out problem.")
+_COMPARE = flags.DEFINE_string("compare_to", "base", "Second model ('base', a step, 'none').")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  from rljax.config import from_config_dict
+  cfg = from_config_dict(_CONFIG.value)
+  from rljax import evaluate_cmd
+  compare = None if _COMPARE.value == "none" else _COMPARE.value
+  report = evaluate_cmd.evaluate(cfg, _WORKDIR.value, _CHECKPOINT.value, _N.value, compare)
+  for name, r in report["models"].items():
+    print(f"{name}: pass@1 {r['pass@1']:.3f}  pass@{_N.value} {r[f'pass@{_N.value}']:.3f}")
+  if "comparison" in report:
+    c = report["comparison"]
+    print({k: v for k, v in c.items() if not k.endswith("_curve")})
+
+
+if __name__ == "__main__":
+  app.run(main)

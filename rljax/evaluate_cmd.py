@@ -1,0 +1,66 @@
+"""`launch.eval`: n samples per held-out problem from a checkpoint (or the base), pass@k.
+
+Writes WORKDIR/eval/<name>_n<n>.json (per-problem correct counts, the pass@k curve
+for k = 1, 2, 4, ..., n, per-tier figures) and, with a comparison model, the
+capability-boundary comparison and a pass@k plot.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+from tqdm.auto import tqdm
+
+from rljax.analysis.boundary import compare_boundaries, plot_curves
+from rljax.checkpoint import Checkpointer
+from rljax.evaluation import summarize
+from rljax.pipeline import _json_dump, prepare
+
+
+def _params(setup, workdir: str, which: str):
+  if which == "base":
+    return setup.base_params, "base"
+  ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
+  step = ckpt.latest_step() if which == "latest" else int(which)
+  if step is None:
+    raise FileNotFoundError(f"no RL checkpoint in {workdir}/checkpoints; "
+                            "use --checkpoint=base or train first")
+  _, _, template = setup.rl_state()
+  state, _ = ckpt.restore(template, step)
+  return state.params, f"step{step}"
+
+
+def evaluate(cfg, workdir: str, checkpoint: str = "latest", n: int = 128,
+             compare_to: str | None = "base") -> dict:
+  setup = prepare(cfg, workdir)
+  out_dir = os.path.join(workdir, "eval")
+  os.makedirs(out_dir, exist_ok=True)
+  results = {}
+  with jax.set_mesh(setup.mesh):
+    for which in [checkpoint] + ([compare_to] if compare_to else []):
+      params, name = _params(setup, workdir, which)
+      path = os.path.join(out_dir, f"{name}_n{n}.json")
+      if os.path.exists(path):
+        with open(path) as f:
+          results[name] = json.load(f)
+        continue
+      tqdm.write(f"sampling {n} completions for each of {len(setup.task.eval_problems)} "
+                 f"held-out problems from {name}")
+      counts, ent = setup.evaluate(params, n, f"eval-{name}")
+      results[name] = dict(summarize(setup.task.eval_problems, counts, n), n=n, entropy=ent,
+                           counts=counts.tolist())
+      _json_dump(results[name], path)
+  names = list(results)
+  report = {"models": {k: {m: v for m, v in r.items() if m != "counts"}
+                       for k, r in results.items()}}
+  if len(names) == 2:
+    cmp = compare_boundaries(results[names[0]]["counts"], results[names[1]]["counts"], n,
+                             names=tuple(names))
+    report["comparison"] = cmp
+    plot_curves({k: cmp[f"{k}_curve"] for k in names},
+                os.path.join(out_dir, f"passk_{names[0]}_vs_{names[1]}_n{n}.png"),
+                title=f"held-out pass@k (n={n})")
+  _json_dump(report, os.path.join(out_dir, f"report_n{n}.json"))
+  return report
