@@ -72,7 +72,7 @@ class InterventionConfig:
   entropy_target: float | None = None
   entropy_target_frac: float = 0.5
   entropy_adapt_rate: float = 0.05
-  entropy_coef_max: float = 0.05
+  entropy_coef_max: float = 0.5
   forking_top_frac: float = 1.0
   kl_coef_end: float | None = None
   kl_in_reward: bool = False
