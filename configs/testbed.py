@@ -88,7 +88,7 @@ def get_config(arg: str = ""):
   c.intervention = ml_collections.ConfigDict(dict(
       entropy_schedule="constant",      # constant | linear | adaptive
       entropy_coef_end=0.0, entropy_target=placeholder(float), entropy_target_frac=0.5,
-      entropy_adapt_rate=0.05, entropy_coef_max=0.5,
+      entropy_adapt_rate=0.005, entropy_coef_max=0.1,
       forking_top_frac=1.0,             # 0.2 trains on the top-20% entropy tokens only
       kl_coef_end=placeholder(float), kl_in_reward=False, kl_reward_coef=0.0, kl_reward_estimator="k1",
       reset_every=0, reset_kl_threshold=0.0, reset_patience=0, reset_optimizer=True,

@@ -27,7 +27,8 @@ class InterventionConfig:
     entropy_target: adaptive target in nats; None = entropy_target_frac x the first
       step's rollout entropy (self-calibrating: LLM token entropies are O(0.1-1) nats).
     entropy_target_frac: see entropy_target.
-    entropy_adapt_rate: coef += rate * (target - H) / target each step.
+    entropy_adapt_rate: the adaptive coefficient moves by this much each step (Skywork-OR1's
+      delta, 0.005), up while entropy is below target, down above it.
     entropy_coef_max: the adaptive coefficient is clipped to [0, entropy_coef_max].
     forking_top_frac: train only on this fraction of highest-entropy tokens (Wang et al.
       2025, "80/20 rule": 0.2); 1.0 = all tokens.
@@ -71,8 +72,8 @@ class InterventionConfig:
   entropy_coef_end: float = 0.0
   entropy_target: float | None = None
   entropy_target_frac: float = 0.5
-  entropy_adapt_rate: float = 0.05
-  entropy_coef_max: float = 0.5
+  entropy_adapt_rate: float = 0.005
+  entropy_coef_max: float = 0.1
   forking_top_frac: float = 1.0
   kl_coef_end: float | None = None
   kl_in_reward: bool = False
@@ -138,12 +139,19 @@ def linear(start: float, end: float, step: int, total: int) -> float:
 
 def adaptive_entropy_coef(coef: float, entropy: float, target: float, rate: float,
                           coef_max: float) -> float:
-  """One controller step: raise the bonus when entropy is below target, lower it above.
+  """Adaptive entropy control (Skywork-OR1, He et al. 2025, arXiv 2505.22312).
 
-  coef' = clip(coef + rate * (target - H) / target, 0, coef_max) — a proportional
-  controller on the relative error, so `rate` does not depend on the entropy scale.
+  coef' = clip(coef + rate * sign(target - H), 0, coef_max): a fixed-step controller.
+  Together with `entropy_bonus_active` (the bonus only acts while H < target) it
+  cannot wind up and blow entropy past the target, which a proportional
+  controller with a large cap did on the testbed (entropy 0.29 -> 0.55, pass@1 -> 2%).
   """
-  return float(np.clip(coef + rate * (target - entropy) / max(target, 1e-8), 0.0, coef_max))
+  return float(np.clip(coef + rate * np.sign(target - entropy), 0.0, coef_max))
+
+
+def entropy_bonus_active(entropy: float, target: float) -> bool:
+  """The adaptive bonus applies only to steps whose rollout entropy is below target."""
+  return entropy < target
 
 
 def reset_reason(cfg: InterventionConfig, ctrl: ControlState, step: int,

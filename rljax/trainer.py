@@ -129,13 +129,17 @@ class RLTrainer:
     tqdm.write(f"signal {signum}: saving a checkpoint after this step, then stopping")
     self._stop = True
 
-  def _coefs(self, step: int) -> dict:
-    cfg, icfg = self.cfg, self.cfg.intervention
+  def _coefs(self, step: int, rollout_entropy: float) -> dict:
+    cfg, icfg, ctrl = self.cfg, self.cfg.intervention, self.control
     ent = cfg.loss.entropy_coef
     if icfg.entropy_schedule == "linear":
       ent = iv.linear(cfg.loss.entropy_coef, icfg.entropy_coef_end, step, cfg.rl.steps)
     elif icfg.entropy_schedule == "adaptive":
-      ent = self.control.entropy_coef
+      if ctrl.entropy_target is None:  # calibrated on the first step's rollouts
+        ctrl.entropy_target = (icfg.entropy_target if icfg.entropy_target is not None
+                               else icfg.entropy_target_frac * rollout_entropy)
+      active = iv.entropy_bonus_active(rollout_entropy, ctrl.entropy_target)
+      ent = ctrl.entropy_coef if active else 0.0
     kl = cfg.loss.kl_coef if icfg.kl_coef_end is None else iv.linear(
         cfg.loss.kl_coef, icfg.kl_coef_end, step, cfg.rl.steps)
     return {"entropy": np.float32(ent), "kl": np.float32(kl), "sft": np.float32(icfg.sft_coef)}
@@ -178,7 +182,9 @@ class RLTrainer:
     self.last_rollouts = ro
     planning = self._planning_mask(ro.batch["tokens"], ro.batch["mask"])
     batch = self._train_batch(ro, planning)
-    coefs = self._coefs(step)
+    mask = ro.batch["mask"]
+    rollout_entropy = float((ro.batch["entropy"] * mask).sum() / mask.sum())
+    coefs = self._coefs(step, rollout_entropy)
     b = ro.rewards.shape[0]
     mb_size = b // cfg.rl.minibatches
     order = np.random.default_rng((cfg.seed, step))
@@ -194,7 +200,7 @@ class RLTrainer:
         per_mb.append(m)
     state = state.replace(step=jnp.asarray(step + 1, jnp.int32))
     per_mb = jax.device_get(per_mb)
-    mask, g = ro.batch["mask"], cfg.rl.group_size
+    g = cfg.rl.group_size
     elapsed = time.time() - t0
     n_params = sum(x.size for x in jax.tree.leaves(state.params))
     gen, prompt = float(mask.sum()), float(ro.batch["prompt_mask"].sum())
@@ -205,7 +211,7 @@ class RLTrainer:
         "reward_mean": float(ro.rewards.mean()), "reward_std": float(ro.rewards.std()),
         # On-policy rollouts only: RL-PLUS demonstrations are correct by construction.
         "accuracy": float(ro.verified[ro.batch["offpolicy"] == 0].mean()),
-        "entropy": float((ro.batch["entropy"] * mask).sum() / mask.sum()),
+        "entropy": rollout_entropy,
         "kl": float(masked_mean(kl_penalty(ro.batch["old_logp"], ro.batch["ref_logp"], "k3"),
                                 mask)),
         "response_length": float(mask.sum(1).mean()),
@@ -227,9 +233,6 @@ class RLTrainer:
     """Host controllers after step `step`: adaptive entropy and reference resets."""
     icfg, ctrl = self.cfg.intervention, self.control
     if icfg.entropy_schedule == "adaptive":
-      if ctrl.entropy_target is None:
-        ctrl.entropy_target = (icfg.entropy_target if icfg.entropy_target is not None
-                               else icfg.entropy_target_frac * metrics["entropy"])
       ctrl.entropy_coef = iv.adaptive_entropy_coef(
           ctrl.entropy_coef, metrics["entropy"], ctrl.entropy_target,
           icfg.entropy_adapt_rate, icfg.entropy_coef_max)

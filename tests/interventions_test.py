@@ -29,10 +29,12 @@ def test_forking_tokens_keep_top_fraction():
 
 
 def test_adaptive_entropy_controller_moves_towards_target():
-  up = iv.adaptive_entropy_coef(0.01, entropy=0.1, target=0.2, rate=0.05, coef_max=0.05)
-  down = iv.adaptive_entropy_coef(0.01, entropy=0.3, target=0.2, rate=0.05, coef_max=0.05)
-  assert up == pytest.approx(0.01 + 0.05 * 0.5) and down == 0.0   # clipped at 0
-  assert iv.adaptive_entropy_coef(0.049, 0.0, 0.2, 0.05, 0.05) == 0.05  # clipped at max
+  up = iv.adaptive_entropy_coef(0.01, entropy=0.1, target=0.2, rate=0.005, coef_max=0.1)
+  down = iv.adaptive_entropy_coef(0.01, entropy=0.3, target=0.2, rate=0.005, coef_max=0.1)
+  assert up == pytest.approx(0.015) and down == pytest.approx(0.005)
+  assert iv.adaptive_entropy_coef(0.002, 0.3, 0.2, 0.005, 0.1) == 0.0    # clipped at 0
+  assert iv.adaptive_entropy_coef(0.099, 0.0, 0.2, 0.005, 0.1) == 0.1    # clipped at max
+  assert iv.entropy_bonus_active(0.1, 0.2) and not iv.entropy_bonus_active(0.3, 0.2)
 
 
 def test_linear_schedule():
