@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from rljax.analysis.boundary import compare_boundaries, plot_curves
 from rljax.checkpoint import Checkpointer
 from rljax.evaluation import summarize
-from rljax.pipeline import _json_dump, prepare
+from rljax.pipeline import write_json, prepare
 
 
 def _params(setup, workdir: str, which: str):
@@ -51,7 +51,7 @@ def evaluate(cfg, workdir: str, checkpoint: str = "latest", n: int = 128,
       counts, ent = setup.evaluate(params, n, f"eval-{name}")
       results[name] = dict(summarize(setup.task.eval_problems, counts, n), n=n, entropy=ent,
                            counts=counts.tolist())
-      _json_dump(results[name], path)
+      write_json(results[name], path)
   names = list(results)
   report = {"models": {k: {m: v for m, v in r.items() if m != "counts"}
                        for k, r in results.items()}}
@@ -62,5 +62,5 @@ def evaluate(cfg, workdir: str, checkpoint: str = "latest", n: int = 128,
     plot_curves({k: cmp[f"{k}_curve"] for k in names},
                 os.path.join(out_dir, f"passk_{names[0]}_vs_{names[1]}_n{n}.png"),
                 title=f"held-out pass@k (n={n})")
-  _json_dump(report, os.path.join(out_dir, f"report_n{n}.json"))
+  write_json(report, os.path.join(out_dir, f"report_n{n}.json"))
   return report

@@ -29,7 +29,8 @@ from rljax.tasks.tokenizer import Tokenizer
 from rljax.trainer import RLTrainer
 
 
-def _json_dump(obj, path):
+def write_json(obj, path):
+  """Atomic JSON write: a crash leaves the old file or the new one, never half of one."""
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
     json.dump(obj, f, indent=2, sort_keys=True)
@@ -76,7 +77,7 @@ def _one_shot_task(cfg, graphdef, optimizer, sh, mesh, task, tok, workdir, new_s
       chosen = json.load(f)["index"]
   elif cfg.intervention.one_shot_index >= 0:
     chosen = cfg.intervention.one_shot_index
-    _json_dump({"index": chosen, "prompt": pool[chosen].prompt, "history": None}, path)
+    write_json({"index": chosen, "prompt": pool[chosen].prompt, "history": None}, path)
   else:
     hist_dir = os.path.join(workdir, "one_shot_history")
     writer = MetricsWriter(hist_dir, "metrics")
@@ -86,7 +87,7 @@ def _one_shot_task(cfg, graphdef, optimizer, sh, mesh, task, tok, workdir, new_s
                                        cfg.intervention.one_shot_history_steps)
     writer.close()
     chosen = one_shot.rank_by_historical_variance(history)[0]
-    _json_dump({"index": chosen, "prompt": pool[chosen].prompt,
+    write_json({"index": chosen, "prompt": pool[chosen].prompt,
                 "history": {str(k): v for k, v in history.items()}}, path)
   tqdm.write(f"one-shot RLVR on pool example {chosen}: {pool[chosen].prompt}")
   return one_shot.OneShotTask(task, pool[chosen])
@@ -148,7 +149,7 @@ def run(cfg: ExperimentConfig, workdir: str) -> dict:
   """Runs the whole testbed pipeline; returns (and writes) `workdir/summary.json`."""
   t0 = time.time()
   os.makedirs(workdir, exist_ok=True)
-  _json_dump(json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
+  write_json(json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
              os.path.join(workdir, "config.json"))
   setup = prepare(cfg, workdir)
   cfg, mesh, task, tok = setup.cfg, setup.mesh, setup.task, setup.tok
@@ -164,7 +165,7 @@ def run(cfg: ExperimentConfig, workdir: str) -> dict:
       counts, ent = evaluate(base_params, cfg.eval.n_samples, "base")
       base = dict(summarize(task.eval_problems, counts, cfg.eval.n_samples), entropy=ent,
                   counts=counts.tolist())
-      _json_dump(base, base_eval_path)
+      write_json(base, base_eval_path)
     tqdm.write(f"base model: pass@1 {base['pass@1']:.3f}  "
                f"pass@{cfg.eval.n_samples} {base[f'pass@{cfg.eval.n_samples}']:.3f}")
 
@@ -205,5 +206,5 @@ def run(cfg: ExperimentConfig, workdir: str) -> dict:
       "final_curve": {k: v for k, v in final.items() if k.startswith("pass@")},
       "final_counts": counts.tolist(),
   }
-  _json_dump(summary, os.path.join(workdir, "summary.json"))
+  write_json(summary, os.path.join(workdir, "summary.json"))
   return summary
