@@ -73,16 +73,21 @@ def test_truncated_sampling_logp_is_of_the_truncated_distribution(tiny):
   np.testing.assert_allclose(out.entropy, 0.0, atol=1e-6)
 
 
-def test_finished_rows_are_padded(tiny):
-  """A model that always emits EOS stops every row after one token."""
+def test_rows_end_at_eos_and_are_padded_after(tiny):
   _, graphdef, params, prompts, mask = tiny
-  params = jax.tree.map(lambda x: x, params)
-  params["lm_head"] = params["lm_head"].at[:, 1].add(1e3)
-  cfg = sampler.SamplingConfig(max_new_tokens=5, eos_id=1)
-  out = sampler.sample(graphdef, params, prompts, mask, jax.random.key(0), cfg=cfg, group_size=2)
-  np.testing.assert_array_equal(out.tokens[:, 0], 1)
-  np.testing.assert_array_equal(out.tokens[:, 1:], 0)
-  np.testing.assert_array_equal(out.mask.sum(1), 1)
+  cfg = sampler.SamplingConfig(max_new_tokens=20, eos_id=1)
+  out = jax.device_get(sampler.sample(graphdef, params, prompts, mask, jax.random.key(0),
+                                      cfg=cfg, group_size=8))
+  ended = 0
+  for row, m in zip(out.tokens, out.mask):
+    eos = np.flatnonzero(row == 1)
+    if eos.size:
+      ended += 1
+      first = eos[0]
+      assert m.sum() == first + 1 and (row[first + 1:] == 0).all()
+    else:
+      assert m.sum() == 20
+  assert ended > 0  # with 480 sampled tokens over a 64-token vocab, some rows end
 
 
 def test_does_not_recompile_across_keys(tiny):

@@ -83,10 +83,10 @@ def test_tokenizer_roundtrip_and_limits(tmp_path):
 def test_sft_batches_are_single_tier_and_trimmed():
   task = TestbedTask(testbed.TestbedConfig(), seed=0)
   tok = build_tokenizer(task, 24)
-  fn = sft_batch_fn(task, tok, 16, 16, 44)
+  fn = sft_batch_fn(task, tok, 16, 18, 52)
   b0 = fn(0, True)
-  assert b0["tokens"].shape[1] % 8 == 0 and b0["tokens"].shape[1] <= 44
-  assert b0["tokens"].shape[1] < fn(2, True)["tokens"].shape[1]  # tier 2 shorter than tier 5
+  assert b0["tokens"].shape[1] % 8 == 0 and b0["tokens"].shape[1] <= 52
+  assert b0["tokens"].shape[1] < fn(2, True)["tokens"].shape[1]  # tier 2 shorter than tier 6
   texts = tok.decode_completions(b0["tokens"])
   problems, _ = task.noisy_traces(0, 16)
   assert all(testbed.steps_verify(p, t) for p, t in zip(problems, texts))  # clean phase
