@@ -154,8 +154,8 @@ class RLTrainer:
     if icfg.hicra_alpha:
       adv = iv.hicra_advantages(adv, planning, icfg.hicra_alpha)
     loss_mask = iv.forking_token_mask(b["entropy"], b["mask"], icfg.forking_top_frac)
-    if icfg.mask_truncated:
-      truncated = b["mask"][:, -1] > 0
+    if icfg.mask_truncated:  # no EOS within the budget: the completion was cut off
+      truncated = ~(b["tokens"] == self.sampling.eos_id).any(axis=1)
       loss_mask = loss_mask * (~truncated)[:, None]
     return {"prompt": b["prompt"], "prompt_mask": b["prompt_mask"], "tokens": b["tokens"],
             "mask": loss_mask.astype(np.float32), "old_logp": b["old_logp"],
