@@ -62,7 +62,7 @@ def main():
   scfg = sampler.SamplingConfig(max_new_tokens=args.new_tokens, eos_id=10_000)
   ours = timeit(lambda i: sampler.sample(graphdef, params, prompts, mask, jax.random.key(i),
                                          cfg=scfg, group_size=args.group).tokens, args.repeats)
-  peer_fn = jax.jit(nocache_sample, static_argnums=(0, 3, 4))
+  peer_fn = jax.jit(nocache_sample, static_argnums=(0, 4, 5))
   peer = timeit(lambda i: peer_fn(graphdef, params, prompts, jax.random.key(i),
                                   args.new_tokens, args.group), args.repeats)
   tokens = args.prompts * args.group * args.new_tokens
