@@ -154,6 +154,14 @@ class EvalConfig:
 
 @dataclasses.dataclass(frozen=True)
 class ExperimentConfig:
+  """One run: the testbed pipeline's sections, as `configs/testbed.py` lays them out.
+
+  Attributes:
+    seed: seeds the data stream, the model init and every PRNG key of the run.
+    prompt_len, completion_len: padded token lengths (P and T); sampling.max_new_tokens == T.
+    tokenizer_vocab: sentencepiece vocabulary size for the testbed tokenizer.
+  """
+
   seed: int = 0
   prompt_len: int = 18
   completion_len: int = 52

@@ -1,7 +1,7 @@
 """Supervised pretraining: next-token cross-entropy on completions (prompt tokens masked).
 
-Used to build the testbed's base model from noisy traces, and as the cold-start
-step for real models. The update step is a module-level function jitted once
+Used to build the testbed's base model (correct traces, then noisy ones; see
+`pretrain`), and as the cold-start step for real models. The update step is a module-level function jitted once
 with the state's shardings and donated state.
 """
 
