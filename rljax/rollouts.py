@@ -51,7 +51,7 @@ def _round(ctx, params, ref_params, rng, index: int) -> dict:
   if cfg.intervention.rlplus_demos:
     _insert_demonstrations(ctx, params, problems, batch)
   seq = lambda: {k: batch[k] for k in ("prompt", "prompt_mask", "tokens", "mask")}
-  batch["ref_logp"] = np.asarray(ctx.ref_logp(ref_params, seq()))
+  batch["ref_logp"] = np.asarray(ctx.score_logp(ref_params, seq()))
   texts = ctx.tok.decode_completions(batch["tokens"])
   owner = [problems[i // g] for i in range(len(texts))]
   out = {"problems": problems, "batch": batch, "texts": texts,
@@ -78,7 +78,7 @@ def _insert_demonstrations(ctx, params, problems, batch: dict) -> None:
   tokens, mask = ctx.tok.encode_completions(demos, batch["tokens"].shape[1])
   batch["tokens"][rows], batch["mask"][rows] = tokens, mask
   batch["entropy"][rows], batch["offpolicy"][rows] = 0.0, 1.0
-  logp = np.asarray(ctx.ref_logp(params, {k: batch[k] for k in
+  logp = np.asarray(ctx.score_logp(params, {k: batch[k] for k in
                                           ("prompt", "prompt_mask", "tokens", "mask")}))
   batch["old_logp"][rows] = logp[rows]
 
@@ -91,7 +91,7 @@ def _dro_rewards(ctx, params, r: dict):
   tokens, mask, ref_mask = ctx.tok.encode_with_reference(
       [ctx.task.chain_of_thought(t) for t in r["texts"]],
       [ctx.task.reference_answer(p) for p in owner], batch["tokens"].shape[1])
-  logp = np.asarray(ctx.ref_logp(params, {"prompt": batch["prompt"],
+  logp = np.asarray(ctx.score_logp(params, {"prompt": batch["prompt"],
                                           "prompt_mask": batch["prompt_mask"],
                                           "tokens": tokens, "mask": mask}))
   rewards, keep = np.zeros(len(owner), np.float32), []

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from rljax import sharding
 from rljax.logprobs import completion_logp_entropy
-from rljax.train_state import TrainState, isfinite_tree
+from rljax.train_state import TrainState, apply_if_finite
 
 
 def sft_update(graphdef, optimizer, state: TrainState, batch: dict, lr_scale):
@@ -35,13 +35,8 @@ def sft_update(graphdef, optimizer, state: TrainState, batch: dict, lr_scale):
     return -(logp_BxT * mask).sum() / jax.numpy.maximum(mask.sum(), 1.0)
 
   loss, grads = jax.value_and_grad(loss_fn)(state.params)
-  updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-  updates = jax.tree.map(lambda u: u * lr_scale, updates)
-  ok = jax.numpy.isfinite(loss) & isfinite_tree(grads)
-  new = state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
-                      opt_state=opt_state)
-  # A non-finite loss or gradient skips the update instead of poisoning the params.
-  new = jax.tree.map(lambda a, b: jax.numpy.where(ok, a, b), new, state)
+  new, ok = apply_if_finite(optimizer, state, grads, loss, lr_scale)
+  new = new.replace(step=state.step + 1)
   return new, {"loss": loss, "grad_norm": optax.tree.norm(grads), "skipped": ~ok}
 
 

@@ -103,3 +103,16 @@ def new_state(params: dict, optimizer, shardings: TrainState, seed: int,
 
 def isfinite_tree(tree) -> jax.Array:
   return jnp.all(jnp.array([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+def apply_if_finite(optimizer, state: TrainState, grads, loss, lr_scale=1.0):
+  """One optimizer step on `state`, skipped when the loss or a gradient is non-finite.
+
+  Returns (new state, ok). A skipped step leaves params and optimizer state
+  exactly as they were instead of poisoning them with NaN.
+  """
+  updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+  updates = jax.tree.map(lambda u: u * lr_scale, updates)
+  ok = jnp.isfinite(loss) & isfinite_tree(grads)
+  new = state.replace(params=optax.apply_updates(state.params, updates), opt_state=opt_state)
+  return jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state), ok

@@ -33,7 +33,7 @@ from rljax.config import ExperimentConfig
 from rljax.logprobs import completion_logp_entropy
 from rljax.losses import LossConfig, grpo_objective, kl_penalty, masked_mean
 from rljax.tasks.testbed_data import tier_accuracy
-from rljax.train_state import TrainState, isfinite_tree
+from rljax.train_state import TrainState, apply_if_finite
 
 _BATCH_KEYS = ("prompt", "prompt_mask", "tokens", "mask", "old_logp", "ref_logp", "adv",
                "sft_mask", "offpolicy")
@@ -61,17 +61,18 @@ def rl_update(graphdef, optimizer, loss_cfg: LossConfig, temperature: float,
     return loss + coefs["sft"] * sft, dict(metrics, sft_loss=sft)
 
   (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-  ok = jnp.isfinite(loss) & isfinite_tree(grads)
-  new = state.replace(params=optax.apply_updates(state.params, updates), opt_state=opt_state)
-  new = jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, state)
+  new, ok = apply_if_finite(optimizer, state, grads, loss)
   return new, dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads),
                    skipped=(~ok).astype(jnp.float32))
 
 
-def reference_logp(graphdef, temperature: float, ref_params, batch: dict):
-  """log pi_ref of the rollout tokens (no gradient), [B, T]."""
-  model = nnx.merge(graphdef, ref_params)
+def token_logp(graphdef, temperature: float, params, batch: dict):
+  """log pi(token) of a batch's completion tokens under `params` (no gradient), [B, T].
+
+  Used with the reference params (KL), and with the policy's (RL-PLUS behaviour
+  log-probs of demonstrations, DRO's teacher-forced reference certainty).
+  """
+  model = nnx.merge(graphdef, params)
   logp, _ = completion_logp_entropy(model, batch["prompt"], batch["prompt_mask"],
                                     batch["tokens"], temperature=temperature)
   return logp * batch["mask"]
@@ -103,7 +104,7 @@ class RLTrainer:
                           in_shardings=(state_shardings, batch_sh, rep, rep),
                           out_shardings=(state_shardings, rep), donate_argnums=(0,))
     ref_keys = ("prompt", "prompt_mask", "tokens", "mask")
-    self.ref_logp = jax.jit(functools.partial(reference_logp, graphdef, temp),
+    self.score_logp = jax.jit(functools.partial(token_logp, graphdef, temp),
                             in_shardings=(state_shardings.params,
                                           {k: batch_sh[k] for k in ref_keys}),
                             out_shardings=batch_sh["tokens"])
@@ -112,6 +113,7 @@ class RLTrainer:
         in_shardings=(state_shardings,), out_shardings=state_shardings, donate_argnums=(0,))
     self.ckpt = Checkpointer(f"{workdir}/checkpoints", cfg.rl.max_to_keep)
     self.control = iv.ControlState(entropy_coef=cfg.loss.entropy_coef)
+    self._pieces = [tokenizer.sp.id_to_piece(i) for i in range(tokenizer.vocab_size)]
     self.data_position = 0
     self._stop = False
 
@@ -167,7 +169,7 @@ class RLTrainer:
     phrases = self.cfg.intervention.planning_phrases
     for i, row in enumerate(np.asarray(tokens_BxT)):
       n = int(mask_BxT[i].sum())
-      pieces = [self.tok.sp.id_to_piece(int(t)) for t in row[:n]]
+      pieces = [self._pieces[t] for t in row[:n]]
       plan = np.asarray(self.task.planning_mask(pieces), np.float32)
       if phrases:
         plan = np.maximum(plan, iv.phrase_token_mask(pieces, phrases))
