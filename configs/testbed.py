@@ -48,6 +48,7 @@ def get_config(arg: str = ""):
   c.pretrain.clean_target_loss = 0.05
   c.pretrain.noisy_steps = 500
   c.pretrain.log_every = 50
+  c.pretrain.checkpoint_every = 200     # a multiple of log_every
   c.pretrain.optim = ml_collections.ConfigDict(dict(
       lr=3e-3, schedule="constant", warmup_steps=50, weight_decay=0.01, grad_clip=1.0,
       b1=0.9, b2=0.99))
@@ -70,6 +71,11 @@ def get_config(arg: str = ""):
   c.rl.checkpoint_every = 25
   c.rl.max_to_keep = 2
   c.rl.max_skipped_steps = 3         # non-finite updates in a row before the run stops
+  # Rewards run in a worker process, each call under a time limit; a call that raises,
+  # hangs, crashes or returns NaN scores reward_failure_score and is counted.
+  c.rl.reward_fn = ""                # "module:function" (problem, completion) -> float
+  c.rl.reward_timeout_s = 10.0
+  c.rl.reward_failure_score = 0.0
 
   c.sampling = ml_collections.ConfigDict(dict(
       max_new_tokens=c.completion_len, temperature=1.0, top_k=0, top_p=1.0,

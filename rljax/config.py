@@ -9,6 +9,7 @@ the field's path and the valid choices.
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 
@@ -70,6 +71,8 @@ class PretrainConfig:
     noisy_steps: steps on noisy traces, with cosine decay to 10% of the lr.
     optim: AdamW settings (the phase schedule multiplies its updates).
     log_every: window of the loss check and of the logged rows.
+    checkpoint_every: checkpoint period in steps (a multiple of log_every), so a
+      crash during pretraining resumes it rather than starting over.
   """
 
   batch_size: int = 128
@@ -78,6 +81,12 @@ class PretrainConfig:
   noisy_steps: int = 500
   optim: OptimConfig = OptimConfig(lr=3e-3, warmup_steps=50, weight_decay=0.01)
   log_every: int = 50
+  checkpoint_every: int = 200
+
+  def __post_init__(self):
+    if self.checkpoint_every <= 0 or self.checkpoint_every % self.log_every:
+      raise ValueError(f"pretrain.checkpoint_every ({self.checkpoint_every}) must be a "
+                       f"positive multiple of pretrain.log_every ({self.log_every})")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +106,11 @@ class RLConfig:
     max_to_keep: checkpoints kept on disk.
     max_skipped_steps: a step whose every update had a non-finite loss or gradient is
       skipped; after this many in a row the run stops (its last checkpoint untouched).
+    reward_fn: "module:function" called as fn(problem, completion) -> float in place of
+      the task's verifier ("" keeps the verifier).
+    reward_timeout_s: time limit of each reward call (run in an isolated worker process).
+    reward_failure_score: the score of a call that raises, times out, crashes or returns
+      NaN or a non-number (each kind is counted in the metrics).
   """
 
   steps: int = 100
@@ -113,6 +127,9 @@ class RLConfig:
   checkpoint_every: int = 25
   max_to_keep: int = 2
   max_skipped_steps: int = 3
+  reward_fn: str = ""
+  reward_timeout_s: float = 10.0
+  reward_failure_score: float = 0.0
 
   def __post_init__(self):
     if self.advantage not in advantages.ESTIMATORS:
@@ -123,6 +140,11 @@ class RLConfig:
     if self.advantage == "passk" and not 1 <= self.passk_k <= self.group_size:
       raise ValueError(f"rl.passk_k must be in [1, group_size={self.group_size}], "
                        f"got {self.passk_k}")
+    if self.reward_fn and not re.fullmatch(r"[\w.]+:[\w.]+", self.reward_fn):
+      raise ValueError(f"rl.reward_fn must look like 'package.module:function', "
+                       f"got {self.reward_fn!r}")
+    if not self.reward_timeout_s > 0:
+      raise ValueError(f"rl.reward_timeout_s must be positive, got {self.reward_timeout_s}")
     if (self.prompts_per_step * self.group_size) % self.minibatches:
       raise ValueError(f"rl.minibatches ({self.minibatches}) must divide the "
                        f"{self.prompts_per_step * self.group_size} rollouts of a step")

@@ -23,6 +23,7 @@ from rljax.config import ExperimentConfig, check_mesh
 from rljax.evaluation import sample_counts, summarize
 from rljax.metrics import MetricsWriter, read_rows
 from rljax.model.config import get_preset
+from rljax.reward_guard import FAILURE_KINDS, resolve
 from rljax.sft import make_sft_step, pretrain
 from rljax.tasks.testbed_data import TestbedTask, build_tokenizer, sft_batch_fn
 from rljax.tasks.tokenizer import Tokenizer
@@ -55,15 +56,17 @@ def _base_params(cfg, model_cfg, task, tok, mesh, workdir):
   params = train_state.init_params(model_cfg, cfg.seed, sh.params)
   state = train_state.new_state(params, optimizer, sh, cfg.seed, with_reference=False)
   ckpt = Checkpointer(os.path.join(workdir, "base"), max_to_keep=1)
+  meta = {"done": False, "clean_steps": None}
   if ckpt.latest_step() is not None:
-    state, _ = ckpt.restore(state)
-  else:
+    state, meta = ckpt.restore(state)
+  if not meta.get("done", True):  # absent in base models written before resumable pretraining
     batches = sft_batch_fn(task, tok, cfg.pretrain.batch_size, cfg.prompt_len, cfg.completion_len)
-    writer = MetricsWriter(workdir, "pretrain_metrics")
+    writer = MetricsWriter(workdir, "pretrain_metrics", resume_step=int(state.step))
+    save = lambda s, i, switch: ckpt.save(i, s, {"done": False, "clean_steps": switch})
     state, switch = pretrain(state, make_sft_step(graphdef, optimizer, sh, mesh), batches,
-                             cfg.pretrain, writer)
+                             cfg.pretrain, writer, switch=meta["clean_steps"], save=save)
     writer.close()
-    ckpt.save(int(state.step), state, {"step": int(state.step), "clean_steps": switch})
+    ckpt.save(int(state.step), state, {"done": True, "clean_steps": switch})
   ckpt.close()
   return graphdef, state.params
 
@@ -132,6 +135,8 @@ def prepare(cfg: ExperimentConfig, workdir: str) -> Setup:
   mesh is also entered here for the base model.
   """
   os.makedirs(workdir, exist_ok=True)
+  if cfg.rl.reward_fn:
+    resolve(cfg.rl.reward_fn)  # a typo fails here, before anything is compiled
   mesh = sharding.make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.model)
   check_mesh(cfg, mesh.shape["data"] * mesh.shape["fsdp"])
   task = TestbedTask(cfg.task, cfg.seed)
@@ -205,6 +210,8 @@ def run(cfg: ExperimentConfig, workdir: str) -> dict:
       "base_curve": {k: v for k, v in base.items() if k.startswith("pass@")},
       "final_curve": {k: v for k, v in final.items() if k.startswith("pass@")},
       "final_counts": counts.tolist(),
+      "reward_failures": {k: int(sum(r.get(f"reward_failures/{k}", 0) for r in rows))
+                          for k in FAILURE_KINDS},
   }
   write_json(summary, os.path.join(workdir, "summary.json"))
   return summary

@@ -33,6 +33,7 @@ class StepRollouts:
   filled_groups: int
   data_position: int
   dro_filtered: int = 0
+  reward_failures: dict = dataclasses.field(default_factory=dict)
 
 
 def _round(ctx, params, ref_params, rng, index: int) -> dict:
@@ -54,9 +55,9 @@ def _round(ctx, params, ref_params, rng, index: int) -> dict:
   batch["ref_logp"] = np.asarray(ctx.score_logp(ref_params, seq()))
   texts = ctx.tok.decode_completions(batch["tokens"])
   owner = [problems[i // g] for i in range(len(texts))]
+  verified, failures = ctx.reward_guard.score(list(zip(owner, texts)))
   out = {"problems": problems, "batch": batch, "texts": texts,
-          "verified": np.array([ctx.task.reward(p, t) for p, t in zip(owner, texts)],
-                               np.float32),
+          "verified": np.array(verified, np.float32), "reward_failures": failures,
           "well_formed": np.array([ctx.task.well_formed(t) for t in texts]),
           "wrong_label": np.array([ctx.task.matches_wrong_label(p, t)
                                    for p, t in zip(owner, texts)]),
@@ -139,13 +140,15 @@ def collect(ctx, params, ref_params, rng, data_position: int, step: int) -> Step
   cfg, icfg = ctx.cfg, ctx.cfg.intervention
   q, g = cfg.rl.prompts_per_step, cfg.rl.group_size
   reward_rng = np.random.default_rng((cfg.seed, step, 7))
-  rounds, kept, dropped, dro_filtered = [], [], [], 0
+  rounds, kept, dropped, dro_filtered, failures = [], [], [], 0, {}
   max_rounds = icfg.max_gen_rounds if icfg.dynamic_sampling else 1
   while len(rounds) < max_rounds and len(kept) < q:
     r = _round(ctx, params, ref_params, rng, data_position)
     data_position += 1
     rewards = _rewards(ctx, r, reward_rng)
     rounds.append((r, rewards))
+    for kind, count in r["reward_failures"].items():
+      failures[kind] = failures.get(kind, 0) + count
     for j in range(q):
       acc = r["verified"][j * g:(j + 1) * g]
       if not r["dro_keep"][j]:
@@ -162,4 +165,5 @@ def collect(ctx, params, ref_params, rng, data_position: int, step: int) -> Step
   problems, batch, texts, verified, rewards = _take_groups(rounds, picks, g)
   return StepRollouts(problems=problems, batch=batch, texts=texts, verified=verified,
                       rewards=rewards, gen_rounds=len(rounds), filled_groups=filled,
-                      data_position=data_position, dro_filtered=dro_filtered)
+                      data_position=data_position, dro_filtered=dro_filtered,
+                      reward_failures=failures)

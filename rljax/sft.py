@@ -49,18 +49,24 @@ def make_sft_step(graphdef, optimizer, state_shardings, mesh):
                  donate_argnums=(0,))
 
 
-def pretrain(state: TrainState, step_fn, batches, cfg, writer=None,
-             desc: str = "pretrain") -> tuple[TrainState, int]:
-  """Two-phase pretraining from step 0; returns (state, step at which the phase switched).
+def pretrain(state: TrainState, step_fn, batches, cfg, writer=None, desc: str = "pretrain",
+             switch: int | None = None, save=None) -> tuple[TrainState, int]:
+  """Two-phase pretraining from `state.step`; returns (state, step at which the phase switched).
 
   Phase 1 trains on correct traces (`batches(i, clean=True)`) until the mean loss of
   a `cfg.log_every` window drops below `cfg.clean_target_loss` (the skill has been
   learned) or `cfg.clean_max_steps` pass. Phase 2 trains `cfg.noisy_steps` on noisy
   traces with a cosine decay of the learning rate to 10%. Adapting the switch to
   the loss makes the recipe robust to seeds whose arithmetic plateau lasts longer.
+
+  Resuming: pass a restored `state` and its `switch` (None while still clean).
+  `save(state, step, switch)` is called every `cfg.checkpoint_every` steps except
+  the last (the caller saves the result).
   """
-  bar = tqdm(total=cfg.clean_max_steps + cfg.noisy_steps, desc=desc, dynamic_ncols=True)
-  t0, losses, switch, i = time.time(), [], None, int(state.step)
+  i = int(state.step)
+  total = cfg.clean_max_steps + cfg.noisy_steps if switch is None else switch + cfg.noisy_steps
+  bar = tqdm(total=total, initial=i, desc=desc, dynamic_ncols=True)
+  t0, losses = time.time(), []
   while switch is None or i < switch + cfg.noisy_steps:
     if switch is None:
       scale = 1.0
@@ -85,5 +91,8 @@ def pretrain(state: TrainState, step_fn, batches, cfg, writer=None,
         bar.total = switch + cfg.noisy_steps
         tqdm.write(f"pretrain: clean phase ended at step {i} (loss {loss:.4f}); "
                    f"{cfg.noisy_steps} noisy steps follow")
+      if (save is not None and i % cfg.checkpoint_every == 0
+          and (switch is None or i < switch + cfg.noisy_steps)):
+        save(state, i, switch)
   bar.close()
   return state, switch

@@ -31,6 +31,7 @@ from rljax.aggregation import aggregate
 from rljax.checkpoint import Checkpointer
 from rljax.config import ExperimentConfig
 from rljax.logprobs import completion_logp_entropy
+from rljax.reward_guard import RewardGuard, resolve
 from rljax.losses import LossConfig, grpo_objective, kl_penalty, masked_mean
 from rljax.tasks.testbed_data import tier_accuracy
 from rljax.train_state import TrainState, apply_if_finite
@@ -112,6 +113,9 @@ class RLTrainer:
         functools.partial(reset_reference, optimizer, cfg.intervention.reset_optimizer),
         in_shardings=(state_shardings,), out_shardings=state_shardings, donate_argnums=(0,))
     self.ckpt = Checkpointer(f"{workdir}/checkpoints", cfg.rl.max_to_keep)
+    reward_fn = resolve(cfg.rl.reward_fn) if cfg.rl.reward_fn else task.reward
+    self.reward_guard = RewardGuard(reward_fn, cfg.rl.reward_timeout_s,
+                                    cfg.rl.reward_failure_score)
     self.control = iv.ControlState(entropy_coef=cfg.loss.entropy_coef)
     self._pieces = [tokenizer.sp.id_to_piece(i) for i in range(tokenizer.vocab_size)]
     self.data_position = 0
@@ -220,6 +224,7 @@ class RLTrainer:
         "zero_var_frac": float((ro.verified.reshape(-1, g).std(1) == 0).mean()),
         "gen_rounds": ro.gen_rounds, "filled_groups": ro.filled_groups,
         "dro_filtered_groups": ro.dro_filtered,
+        **{f"reward_failures/{k}": v for k, v in ro.reward_failures.items()},
         "entropy_coef": float(coefs["entropy"]), "kl_coef": float(coefs["kl"]),
         "step_time_s": elapsed, "tokens_per_s": float(mask.sum() / elapsed),
         **{k: float(np.mean([m[k] for m in per_mb])) for k in per_mb[0]},
@@ -278,4 +283,5 @@ class RLTrainer:
     finally:
       for s, handler in old.items():
         signal.signal(s, handler)
+      self.reward_guard.close()
     return state

@@ -23,8 +23,12 @@ class TestbedTask:
   def train_batch(self, index: int, size: int) -> list[testbed.Problem]:
     return self.stream.batch(index, size)
 
-  def reward(self, problem: testbed.Problem, completion: str) -> float:
-    """1.0 for the exact answer, else 0.0 (binary verifiable reward)."""
+  @staticmethod
+  def reward(problem: testbed.Problem, completion: str) -> float:
+    """1.0 for the exact answer, else 0.0 (binary verifiable reward).
+
+    A plain function (no instance state) so the reward worker process gets it by name.
+    """
     return float(testbed.is_correct(problem, completion))
 
   @staticmethod
