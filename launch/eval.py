@@ -4,8 +4,12 @@
       [--n 256] [--compare_to base|none]
 """
 
+import sys
+
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from launch import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run's directory.")
@@ -18,11 +22,13 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  from rljax.config import from_config_dict
-  cfg = from_config_dict(_CONFIG.value)
+  cfg = cli.config_or_exit(_CONFIG.value)
   from rljax import evaluate_cmd
   compare = None if _COMPARE.value == "none" else _COMPARE.value
-  report = evaluate_cmd.evaluate(cfg, _WORKDIR.value, _CHECKPOINT.value, _N.value, compare)
+  try:
+    report = evaluate_cmd.evaluate(cfg, _WORKDIR.value, _CHECKPOINT.value, _N.value, compare)
+  except cli.user_errors() as e:
+    sys.exit(f"error: {e}")
   for name, r in report["models"].items():
     print(f"{name}: pass@1 {r['pass@1']:.3f}  pass@{_N.value} {r[f'pass@{_N.value}']:.3f}")
   if "comparison" in report:
@@ -31,4 +37,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

@@ -1,7 +1,11 @@
 """Trains with a config file: python -m launch.train --config configs/testbed.py --workdir DIR."""
 
+import sys
+
 from absl import app, flags, logging
 from ml_collections import config_flags
+
+from launch import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, summary.")
@@ -11,12 +15,14 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
-  from rljax.config import from_config_dict  # after flag parsing: no work at import time
-  cfg = from_config_dict(_CONFIG.value)
+  cfg = cli.config_or_exit(_CONFIG.value)  # imports after flag parsing: no work at import
   from rljax import pipeline
-  summary = pipeline.run(cfg, _WORKDIR.value)
+  try:
+    summary = pipeline.run(cfg, _WORKDIR.value)
+  except cli.user_errors() as e:
+    sys.exit(f"error: {e}")
   print({k: v for k, v in summary.items() if not isinstance(v, (dict, list))})
 
 
 if __name__ == "__main__":
-  app.run(main)
+  app.run(main, flags_parser=cli.parse_flags)

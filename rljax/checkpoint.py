@@ -16,6 +16,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 
+class CheckpointError(RuntimeError):
+  """A checkpoint could not be written or read; the message names it and what is left."""
+
+
 class Checkpointer:
   """Saves and restores (TrainState, meta) under `directory`."""
 
@@ -30,23 +34,38 @@ class Checkpointer:
     return self.manager.latest_step()
 
   def save(self, step: int, state, meta: dict) -> None:
-    self.manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(_flat(state)), meta=ocp.args.JsonSave(meta)))
-    self.manager.wait_until_finished()
+    """Writes step `step` atomically; on failure (disk full, permissions) raises
+    CheckpointError and the earlier checkpoints stay as they were."""
+    try:
+      self.manager.save(step, args=ocp.args.Composite(
+          state=ocp.args.StandardSave(_flat(state)), meta=ocp.args.JsonSave(meta)))
+      self.manager.wait_until_finished()
+    except Exception as e:  # orbax raises many types; say what happened and what is left.
+      self.manager.reload()  # forget the failed step: it was never committed
+      raise CheckpointError(
+          f"could not write checkpoint step {step} to {self.directory} "
+          f"({type(e).__name__}: {e}); the earlier checkpoints "
+          f"{list(self.manager.all_steps())} are intact") from e
 
   def restore(self, abstract_state, step: int | None = None):
     """Restores onto the shapes and shardings of `abstract_state`; returns (state, meta)."""
     step = self.latest_step() if step is None else step
     if step is None:
-      raise FileNotFoundError(f"no checkpoint in {self.directory}")
+      raise CheckpointError(f"no checkpoint in {self.directory}")
+    if step not in self.manager.all_steps():
+      raise CheckpointError(f"no checkpoint step {step} in {self.directory}; "
+                            f"available: {list(self.manager.all_steps())}")
     target = {k: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None))
               for k, x in _flat(abstract_state).items()}
     try:
       out = self.manager.restore(step, args=ocp.args.Composite(
           state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
     except Exception as e:  # orbax raises many types; name the checkpoint instead.
-      raise ValueError(f"checkpoint step {step} in {self.directory} cannot be "
-                       f"restored ({type(e).__name__}: {e})") from e
+      raise CheckpointError(
+          f"checkpoint step {step} in {self.directory} is unreadable or does not match "
+          f"this config ({type(e).__name__}: {str(e)[:300]}). If it is corrupt, delete "
+          f"{os.path.join(self.directory, str(step))} to resume from an earlier one "
+          f"({[s for s in self.manager.all_steps() if s != step]}).") from e
     flat = out["state"]
     leaves = [flat[k] for k in _flat(abstract_state)]
     return jax.tree.unflatten(jax.tree.structure(abstract_state), leaves), dict(out["meta"])
@@ -54,6 +73,8 @@ class Checkpointer:
   def read_flat(self, step: int | None = None) -> dict:
     """{path: numpy array} of a checkpoint's state, without a target structure."""
     step = self.latest_step() if step is None else step
+    if step is None or step not in self.manager.all_steps():
+      raise CheckpointError(f"no checkpoint step {step} in {self.directory}")
     out = self.manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(), meta=ocp.args.JsonRestore()))
     return {k: np.asarray(v) for k, v in out["state"].items()}

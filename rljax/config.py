@@ -16,6 +16,7 @@ import typing
 from rljax.interventions import InterventionConfig
 from rljax.losses import LossConfig
 from rljax.model.config import PRESETS
+from rljax.reward_guard import resolve
 from rljax.sampler import SamplingConfig
 from rljax.tasks.testbed import TestbedConfig
 from rljax import advantages
@@ -279,4 +280,7 @@ def _build(cls, values, path):
 def from_config_dict(cd) -> ExperimentConfig:
   """Validated `ExperimentConfig` from a ConfigDict (or nested dicts)."""
   values = cd.to_dict() if hasattr(cd, "to_dict") else dict(cd)
-  return _build(ExperimentConfig, values, "")
+  cfg = _build(ExperimentConfig, values, "")
+  if cfg.rl.reward_fn:
+    resolve(cfg.rl.reward_fn)  # a typo fails here, before anything is compiled
+  return cfg

@@ -14,7 +14,7 @@ import jax
 from tqdm.auto import tqdm
 
 from rljax.analysis.boundary import compare_boundaries, plot_curves
-from rljax.checkpoint import Checkpointer
+from rljax.checkpoint import CheckpointError, Checkpointer
 from rljax.evaluation import summarize
 from rljax.pipeline import write_json, prepare
 
@@ -25,8 +25,8 @@ def _params(setup, workdir: str, which: str):
   ckpt = Checkpointer(os.path.join(workdir, "checkpoints"))
   step = ckpt.latest_step() if which == "latest" else int(which)
   if step is None:
-    raise FileNotFoundError(f"no RL checkpoint in {workdir}/checkpoints; "
-                            "use --checkpoint=base or train first")
+    raise CheckpointError(f"no RL checkpoint in {workdir}/checkpoints; "
+                          "use --checkpoint=base or train first")
   _, _, template = setup.rl_state()
   state, _ = ckpt.restore(template, step)
   return state.params, f"step{step}"

@@ -23,7 +23,7 @@ from rljax.config import ExperimentConfig, check_mesh
 from rljax.evaluation import sample_counts, summarize
 from rljax.metrics import MetricsWriter, read_rows
 from rljax.model.config import get_preset
-from rljax.reward_guard import FAILURE_KINDS, resolve
+from rljax.reward_guard import FAILURE_KINDS
 from rljax.sft import make_sft_step, pretrain
 from rljax.tasks.testbed_data import TestbedTask, build_tokenizer, sft_batch_fn
 from rljax.tasks.tokenizer import Tokenizer
@@ -135,8 +135,6 @@ def prepare(cfg: ExperimentConfig, workdir: str) -> Setup:
   mesh is also entered here for the base model.
   """
   os.makedirs(workdir, exist_ok=True)
-  if cfg.rl.reward_fn:
-    resolve(cfg.rl.reward_fn)  # a typo fails here, before anything is compiled
   mesh = sharding.make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.model)
   check_mesh(cfg, mesh.shape["data"] * mesh.shape["fsdp"])
   task = TestbedTask(cfg.task, cfg.seed)

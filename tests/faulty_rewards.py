@@ -31,3 +31,20 @@ def returns_nan(problem, completion):
   if _bucket(completion) == 0:
     return math.nan
   return TestbedTask.reward(problem, completion)
+
+
+def by_text(problem, completion):
+  """Misbehaves as its completion says: "raise", "sleep", "nan", "text", "exit"."""
+  del problem
+  if completion == "raise":
+    raise ValueError("bad input")
+  if completion == "sleep":
+    time.sleep(3600)
+  if completion == "nan":
+    return math.nan
+  if completion == "text":
+    return "1.0"
+  if completion == "exit":
+    import os  # pylint: disable=import-outside-toplevel
+    os._exit(3)  # the worker dies as a segfault would kill it
+  return len(completion)

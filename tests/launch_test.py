@@ -14,6 +14,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     ("--config.rl.stepz=3", 'Did you mean "steps"'),
     ("--config.rl.steps=many", "steps"),
     ("--config.intervention.reward_mode=noise", "wrong_label"),
+    ("--config.sampling.top_p=1.5", "top_p"),
+    ("--config.rl.reward_fn=no_such_module:score", "cannot be imported"),
 ])
 def test_bad_flag_fails_fast(tmp_path, flag, message):
   workdir = tmp_path / "run"
@@ -23,4 +25,5 @@ def test_bad_flag_fails_fast(tmp_path, flag, message):
       cwd=ROOT, capture_output=True, text=True, timeout=120)
   assert proc.returncode != 0
   assert message in proc.stderr + proc.stdout
+  assert "Traceback" not in proc.stderr  # one clear line, not a library's stack
   assert not workdir.exists()

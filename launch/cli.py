@@ -1,0 +1,43 @@
+"""Command-line plumbing shared by the launch commands: user errors as one clear line.
+
+A mistyped flag, an invalid config, a missing checkpoint or a malformed dataset
+is the user's to fix: it is printed as one line (exit status 1), not as a stack
+trace from inside absl or ml_collections. Anything else is a bug and keeps its
+traceback.
+"""
+
+import sys
+
+from absl import flags
+
+
+def parse_flags(argv):
+  """absl's flag parsing, with ml_collections' override errors (AttributeError,
+  KeyError, TypeError, ValueError raised while parsing --config.x=v) made one line."""
+  try:
+    return flags.FLAGS(argv)
+  except flags.Error as e:
+    sys.exit(f"invalid flag: {e}\nPass --help for usage.")
+  except (AttributeError, KeyError, TypeError, ValueError) as e:
+    while e.args and isinstance(e.args[0], BaseException):  # ml_collections wraps KeyErrors
+      e = e.args[0]
+    message = e.args[0] if e.args else e
+    sys.exit(f"invalid flag: {str(message).strip(chr(39))}")
+
+
+def config_or_exit(config_dict):
+  """The validated ExperimentConfig, or exit with the validation's message."""
+  from rljax.config import from_config_dict  # pylint: disable=import-outside-toplevel
+  try:
+    return from_config_dict(config_dict)
+  except ValueError as e:
+    sys.exit(f"invalid config: {e}")
+
+
+def user_errors() -> tuple:
+  """The errors a user fixes (bad files, checkpoints, diverged runs), not bugs."""
+  # pylint: disable=import-outside-toplevel
+  from rljax.checkpoint import CheckpointError
+  from rljax.tasks.jsonl import DatasetError
+  from rljax.trainer import NonFiniteError
+  return CheckpointError, DatasetError, NonFiniteError
