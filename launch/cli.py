@@ -22,7 +22,7 @@ def parse_flags(argv):
     while e.args and isinstance(e.args[0], BaseException):  # ml_collections wraps KeyErrors
       e = e.args[0]
     message = e.args[0] if e.args else e
-    sys.exit(f"invalid flag: {str(message).strip(chr(39))}")
+    sys.exit(f"invalid flag: {message}")
 
 
 def config_or_exit(config_dict):
