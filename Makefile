@@ -7,7 +7,7 @@ CONFIG ?= configs/testbed.py
 
 ORACLE_VENV ?= .venv-oracle
 
-.PHONY: setup oracle demo test clean
+.PHONY: setup oracle demo test test-slow test-all clean
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +33,15 @@ oracle: $(ORACLE_VENV)/.installed
 demo: setup
 	$(PY) -m launch.train --config $(CONFIG) --workdir $(WORKDIR)
 
+# The suite (about 12 minutes on 2 cores); test-slow adds the minutes-long end-to-end
+# fault tests (SIGKILL at random moments, then resume); CI runs both (test-all).
 test: setup oracle
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -m "not slow" tests
+
+test-slow: setup oracle
+	$(PY) -m pytest -q -m slow tests
+
+test-all: test test-slow
 
 clean:
 	rm -rf $(VENV) $(ORACLE_VENV) workdirs

@@ -70,6 +70,8 @@ def get_config(arg: str = ""):
   c.rl.eval_samples = 4
   c.rl.checkpoint_every = 25
   c.rl.max_to_keep = 2
+  c.rl.trace_every = 25              # sampled completions + rewards -> workdir/traces/
+  c.rl.trace_rollouts = 64
   c.rl.max_skipped_steps = 3         # non-finite updates in a row before the run stops
   # Rewards run in a worker process, each call under a time limit; a call that raises,
   # hangs, crashes or returns NaN scores reward_failure_score and is counted.

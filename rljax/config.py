@@ -107,6 +107,8 @@ class RLConfig:
     max_to_keep: checkpoints kept on disk.
     max_skipped_steps: a step whose every update had a non-finite loss or gradient is
       skipped; after this many in a row the run stops (its last checkpoint untouched).
+    trace_every: save sampled completions with rewards every this many steps (0: never).
+    trace_rollouts: rollouts saved per traced step.
     reward_fn: "module:function" called as fn(problem, completion) -> float in place of
       the task's verifier ("" keeps the verifier).
     reward_timeout_s: time limit of each reward call (run in an isolated worker process).
@@ -128,6 +130,8 @@ class RLConfig:
   checkpoint_every: int = 25
   max_to_keep: int = 2
   max_skipped_steps: int = 3
+  trace_every: int = 25
+  trace_rollouts: int = 64
   reward_fn: str = ""
   reward_timeout_s: float = 10.0
   reward_failure_score: float = 0.0

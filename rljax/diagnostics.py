@@ -4,6 +4,10 @@
   positive mean drives entropy collapse; upper quantiles show the few tokens
   Clip-Cov / KL-Cov act on.
 * Entropy of planning vs execution tokens (HICRA's two-phase analysis).
+* Semantic entropy over strategic phrases (HICRA, Wang et al. 2025, arXiv 2509.03646):
+  the entropy of the distribution of distinct plans (the sequence of a rollout's
+  planning tokens) within a group, averaged over groups. Token entropy can fall
+  while plans stay diverse; this tells the two apart.
 * Per-group diversity (distinct final answers among the G samples) and the
   batch's pass@G - pass@1 gap (what sampling more could still find).
 * Model FLOPs of the step (2 N per generated or scored token, 6 N per trained
@@ -43,6 +47,27 @@ def group_diversity(answers: list, correct_B, group_size: int) -> dict:
                                                                          group_size)]
   return {"distinct_answers": float(np.mean(distinct)),
           "passG_minus_pass1": float(c.any(1).mean() - c.mean())}
+
+
+def semantic_entropy(plans: list, group_size: int) -> dict:
+  """Mean over groups of -sum_p f_p log f_p, f_p the frequency of distinct plan p (nats)."""
+  out = []
+  for i in range(0, len(plans), group_size):
+    _, counts = np.unique(np.asarray(plans[i:i + group_size], dtype=object).astype(str),
+                          return_counts=True)
+    f = counts / counts.sum()
+    out.append(float(-(f * np.log(f)).sum()))
+  return {"semantic_entropy": float(np.mean(out)) if out else 0.0}
+
+
+def shortcut_fraction(problems: list, texts: list, correct_B, group_size: int,
+                      steps_verify) -> dict:
+  """Fraction of correct rollouts whose steps do not verify (right answer, wrong work)."""
+  c = np.asarray(correct_B, bool)
+  if steps_verify is None or not c.any():
+    return {"shortcut_frac": 0.0}
+  bad = [not steps_verify(problems[i // group_size], t) for i, t in enumerate(texts) if c[i]]
+  return {"shortcut_frac": float(np.mean(bad))}
 
 
 def step_flops(num_params: int, generated_tokens: float, prompt_tokens: float,

@@ -2,8 +2,8 @@
 
 A reward function is user code run on model output: it may raise, hang, crash
 the interpreter or return NaN or a non-number. None of that may stop or corrupt
-training. `RewardGuard` runs the function in a spawned worker process (spawned,
-not forked: the trainer's process holds JAX's threads) and waits at most
+training. `RewardGuard` runs the function in a worker process (a fresh
+interpreter, not a fork: the trainer's process holds JAX's threads) and waits at most
 `timeout_s` for each answer. A call that raises, exceeds the limit (the worker
 is killed and replaced), kills the worker, or returns something that is not a
 finite real number scores `failure_score` and is counted by kind. The first
@@ -17,24 +17,33 @@ from __future__ import annotations
 
 import importlib
 import math
-import multiprocessing
 import numbers
+import os
+import socket
+import subprocess
+import sys
+from multiprocessing import connection as mp_connection
 
 from tqdm.auto import tqdm
 
 FAILURE_KINDS = ("raised", "timeout", "crashed", "nonfinite", "not_a_number")
 
 
-def _serve(conn, fn) -> None:
-  """Worker loop: answer each argument tuple with ("ok", value) or ("raised", message)."""
+def worker_main(fd: int) -> None:
+  """The worker process: receive the function, then answer each argument tuple with
+  ("ok", value) or ("raised", message) until the trainer closes the connection."""
+  conn = mp_connection.Connection(fd)
+  try:
+    fn = conn.recv()
+  except Exception as e:  # pylint: disable=broad-except  # e.g. its module cannot import
+    conn.send(("error", f"{type(e).__name__}: {e}"))
+    return
+  conn.send(("ready", None))
   while True:
     try:
       args = conn.recv()
     except (EOFError, OSError):  # the trainer is gone
       return
-    if args is None:  # readiness probe
-      conn.send(("ready", None))
-      continue
     try:
       out = ("ok", fn(*args))
     except BaseException as e:  # pylint: disable=broad-except  # user code: anything goes
@@ -66,35 +75,41 @@ class RewardGuard:
     self.log_first, self.name = log_first, name
     self.startup_timeout_s = startup_timeout_s
     self.logged = 0
-    self._ctx = multiprocessing.get_context("spawn")
     self._proc = self._conn = None
 
   def _start(self) -> None:
-    parent, child = self._ctx.Pipe()
-    self._proc = self._ctx.Process(target=_serve, args=(child, self.fn), daemon=True,
-                                   name=f"rljax-{self.name}")
-    self._proc.start()
+    # A fresh interpreter (not multiprocessing's spawn, which re-runs the caller's
+    # __main__ and so breaks scripts without a main guard), on one end of a socket pair.
+    parent, child = socket.socketpair()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    self._proc = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from rljax.reward_guard import worker_main; "
+         "worker_main(int(sys.argv[1]))", str(child.fileno())],
+        pass_fds=(child.fileno(),), env=env)
     child.close()
-    self._conn = parent
-    # Wait for the worker to be up (a spawned interpreter importing the function's
-    # module) before any call's time limit starts.
-    parent.send(None)
-    if not parent.poll(self.startup_timeout_s):
+    self._conn = mp_connection.Connection(parent.detach())
+    # Wait for the worker to be up (an interpreter importing the function's module)
+    # before any call's time limit starts.
+    self._conn.send(self.fn)
+    if not self._conn.poll(self.startup_timeout_s):
       self._kill()
       raise RuntimeError(f"the {self.name} worker did not start within "
                          f"{self.startup_timeout_s} s")
-    parent.recv()
+    kind, message = self._conn.recv()
+    if kind != "ready":
+      self._kill()
+      raise RuntimeError(f"the {self.name} function cannot be loaded in its worker: {message}")
 
   def _kill(self) -> None:
     if self._proc is not None:
       self._proc.kill()
-      self._proc.join()
+      self._proc.wait()
       self._conn.close()
     self._proc = self._conn = None
 
   def _call(self, args: tuple):
     """(kind, value): kind is "ok", or the failure's kind with a message as value."""
-    if self._proc is None or not self._proc.is_alive():
+    if self._proc is None or self._proc.poll() is not None:
       self._kill()
       self._start()
     self._conn.send(args)

@@ -25,7 +25,7 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
-from rljax import advantages, diagnostics, rollouts, sharding
+from rljax import advantages, diagnostics, rollouts, sharding, traces
 from rljax import interventions as iv
 from rljax.aggregation import aggregate
 from rljax.checkpoint import Checkpointer
@@ -96,6 +96,7 @@ class RLTrainer:
                task, tokenizer, workdir: str, writer, evaluate=None):
     self.cfg, self.graphdef, self.mesh = cfg, graphdef, mesh
     self.task, self.tok, self.writer, self.evaluate = task, tokenizer, writer, evaluate
+    self.workdir = workdir
     self.sampling = cfg.sampling
     rep = sharding.replicated(mesh)
     batch_sh = {k: sharding.batch_sharding(mesh, 1 if k in ("sft_mask", "offpolicy") else 2)
@@ -169,7 +170,8 @@ class RLTrainer:
             "sft_mask": (ro.verified > 0).astype(np.float32), "offpolicy": b["offpolicy"]}
 
   def _planning_mask(self, tokens_BxT, mask_BxT):
-    out = np.zeros(tokens_BxT.shape, np.float32)
+    """(planning-token mask [B, T], each rollout's plan: its planning tokens joined)."""
+    out, plans = np.zeros(tokens_BxT.shape, np.float32), []
     phrases = self.cfg.intervention.planning_phrases
     for i, row in enumerate(np.asarray(tokens_BxT)):
       n = int(mask_BxT[i].sum())
@@ -178,7 +180,8 @@ class RLTrainer:
       if phrases:
         plan = np.maximum(plan, iv.phrase_token_mask(pieces, phrases))
       out[i, :n] = plan
-    return out
+      plans.append(" ".join(p for p, m in zip(pieces, plan) if m))
+    return out, plans
 
   def train_step(self, state: TrainState, step: int):
     cfg, t0 = self.cfg, time.time()
@@ -186,7 +189,7 @@ class RLTrainer:
                           self.data_position, step)
     self.data_position = ro.data_position
     self.last_rollouts = ro
-    planning = self._planning_mask(ro.batch["tokens"], ro.batch["mask"])
+    planning, plans = self._planning_mask(ro.batch["tokens"], ro.batch["mask"])
     batch = self._train_batch(ro, planning)
     mask = ro.batch["mask"]
     rollout_entropy = float((ro.batch["entropy"] * mask).sum() / mask.sum())
@@ -233,6 +236,9 @@ class RLTrainer:
         **diagnostics.phase_entropy(ro.batch["entropy"], planning, mask),
         **diagnostics.group_diversity([self.task.final_answer(t) for t in ro.texts],
                                       ro.verified > 0, g),
+        **diagnostics.semantic_entropy(plans, g),
+        **diagnostics.shortcut_fraction(ro.problems, ro.texts, ro.verified > 0, g,
+                                        getattr(self.task, "steps_verify", None)),
         **tier_accuracy(ro.problems, ro.verified > 0, g, self.task.tag)}
     return state, metrics
 
@@ -274,6 +280,8 @@ class RLTrainer:
               f"{self.ckpt.latest_step()}) is untouched.")
         state = self._control(state, done, metrics)
         self.writer.write(done, metrics)
+        if cfg.rl.trace_every and done % cfg.rl.trace_every == 0:
+          traces.write(self.workdir, done, self.last_rollouts, self.task, cfg.rl.trace_rollouts)
         bar.set_postfix(acc=f"{metrics['accuracy']:.3f}", ent=f"{metrics['entropy']:.3f}")
         if done % cfg.rl.checkpoint_every == 0 or done == cfg.rl.steps or self._stop:
           self.ckpt.save(done, state, {"step": done, "data_position": self.data_position,

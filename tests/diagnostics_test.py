@@ -29,3 +29,17 @@ def test_phase_entropy_and_diversity():
 
 def test_step_flops():
   assert diagnostics.step_flops(10, 3, 2, 5, 4) == 10 * (2 * 10 + 6 * 4)
+
+
+def test_semantic_entropy_hand_values():
+  # Group 1: plans a,a,b,b -> ln 2; group 2: all the same -> 0.
+  out = diagnostics.semantic_entropy(["a", "a", "b", "b", "c", "c", "c", "c"], 4)
+  np.testing.assert_allclose(out["semantic_entropy"], np.log(2) / 2)
+
+
+def test_shortcut_fraction():
+  verify = lambda problem, text: text.startswith("ok")
+  out = diagnostics.shortcut_fraction(["p"], ["ok1", "bad", "ok2", "bad"], [1, 1, 0, 0], 4,
+                                      verify)
+  assert out["shortcut_frac"] == 0.5
+  assert diagnostics.shortcut_fraction(["p"], ["x"], [1], 1, None)["shortcut_frac"] == 0.0

@@ -7,7 +7,7 @@ import chex
 import numpy as np
 import pytest
 
-from rljax import pipeline, trainer
+from rljax import pipeline, trainer, traces
 from rljax.checkpoint import Checkpointer
 from rljax.config import from_config_dict
 from rljax.metrics import read_rows
@@ -33,7 +33,8 @@ def tiny_config(rl_steps, intervention=None, loss=None, **rl):
 
 
 def test_two_step_run_writes_summary_and_metrics(tmp_path):
-  summary = pipeline.run(tiny_config(2, minibatches=2, epochs=2), str(tmp_path))
+  summary = pipeline.run(tiny_config(2, minibatches=2, epochs=2, trace_every=2,
+                                    trace_rollouts=5), str(tmp_path))
   for key in ("base_pass@1", "base_pass@4", "final_pass@1", "final_pass@4", "initial_entropy",
               "final_entropy", "steps", "wall_time_s"):
     assert key in summary
@@ -42,13 +43,19 @@ def test_two_step_run_writes_summary_and_metrics(tmp_path):
   assert [r["step"] for r in rows] == [1, 2]
   for key in ("reward_mean", "reward_std", "accuracy", "entropy", "kl", "clipfrac",
               "response_length", "zero_var_frac", "step_time_s", "tokens_per_s",
-              "cov_mean", "cov_p99", "distinct_answers", "passG_minus_pass1", "compute_flops"):
+              "cov_mean", "cov_p99", "distinct_answers", "passG_minus_pass1", "compute_flops",
+              "semantic_entropy", "shortcut_frac", "reward_failures/timeout"):
     assert key in rows[0] and rows[0][key] is not None
   assert "eval/pass@1" in rows[1]
   assert 0 < rows[0]["compute_flops"] < rows[1]["compute_flops"]
   assert os.listdir(os.path.join(tmp_path, "tensorboard", "metrics"))
   with open(os.path.join(tmp_path, "summary.json")) as f:
     assert json.load(f)["steps"] == 2
+  dumped = traces.read(str(tmp_path))
+  assert list(dumped) == [2] and len(dumped[2]) == 5
+  for row in dumped[2]:
+    assert row["shortcut"] == (row["verified"] > 0 and not row["steps_verify"])
+    assert set(row) >= {"prompt", "completion", "reward", "answer", "tag"}
 
 
 # Controllers whose state must survive a restart: adaptive entropy, resets, dynamic sampling.

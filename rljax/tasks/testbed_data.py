@@ -32,6 +32,11 @@ class TestbedTask:
     return float(testbed.is_correct(problem, completion))
 
   @staticmethod
+  def steps_verify(problem: testbed.Problem, completion: str) -> bool:
+    """Every step of the trace is one of the problem's steps, computed correctly."""
+    return testbed.steps_verify(problem, completion)
+
+  @staticmethod
   def reference_answer(problem: testbed.Problem) -> str:
     """The reference outcome DRO teacher-forces after a chain of thought."""
     return f";#{problem.answer:02d}"

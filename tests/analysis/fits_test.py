@@ -40,10 +40,34 @@ def test_sigmoid_noisy_and_extrapolation():
   assert lo < 0.7 + 0.03 and hi > 0.7 - 0.03
 
 
+def _finite(out):
+  return all(np.isfinite(v).all() for v in out.values() if isinstance(v, (float, tuple)))
+
+
+@pytest.mark.parametrize("entropy,accuracy,reason", [
+    ([0.1], [0.2], "only 1"),                                   # too few points
+    ([0.3, 0.3, 0.3], [0.1, 0.5, 0.9], "entropy is constant"),
+    ([0.5, 0.3, 0.1], [1.0, 1.0, 1.0], "accuracy is constant"),  # all correct
+    ([0.5, 0.3, 0.1], [0.0, 0.0, 0.0], "accuracy is constant"),  # all wrong
+    ([0.5, np.nan, 0.1], [0.2, 0.3, np.nan], "only 1"),
+])
+def test_entropy_law_degenerate_inputs_are_flagged(entropy, accuracy, reason):
+  out = fit_entropy_law(entropy, accuracy)
+  assert not out["ok"] and reason in out["warning"] and _finite(out)
+
+
+@pytest.mark.parametrize("compute,accuracy,reason", [
+    ([1, 2], [0.6, 0.7], "only 2"),
+    ([1, 2, 3], [0.1, 0.1, 0.1], "no point lies above r0"),     # all wrong
+    ([1, 2, 3], [1.0, 1.0, 1.0], "saturated"),                  # all correct
+])
+def test_sigmoid_degenerate_inputs_are_flagged(compute, accuracy, reason):
+  out = fit_sigmoid(compute, accuracy, r0=0.5)
+  assert not out["ok"] and reason in out["warning"] and _finite(out)
+
+
 def test_bad_inputs():
-  with pytest.raises(ValueError):
-    fit_entropy_law([0.1], [0.2])
-  with pytest.raises(ValueError):
-    fit_sigmoid([1, 2, 3], [0.1, 0.1, 0.1], r0=0.5)
-  with pytest.raises(ValueError):
+  with pytest.raises(ValueError, match="positive"):
     fit_sigmoid([0, 2, 3], [0.6, 0.7, 0.8], r0=0.5)
+  with pytest.raises(ValueError, match="equal length"):
+    fit_entropy_law([0.1, 0.2], [0.2])
