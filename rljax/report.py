@@ -146,7 +146,7 @@ def _fmt(v):
   return str(v)
 
 
-def _table(rows: list[dict]) -> list[str]:
+def markdown_table(rows: list[dict]) -> list[str]:
   """A markdown table of dict rows (columns: the first row's keys)."""
   if not rows:
     return ["(no data)"]
@@ -190,7 +190,7 @@ def _trace_lines(run, limit: int = 24) -> list[str]:
     lines += [f"**{run['name']}, step {step}**: {len(rows)} rollouts, "
               f"{sum(r['verified'] > 0 for r in rows)} correct, {flagged} shortcut "
               "(right answer, steps do not verify).", ""]
-    lines += _table([{"prompt": r["prompt"], "completion": f"`{r['completion']}`",
+    lines += markdown_table([{"prompt": r["prompt"], "completion": f"`{r['completion']}`",
                       "reward": r["reward"], "steps verify": r.get("steps_verify"),
                       "shortcut": "**yes**" if r.get("shortcut") else ""}
                      for r in rows[:limit]])
@@ -206,16 +206,16 @@ def build(workdirs: list[str], out_dir: str) -> dict:
   if missing:
     raise FileNotFoundError(f"no metrics.jsonl in {missing}: not a run's workdir")
   md = ["# rljax report", "", "Runs: " + ", ".join(f"`{w}`" for w in workdirs), ""]
-  md += ["## Comparison", ""] + _table([runs.headline(r) for r in all_runs]) + [""]
+  md += ["## Comparison", ""] + markdown_table([runs.headline(r) for r in all_runs]) + [""]
   md += ["## Training curves", "", f"![curves]({_curves_png(all_runs, out_dir)})", ""]
   law_rows, scale_rows = _fit_rows(all_runs)
   md += ["## Entropy law", "", "R = -a exp(H) + b on (rollout entropy, training accuracy) "
          "per step; `early` fits the first half and scores its prediction of the rest.", "",
-         f"![entropy law]({_law_png(all_runs, out_dir)})", ""] + _table(law_rows) + [""]
+         f"![entropy law]({_law_png(all_runs, out_dir)})", ""] + markdown_table(law_rows) + [""]
   md += ["## Compute scaling", "", "Sigmoid of held-out pass@1 against training FLOPs, R0 = "
          "base pass@1; `early` fits the first half of the compute and predicts the last "
          "point.", "", f"![scaling]({_scaling_png(all_runs, out_dir)})", ""]
-  md += _table(scale_rows) + [""]
+  md += markdown_table(scale_rows) + [""]
   md += ["## pass@k", "", f"![pass@k]({_passk_png(all_runs, out_dir)})", ""]
   bounds = []
   for run in all_runs:
@@ -226,7 +226,7 @@ def build(workdirs: list[str], out_dir: str) -> dict:
                      "only final": b["only_final"], "only base": b["only_base"],
                      "both": b["both"], "neither": b["neither"]})
   md += ["## Capability boundary", "", "Held-out problems solved at least once in n samples."
-         "", ""] + _table(bounds) + [""]
+         "", ""] + markdown_table(bounds) + [""]
   md += ["## Diagnostics", "", f"![diagnostics]({_diagnostics_png(all_runs, out_dir)})", ""]
   md += ["## Traces", ""]
   for run in all_runs:

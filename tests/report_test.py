@@ -1,19 +1,33 @@
-"""launch.report on a real (tiny) run: every section is in the HTML with its figure or table."""
+"""launch.study on tiny runs (reused when finished), then launch.report: every section of
+the HTML is there with its figure or table."""
 
 import html.parser
+import importlib.util
+import json
 import os
 import subprocess
 import sys
 
-from rljax import pipeline
+from rljax import study
 from rljax.report import SECTIONS
-from tests.trainer_test import tiny_config
+from tests.trainer_test import shrink
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def study_config(methods):
+  spec = importlib.util.spec_from_file_location("study_cfg",
+                                                f"{ROOT}/configs/study_interventions.py")
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  c = shrink(mod.get_config("runlocal"))
+  c.rl.update(steps=4, eval_every=1, trace_every=2, trace_rollouts=6, minibatches=2)
+  c.study.methods = methods
+  return c
+
+
 class _Sections(html.parser.HTMLParser):
-  """{h2 title: [tags that follow it until the next h2]}."""
+  """{h2 title: [(tag, start of src) that follow it until the next h2]}."""
 
   def __init__(self):
     super().__init__()
@@ -23,8 +37,7 @@ class _Sections(html.parser.HTMLParser):
     if tag == "h2":
       self.in_h2 = True
     elif self.current is not None:
-      src = dict(attrs).get("src", "")
-      self.sections[self.current].append((tag, src[:22]))
+      self.sections[self.current].append((tag, dict(attrs).get("src", "")[:22]))
 
   def handle_endtag(self, tag):
     if tag == "h2":
@@ -36,17 +49,7 @@ class _Sections(html.parser.HTMLParser):
       self.sections[data] = []
 
 
-def test_report_has_every_section_with_its_figures(tmp_path):
-  runs = []
-  for name, loss in (("grpo", {}), ("entropy_bonus", {"entropy_coef": 0.01})):
-    workdir = str(tmp_path / name)
-    pipeline.run(tiny_config(4, None, loss, eval_every=1, trace_every=2, trace_rollouts=6),
-                 workdir)
-    runs.append(workdir)
-  proc = subprocess.run([sys.executable, "-m", "launch.report", "--workdir", *runs],
-                        cwd=ROOT, capture_output=True, text=True, timeout=300)
-  assert proc.returncode == 0, proc.stderr[-2000:]
-  out = tmp_path / "report"
+def _check_report(out):
   parser = _Sections()
   parser.feed((out / "report.html").read_text())
   assert list(parser.sections) == list(SECTIONS)
@@ -60,4 +63,36 @@ def test_report_has_every_section_with_its_figures(tmp_path):
   md = (out / "report.md").read_text()
   for png in ("curves.png", "entropy_law.png", "scaling.png", "passk.png", "diagnostics.png"):
     assert f"]({png})" in md and (out / png).stat().st_size > 1000
-  assert "| grpo |" in md and "| entropy_bonus |" in md
+  return md
+
+
+def test_study_then_report(tmp_path):
+  cfg = study_config("grpo,clip_cov")
+  out = study.run(cfg, str(tmp_path))
+  assert [r["run"] for r in out["headline"]] == ["grpo", "clip_cov"]
+  for row in out["headline"]:
+    for key in ("final_pass@1", "final_pass@4", "final_entropy", "law_a", "law_b",
+                "law_ceiling", "sigmoid_A", "sigmoid_B"):
+      assert row[key] is not None, key
+  md = _check_report(tmp_path / "report")
+  assert "| grpo |" in md and "| clip_cov |" in md
+  # Both runs share the first run's base model.
+  base = [json.load(open(tmp_path / m / "base_eval.json")) for m in ("grpo", "clip_cov")]
+  assert base[0] == base[1]
+  # A second invocation reuses the finished runs (their summaries are untouched).
+  stamp = os.path.getmtime(tmp_path / "clip_cov" / "summary.json")
+  study.run(cfg, str(tmp_path))
+  assert os.path.getmtime(tmp_path / "clip_cov" / "summary.json") == stamp
+  # launch.report on the same runs, from the command line.
+  proc = subprocess.run([sys.executable, "-m", "launch.report", "--workdir",
+                         str(tmp_path / "grpo"), str(tmp_path / "clip_cov"), "--out",
+                         str(tmp_path / "cli_report")],
+                        cwd=ROOT, capture_output=True, text=True, timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  _check_report(tmp_path / "cli_report")
+
+
+def test_study_rejects_unknown_method():
+  import pytest  # pylint: disable=import-outside-toplevel
+  with pytest.raises(ValueError, match="valid: .*clip_cov"):
+    study.plan(study_config("grpo,magic"))

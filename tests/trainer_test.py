@@ -14,6 +14,22 @@ from rljax.metrics import read_rows
 from tests.config_test import load
 
 
+def shrink(c):
+  """A testbed ConfigDict cut down to seconds: tiny model, one tier, short sequences."""
+  c.model.preset = "tiny"
+  c.task.tiers = (2,)
+  c.task.eval_per_cell = 2
+  c.prompt_len = 12
+  c.completion_len = 24
+  c.sampling.max_new_tokens = 24
+  c.pretrain.update(clean_max_steps=2, noisy_steps=2, log_every=1, batch_size=8)
+  c.rl.update(prompts_per_step=4, group_size=4, eval_every=2, eval_samples=2,
+              checkpoint_every=1)
+  c.eval.n_samples = 4
+  c.eval.batch_rollouts = 16
+  return c
+
+
 def tiny_config(rl_steps, intervention=None, loss=None, **rl):
   c = load("runlocal")
   c.intervention.update(intervention or {})

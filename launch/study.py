@@ -1,0 +1,37 @@
+"""Runs a study: one config per method, same seed, data and budget, then a joint report.
+
+  python -m launch.study --config configs/study_interventions.py[:runlocal] --workdir DIR
+"""
+
+import sys
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from launch import cli
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Study config file.",
+                                          lock_config=False)
+_WORKDIR = flags.DEFINE_string("workdir", None, "Study directory (one subdirectory per run).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  from rljax import report, study
+  try:
+    configs = study.plan(_CONFIG.value)  # every method validated before anything runs
+  except ValueError as e:
+    sys.exit(f"invalid config: {e}")
+  print(f"study of {len(configs)} runs: {', '.join(configs)}")
+  try:
+    out = study.run(_CONFIG.value, _WORKDIR.value)
+  except cli.user_errors() as e:
+    sys.exit(f"error: {e}")
+  print("\n".join(report.markdown_table(out["headline"])))
+  print(f"report: {out['report']['html']}")
+
+
+if __name__ == "__main__":
+  app.run(main, flags_parser=cli.parse_flags)
