@@ -1,7 +1,7 @@
 """Held-out pass@k and capability boundary of a trained run.
 
   python -m launch.eval --config configs/testbed.py --workdir DIR [--checkpoint STEP|base|latest]
-      [--n 256] [--compare_to base|none]
+      [--n 256] [--compare_to base|none] [--probe_n 8]
 """
 
 import sys
@@ -16,6 +16,9 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "The run's directory.")
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "latest", "RL step, 'latest' or 'base'.")
 _N = flags.DEFINE_integer("n", 128, "Samples per held-out problem.")
 _COMPARE = flags.DEFINE_string("compare_to", "base", "Second model ('base', a step, 'none').")
+_PROBE_N = flags.DEFINE_integer(
+    "probe_n", 8, "Samples per problem for the elicitation probes against the base "
+    "(token ranks, perplexity, hybrid decoding); 0 skips them.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -26,7 +29,8 @@ def main(argv):
   from rljax import evaluate_cmd
   compare = None if _COMPARE.value == "none" else _COMPARE.value
   try:
-    report = evaluate_cmd.evaluate(cfg, _WORKDIR.value, _CHECKPOINT.value, _N.value, compare)
+    report = evaluate_cmd.evaluate(cfg, _WORKDIR.value, _CHECKPOINT.value, _N.value, compare,
+                                   probe_n=_PROBE_N.value)
   except cli.user_errors() as e:
     sys.exit(f"error: {e}")
   for name, r in report["models"].items():
@@ -34,6 +38,10 @@ def main(argv):
   if "comparison" in report:
     c = report["comparison"]
     print({k: v for k, v in c.items() if not k.endswith("_curve")})
+  if "probes" in report:
+    print({k: v for k, v in report["probes"].items() if k != "hybrid"})
+    for row in report["probes"]["hybrid"]:
+      print(f"hybrid decoding: {row}")
 
 
 if __name__ == "__main__":

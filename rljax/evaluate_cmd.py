@@ -13,6 +13,7 @@ import os
 import jax
 from tqdm.auto import tqdm
 
+from rljax import probes
 from rljax.analysis.boundary import compare_boundaries, plot_curves
 from rljax.checkpoint import CheckpointError, Checkpointer
 from rljax.evaluation import summarize
@@ -33,7 +34,9 @@ def _params(setup, workdir: str, which: str):
 
 
 def evaluate(cfg, workdir: str, checkpoint: str = "latest", n: int = 128,
-             compare_to: str | None = "base") -> dict:
+             compare_to: str | None = "base", probe_n: int = 0) -> dict:
+  """pass@k of `checkpoint` (and `compare_to`); with probe_n > 0 and the base as the
+  comparison, the elicitation probes of `rljax.probes` on probe_n samples per problem."""
   setup = prepare(cfg, workdir)
   out_dir = os.path.join(workdir, "eval")
   os.makedirs(out_dir, exist_ok=True)
@@ -62,5 +65,11 @@ def evaluate(cfg, workdir: str, checkpoint: str = "latest", n: int = 128,
     plot_curves({k: cmp[f"{k}_curve"] for k in names},
                 os.path.join(out_dir, f"passk_{names[0]}_vs_{names[1]}_n{n}.png"),
                 title=f"held-out pass@k (n={n})")
+    if probe_n and compare_to == "base" and checkpoint != "base":
+      with jax.set_mesh(setup.mesh):
+        params, name = _params(setup, workdir, checkpoint)
+        tqdm.write(f"elicitation probes of {name} against the base ({probe_n} samples each)")
+        report["probes"] = probes.elicitation(setup, params, n=probe_n, seed=cfg.seed)
+      write_json(report["probes"], os.path.join(out_dir, f"probes_{name}_n{probe_n}.json"))
   write_json(report, os.path.join(out_dir, f"report_n{n}.json"))
   return report

@@ -179,6 +179,28 @@ def _fit_rows(all_runs) -> tuple[list[dict], list[dict]]:
   return law_rows, scale_rows
 
 
+def _probe_lines(all_runs) -> list[str]:
+  """Elicitation probes written by `launch.eval --probe_n` (when it was run)."""
+  rows, hybrid = [], []
+  for run in all_runs:
+    for name, p in run["probes"].items():
+      rows.append({"run": run["name"], "model": name,
+                   "outside base top-1": p["frac_outside_base_top1"],
+                   "outside base top-5": p["frac_outside_base_top5"],
+                   "ppl of correct under base": p["ppl_correct_under_base"],
+                   "ppl of correct under RL": p["ppl_correct_under_rl"]})
+      hybrid += [{"run": run["name"], "model": name, "base acc": p["base_accuracy"],
+                  "RL acc": p["rl_accuracy_same_key"], "entropy threshold": h["threshold"],
+                  "hybrid acc": h["accuracy"], "tokens routed": h["routed_frac"],
+                  "gain recovered": h["gain_recovered"]} for h in p["hybrid"]]
+  if not rows:
+    return ["Elicitation probes: run `python -m launch.eval ... --probe_n 8` to add them.", ""]
+  return (["Elicitation probes: the RL model's samples under the base model, and hybrid "
+           "decoding (the base decodes; steps where its entropy exceeds the threshold go "
+           "to the RL model).", ""] + markdown_table(rows) + [""] + markdown_table(hybrid)
+          + [""])
+
+
 def _trace_lines(run, limit: int = 24) -> list[str]:
   dumped = traces.read(run["workdir"])
   if not dumped:
@@ -227,6 +249,7 @@ def build(workdirs: list[str], out_dir: str) -> dict:
                      "both": b["both"], "neither": b["neither"]})
   md += ["## Capability boundary", "", "Held-out problems solved at least once in n samples."
          "", ""] + markdown_table(bounds) + [""]
+  md += _probe_lines(all_runs)
   md += ["## Diagnostics", "", f"![diagnostics]({_diagnostics_png(all_runs, out_dir)})", ""]
   md += ["## Traces", ""]
   for run in all_runs:

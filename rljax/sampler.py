@@ -65,15 +65,16 @@ class Rollout:
 
 @flax.struct.dataclass
 class _LoopState:
-  """Carry of the decode loop: step t, cache, logits for step t, outputs so far."""
+  """Carry of the decode loop: step t, each model's cache and logits for step t, outputs."""
 
   t: jax.Array
-  cache: KVCache
-  logits_BxV: jax.Array
+  caches: tuple
+  logits: tuple
   done_B: jax.Array
   tokens_BxT: jax.Array
   logp_BxT: jax.Array
   ent_BxT: jax.Array
+  routed_BxT: jax.Array
 
 
 def filter_logits(logits_BxV, cfg: SamplingConfig):
@@ -98,60 +99,102 @@ def _select(key, logits_BxV, cfg: SamplingConfig):
   logp_BxV = jax.nn.log_softmax(z, axis=-1)
   tok_B = jax.random.categorical(key, z, axis=-1)
   logp_B = jnp.take_along_axis(logp_BxV, tok_B[:, None], axis=-1)[:, 0]
-  ent_B = -jnp.sum(jnp.where(z > _NEG_INF / 2, jnp.exp(logp_BxV) * logp_BxV, 0.0), axis=-1)
-  return tok_B, logp_B, ent_B
+  return tok_B, logp_B, _entropy(z)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "cfg", "group_size"))
 def sample(graphdef, params, prompt_QxP, prompt_mask_QxP, key, *,
            cfg: SamplingConfig, group_size: int) -> Rollout:
   """Draws `group_size` completions for each prompt; row q*G + g is sample g of prompt q."""
-  model = nnx.merge(graphdef, params)
+  rollout, _ = _generate(graphdef, (params,), prompt_QxP, prompt_mask_QxP, key, cfg,
+                         group_size, route=None)
+  return rollout
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "cfg", "group_size"))
+def hybrid_sample(graphdef, base_params, expert_params, prompt_QxP, prompt_mask_QxP, key,
+                  threshold, *, cfg: SamplingConfig, group_size: int):
+  """Decodes with the base model, handing each step whose base entropy (of the
+  filtered sampling distribution) exceeds `threshold` to the expert (the RL model).
+
+  The elicitation probe of algorithms.md §13: if routing a few uncertain positions
+  to the RL model recovers most of its gain, RL selected among paths the base
+  already had. Returns (Rollout, routed [B, T]: 1.0 where the expert chose).
+  """
+  route = lambda base_logits_BxV: _entropy(filter_logits(base_logits_BxV, cfg)) > threshold
+  return _generate(graphdef, (base_params, expert_params), prompt_QxP, prompt_mask_QxP, key,
+                   cfg, group_size, route=route)
+
+
+def _entropy(z_BxV):
+  logp = jax.nn.log_softmax(z_BxV, axis=-1)
+  return -jnp.sum(jnp.where(z_BxV > _NEG_INF / 2, jnp.exp(logp) * logp, 0.0), axis=-1)
+
+
+def _generate(graphdef, params_list, prompt_QxP, prompt_mask_QxP, key, cfg, group_size,
+              route):
+  """Prefill + decode loop over one or two models (all fed the same chosen tokens).
+
+  With one model it samples from it. With two, `route(logits of model 0)` says per
+  row whether model 1's logits choose this step's token.
+  """
+  models = [nnx.merge(graphdef, p) for p in params_list]
   q, p = prompt_QxP.shape
   t_max = cfg.max_new_tokens
   b = q * group_size
   s = p + t_max
 
-  cache = KVCache.zeros(model.cfg, q, s, jnp.dtype(model.cfg.dtype))
   prompt_mask = prompt_mask_QxP.astype(bool)
   positions_QxP = jnp.maximum(jnp.cumsum(prompt_mask, axis=1) - 1, 0)
   kv_mask_QxS = jnp.concatenate([prompt_mask, jnp.ones((q, t_max), bool)], axis=1)
-  h_QxPxD, cache = model.hidden(prompt_QxP, positions_BxT=positions_QxP,
-                                kv_mask_BxS=kv_mask_QxS, cache=cache, cache_start=0)
-  logits_QxV = model.logits(h_QxPxD[:, -1])
+  caches, logits = [], []
+  for model in models:
+    cache = KVCache.zeros(model.cfg, q, s, jnp.dtype(model.cfg.dtype))
+    h_QxPxD, cache = model.hidden(prompt_QxP, positions_BxT=positions_QxP,
+                                  kv_mask_BxS=kv_mask_QxS, cache=cache, cache_start=0)
+    caches.append(cache.repeat(group_size))
+    logits.append(jnp.repeat(model.logits(h_QxPxD[:, -1]), group_size, axis=0))
 
   kv_mask_BxS = jnp.repeat(kv_mask_QxS, group_size, axis=0)
   prompt_len_B = jnp.repeat(jnp.sum(prompt_mask, axis=1), group_size)
   state = _LoopState(
-      t=jnp.array(0, jnp.int32),
-      cache=cache.repeat(group_size),
-      logits_BxV=jnp.repeat(logits_QxV, group_size, axis=0),
+      t=jnp.array(0, jnp.int32), caches=tuple(caches), logits=tuple(logits),
       done_B=jnp.zeros((b,), bool),
       tokens_BxT=jnp.full((b, t_max), cfg.pad_id, jnp.int32),
       logp_BxT=jnp.zeros((b, t_max), jnp.float32),
-      ent_BxT=jnp.zeros((b, t_max), jnp.float32))
+      ent_BxT=jnp.zeros((b, t_max), jnp.float32),
+      routed_BxT=jnp.zeros((b, t_max), jnp.float32))
 
   def cond(st: _LoopState):
     return (st.t < t_max) & ~jnp.all(st.done_B)
 
   def body(st: _LoopState):
-    tok_B, logp_B, ent_B = _select(jax.random.fold_in(key, st.t), st.logits_BxV, cfg)
+    routed_B = jnp.zeros((b,), bool) if route is None else route(st.logits[0])
+    logits_BxV = st.logits[0] if route is None else jnp.where(
+        routed_B[:, None], st.logits[1], st.logits[0])
+    tok_B, logp_B, ent_B = _select(jax.random.fold_in(key, st.t), logits_BxV, cfg)
     live_B = ~st.done_B
     tok_B = jnp.where(live_B, tok_B, cfg.pad_id)
     tokens = st.tokens_BxT.at[:, st.t].set(tok_B)
     logp = st.logp_BxT.at[:, st.t].set(jnp.where(live_B, logp_B, 0.0))
     ent = st.ent_BxT.at[:, st.t].set(jnp.where(live_B, ent_B, 0.0))
-    h_Bx1xD, cache = model.hidden(
-        tok_B[:, None], positions_BxT=(prompt_len_B + st.t)[:, None],
-        kv_mask_BxS=kv_mask_BxS, cache=st.cache, cache_start=p + st.t)
-    return _LoopState(t=st.t + 1, cache=cache, logits_BxV=model.logits(h_Bx1xD[:, 0]),
+    routed = st.routed_BxT.at[:, st.t].set((live_B & routed_B).astype(jnp.float32))
+    caches, logits = [], []
+    for model, cache in zip(models, st.caches):
+      h_Bx1xD, cache = model.hidden(
+          tok_B[:, None], positions_BxT=(prompt_len_B + st.t)[:, None],
+          kv_mask_BxS=kv_mask_BxS, cache=cache, cache_start=p + st.t)
+      caches.append(cache)
+      logits.append(model.logits(h_Bx1xD[:, 0]))
+    return _LoopState(t=st.t + 1, caches=tuple(caches), logits=tuple(logits),
                       done_B=st.done_B | (tok_B == cfg.eos_id), tokens_BxT=tokens,
-                      logp_BxT=logp, ent_BxT=ent)
+                      logp_BxT=logp, ent_BxT=ent, routed_BxT=routed)
 
   state = jax.lax.while_loop(cond, body, state)
   mask = completion_mask(state.tokens_BxT, cfg.eos_id)
-  return Rollout(tokens=state.tokens_BxT, mask=mask,
-                 logp=state.logp_BxT * mask, entropy=state.ent_BxT * mask)
+  rollout = Rollout(tokens=state.tokens_BxT, mask=mask,
+                    logp=state.logp_BxT * mask, entropy=state.ent_BxT * mask)
+  return rollout, state.routed_BxT * mask
 
 
 def completion_mask(tokens_BxT, eos_id: int):

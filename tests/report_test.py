@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 
-from rljax import study
+from rljax import evaluate_cmd, study
 from rljax.report import SECTIONS
 from tests.trainer_test import shrink
 
@@ -83,13 +83,16 @@ def test_study_then_report(tmp_path):
   stamp = os.path.getmtime(tmp_path / "clip_cov" / "summary.json")
   study.run(cfg, str(tmp_path))
   assert os.path.getmtime(tmp_path / "clip_cov" / "summary.json") == stamp
-  # launch.report on the same runs, from the command line.
+  # Elicitation probes, then launch.report on the same runs from the command line.
+  evaluate_cmd.evaluate(study.plan(cfg)["grpo"], str(tmp_path / "grpo"), "latest", n=4,
+                        compare_to="base", probe_n=2)
   proc = subprocess.run([sys.executable, "-m", "launch.report", "--workdir",
                          str(tmp_path / "grpo"), str(tmp_path / "clip_cov"), "--out",
                          str(tmp_path / "cli_report")],
                         cwd=ROOT, capture_output=True, text=True, timeout=300)
   assert proc.returncode == 0, proc.stderr[-2000:]
-  _check_report(tmp_path / "cli_report")
+  md = _check_report(tmp_path / "cli_report")
+  assert "outside base top-1" in md and "gain recovered" in md
 
 
 def test_study_rejects_unknown_method():

@@ -176,7 +176,8 @@ def test_eval_command_compares_with_base(tmp_path):
   from rljax import evaluate_cmd
   cfg = tiny_config(2)
   pipeline.run(cfg, str(tmp_path))
-  report = evaluate_cmd.evaluate(cfg, str(tmp_path), "latest", n=8, compare_to="base")
+  report = evaluate_cmd.evaluate(cfg, str(tmp_path), "latest", n=8, compare_to="base",
+                                 probe_n=2)
   assert set(report["models"]) == {"step2", "base"}
   c = report["comparison"]
   with open(os.path.join(tmp_path, "eval", "step2_n8.json")) as f:
@@ -184,3 +185,9 @@ def test_eval_command_compares_with_base(tmp_path):
   assert len(counts) == 4 and all(0 <= x <= 8 for x in counts)   # 2 families x 1 tier x 2
   assert c["only_step2"] + c["only_base"] + c["both"] + c["neither"] == len(counts)
   assert os.path.exists(os.path.join(tmp_path, "eval", "passk_step2_vs_base_n8.png"))
+  p = report["probes"]
+  assert 0 <= p["frac_outside_base_top1"] <= 1 and p["frac_outside_base_top5"] <= \
+      p["frac_outside_base_top1"]
+  assert [r["threshold"] for r in p["hybrid"]] == [0.1, 0.3, 0.6, 1.0]
+  assert all(0 <= r["routed_frac"] <= 1 for r in p["hybrid"])
+  assert os.path.exists(os.path.join(tmp_path, "eval", "probes_step2_n2.json"))

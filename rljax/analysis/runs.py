@@ -31,13 +31,18 @@ def _json(path):
 def load(workdir: str) -> dict:
   """Everything a report needs from one workdir (missing pieces are None or empty)."""
   metrics = os.path.join(workdir, "metrics.jsonl")
-  evals = {}
+  evals, probes = {}, {}
   for path in sorted(glob.glob(os.path.join(workdir, "eval", "*_n*.json"))):
-    evals[os.path.basename(path)[:-5]] = _json(path)
+    name = os.path.basename(path)[:-5]
+    if name.startswith("probes_"):
+      probes[name[len("probes_"):]] = _json(path)
+    elif not name.startswith("report_"):  # one model's launch.eval counts and curve
+      evals[name] = _json(path)
   return {"name": os.path.basename(os.path.normpath(workdir)), "workdir": workdir,
           "rows": read_rows(metrics) if os.path.exists(metrics) else [],
           "summary": _json(os.path.join(workdir, "summary.json")),
-          "base": _json(os.path.join(workdir, "base_eval.json")), "evals": evals}
+          "base": _json(os.path.join(workdir, "base_eval.json")), "evals": evals,
+          "probes": probes}
 
 
 def series(rows: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
