@@ -20,9 +20,11 @@ setup(
         "tqdm>=4.66",
         "tensorboardX>=2.6",
         "matplotlib>=3.8",
+        "scipy>=1.11",
     ],
     extras_require={
-        "test": ["pytest>=8.0", "hypothesis>=6.100"],
+        "test": ["pytest>=8.0", "hypothesis>=6.100", "nbclient>=0.10", "nbformat>=5.10",
+                 "ipykernel>=6.29"],
         "hf": ["safetensors>=0.4", "tokenizers>=0.19"],
         "math": ["math-verify>=0.7"],
         "tfds": ["tensorflow-datasets>=4.9"],
