@@ -25,7 +25,7 @@ setup(
     extras_require={
         "test": ["pytest>=8.0", "hypothesis>=6.100", "nbclient>=0.10", "nbformat>=5.10",
                  "ipykernel>=6.29"],
-        "hf": ["safetensors>=0.4", "tokenizers>=0.19"],
+        "hf": ["tokenizers>=0.19"],
         "math": ["math-verify>=0.7"],
         "tfds": ["tensorflow-datasets>=4.9"],
     },

@@ -228,7 +228,14 @@ def build(workdirs: list[str], out_dir: str) -> dict:
   if missing:
     raise FileNotFoundError(f"no metrics.jsonl in {missing}: not a run's workdir")
   md = ["# rljax report", "", "Runs: " + ", ".join(f"`{w}`" for w in workdirs), ""]
-  md += ["## Comparison", ""] + markdown_table([runs.headline(r) for r in all_runs]) + [""]
+  heads = [runs.headline(r) for r in all_runs]
+  md += ["## Comparison", ""] + markdown_table(heads) + [""]
+  if len(heads) > 1:
+    rank = lambda key: ", ".join(f"{h['run']} ({_fmt(h[key])})" for h in sorted(
+        heads, key=lambda h: -(h[key] if h[key] is not None else -np.inf)))
+    md += [f"Ranked by entropy-law ceiling b - a: {rank('law_ceiling')}.", "",
+           f"Ranked by fitted compute asymptote A: {rank('sigmoid_A')}.", "",
+           f"Ranked by compute efficiency B: {rank('sigmoid_B')}.", ""]
   md += ["## Training curves", "", f"![curves]({_curves_png(all_runs, out_dir)})", ""]
   law_rows, scale_rows = _fit_rows(all_runs)
   md += ["## Entropy law", "", "R = -a exp(H) + b on (rollout entropy, training accuracy) "

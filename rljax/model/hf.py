@@ -1,0 +1,209 @@
+"""Hugging Face checkpoints in and out: Qwen2 / Qwen2.5 / Qwen3 / Llama-3 (safetensors).
+
+`load(path, mesh=None)` reads `config.json` into a `ModelConfig` and the
+safetensors weights (one file or a sharded `model.safetensors.index.json`) into
+the parameter tree one tensor at a time, each placed straight onto its mesh
+sharding (or the default device). The result is an `nnx` Transformer: calling it
+on int tokens [B, T] gives logits [B, T, V]. `save(model, path)` writes a
+directory `transformers` loads (config.json + model.safetensors). No pickle is
+ever read: `.bin` / `.pt` checkpoints are refused.
+
+Layout: HF stores projections as [out, in] matrices; rljax keeps heads explicit
+(q: [D, N, H], o: [N, H, D]) and stores [in, out]. The maps below convert both ways.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+
+import jax
+import numpy as np
+from flax import nnx
+
+from rljax import sharding
+from rljax.model import safetensors_io
+from rljax.model.config import ModelConfig, RopeScaling
+from rljax.model.transformer import Transformer
+
+FAMILIES = ("qwen2", "qwen3", "llama")
+
+
+def _rope(hf: dict) -> tuple[float, RopeScaling | None]:
+  """(theta, llama3 scaling) from either `rope_theta`/`rope_scaling` or the newer
+  `rope_parameters` of transformers 5."""
+  params = hf.get("rope_parameters") or {}
+  theta = float(hf.get("rope_theta", params.get("rope_theta", 10_000.0)))
+  scaling = hf.get("rope_scaling") or (params if params.get("rope_type") == "llama3" else None)
+  if not scaling or scaling.get("rope_type", scaling.get("type")) in (None, "default"):
+    return theta, None
+  kind = scaling.get("rope_type", scaling.get("type"))
+  if kind != "llama3":
+    raise ValueError(f"rope scaling {kind!r} is not supported (only 'llama3')")
+  return theta, RopeScaling(factor=float(scaling["factor"]),
+                            low_freq_factor=float(scaling["low_freq_factor"]),
+                            high_freq_factor=float(scaling["high_freq_factor"]),
+                            original_max_position=int(
+                                scaling["original_max_position_embeddings"]))
+
+
+def config_from_hf(hf: dict, dtype: str = "float32", max_seq_len: int | None = None
+                   ) -> ModelConfig:
+  """`ModelConfig` from a `config.json` dict (clear errors for other architectures)."""
+  family = hf.get("model_type")
+  if family not in FAMILIES:
+    raise ValueError(f"model_type {family!r} is not supported; valid: {list(FAMILIES)}")
+  theta, scaling = _rope(hf)
+  heads = hf["num_attention_heads"]
+  return ModelConfig(
+      vocab_size=hf["vocab_size"], d_model=hf["hidden_size"],
+      n_layers=hf["num_hidden_layers"], n_heads=heads,
+      n_kv_heads=hf.get("num_key_value_heads", heads),
+      head_dim=hf.get("head_dim") or hf["hidden_size"] // heads,
+      mlp_dim=hf["intermediate_size"], rope_theta=theta, rope_scaling=scaling,
+      norm_eps=hf.get("rms_norm_eps", 1e-6),
+      qkv_bias=family == "qwen2" or bool(hf.get("attention_bias", False)),
+      qk_norm=family == "qwen3", tie_embeddings=bool(hf.get("tie_word_embeddings", False)),
+      max_seq_len=max_seq_len or hf.get("max_position_embeddings", 2048), dtype=dtype)
+
+
+def config_to_hf(cfg: ModelConfig, family: str) -> dict:
+  """The `config.json` of `cfg` as `family` (qwen2 | qwen3 | llama)."""
+  if family not in FAMILIES:
+    raise ValueError(f"family {family!r} unknown; valid: {list(FAMILIES)}")
+  arch = {"qwen2": "Qwen2ForCausalLM", "qwen3": "Qwen3ForCausalLM",
+          "llama": "LlamaForCausalLM"}[family]
+  out = {"architectures": [arch], "model_type": family, "vocab_size": cfg.vocab_size,
+         "hidden_size": cfg.d_model, "num_hidden_layers": cfg.n_layers,
+         "num_attention_heads": cfg.n_heads, "num_key_value_heads": cfg.n_kv_heads,
+         "head_dim": cfg.head_dim, "intermediate_size": cfg.mlp_dim,
+         "rope_theta": cfg.rope_theta, "rms_norm_eps": cfg.norm_eps,
+         "tie_word_embeddings": cfg.tie_embeddings, "hidden_act": "silu",
+         "max_position_embeddings": cfg.max_seq_len, "torch_dtype": "float32"}
+  if cfg.rope_scaling is not None:
+    s = cfg.rope_scaling
+    out["rope_scaling"] = {"rope_type": "llama3", "factor": s.factor,
+                           "low_freq_factor": s.low_freq_factor,
+                           "high_freq_factor": s.high_freq_factor,
+                           "original_max_position_embeddings": s.original_max_position}
+  if family == "llama":
+    out["attention_bias"] = cfg.qkv_bias
+  return out
+
+
+def _layer_map(i: int, cfg: ModelConfig) -> dict:
+  """{HF name: (rljax path, to_rljax(array), to_hf(array))} of decoder layer i."""
+  d, n, k, h = cfg.d_model, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
+  pre, blk = f"model.layers.{i}.", ("blocks", i)
+  proj_in = lambda heads: (lambda w: w.T.reshape(d, heads, h), lambda w: w.reshape(d, -1).T)
+  same = (lambda w: w, lambda w: w)
+  out = {
+      pre + "self_attn.q_proj.weight": (blk + ("attn", "q"), *proj_in(n)),
+      pre + "self_attn.k_proj.weight": (blk + ("attn", "k"), *proj_in(k)),
+      pre + "self_attn.v_proj.weight": (blk + ("attn", "v"), *proj_in(k)),
+      pre + "self_attn.o_proj.weight": (blk + ("attn", "o"), lambda w: w.T.reshape(n, h, d),
+                                        lambda w: w.reshape(n * h, d).T),
+      pre + "mlp.gate_proj.weight": (blk + ("mlp", "gate"), np.transpose, np.transpose),
+      pre + "mlp.up_proj.weight": (blk + ("mlp", "up"), np.transpose, np.transpose),
+      pre + "mlp.down_proj.weight": (blk + ("mlp", "down"), np.transpose, np.transpose),
+      pre + "input_layernorm.weight": (blk + ("attn_norm", "scale"), *same),
+      pre + "post_attention_layernorm.weight": (blk + ("mlp_norm", "scale"), *same),
+  }
+  if cfg.qkv_bias:
+    for name, heads in (("q", n), ("k", k), ("v", k)):
+      out[pre + f"self_attn.{name}_proj.bias"] = (
+          blk + ("attn", f"{name}_bias"), lambda b, m=heads: b.reshape(m, h),
+          lambda b: b.reshape(-1))
+  if cfg.qk_norm:
+    out[pre + "self_attn.q_norm.weight"] = (blk + ("attn", "q_norm", "scale"), *same)
+    out[pre + "self_attn.k_norm.weight"] = (blk + ("attn", "k_norm", "scale"), *same)
+  return out
+
+
+def weight_map(cfg: ModelConfig) -> dict:
+  """{HF tensor name: (rljax param path, to_rljax, to_hf)} for the whole model."""
+  out = {"model.embed_tokens.weight": (("embed",), lambda w: w, lambda w: w),
+         "model.norm.weight": (("final_norm", "scale"), lambda w: w, lambda w: w)}
+  if not cfg.tie_embeddings:
+    out["lm_head.weight"] = (("lm_head",), np.transpose, np.transpose)
+  for i in range(cfg.n_layers):
+    out.update(_layer_map(i, cfg))
+  return out
+
+
+def _tensor_files(path: str) -> dict[str, str]:
+  """{tensor name: file} from model.safetensors or a sharded index."""
+  index = os.path.join(path, "model.safetensors.index.json")
+  if os.path.exists(index):
+    with open(index) as f:
+      return {k: os.path.join(path, v) for k, v in json.load(f)["weight_map"].items()}
+  files = sorted(glob.glob(os.path.join(path, "*.safetensors")))
+  if not files:
+    pickles = glob.glob(os.path.join(path, "*.bin")) + glob.glob(os.path.join(path, "*.pt"))
+    hint = " (only pickle checkpoints, which rljax never loads)" if pickles else ""
+    raise FileNotFoundError(f"no safetensors weights in {path}{hint}")
+  return {name: f for f in files for name in safetensors_io.SafetensorsFile(f).names()}
+
+
+def _set(tree: dict, path: tuple, value) -> None:
+  for key in path[:-1]:
+    tree = tree[key]
+  tree[path[-1]] = value
+
+
+def _get(tree: dict, path: tuple):
+  for key in path:
+    tree = tree[key]
+  return tree
+
+
+def load(path: str, mesh=None, dtype: str = "float32", max_seq_len: int | None = None):
+  """The model of a Hugging Face directory, its parameters placed on `mesh` (see module doc)."""
+  config_path = os.path.join(path, "config.json")
+  if not os.path.exists(config_path):
+    raise FileNotFoundError(f"no config.json in {path}")
+  with open(config_path) as f:
+    cfg = config_from_hf(json.load(f), dtype, max_seq_len)
+  abstract = nnx.eval_shape(lambda: Transformer(cfg, nnx.Rngs(params=0)))
+  graphdef, abs_state = nnx.split(abstract, nnx.Param)
+  shapes = nnx.to_pure_dict(abs_state)
+  if mesh is None:
+    shardings = jax.tree.map(lambda _: jax.devices()[0], shapes)
+  else:
+    shardings = sharding.param_shardings(abs_state, mesh)
+  files, readers, params = _tensor_files(path), {}, jax.tree.map(lambda _: None, shapes)
+  for name, (target, to_rljax, _) in weight_map(cfg).items():
+    if name not in files:
+      raise ValueError(f"{path}: tensor {name} is missing from the checkpoint")
+    reader = readers.setdefault(files[name], safetensors_io.SafetensorsFile(files[name]))
+    value = to_rljax(reader.get(name).astype(np.float32))
+    want = _get(shapes, target).shape
+    if value.shape != want:
+      raise ValueError(f"{path}: tensor {name} has shape {reader.shape(name)}; the config "
+                       f"implies {want} after conversion")
+    _set(params, target, jax.device_put(value, _get(shardings, target)))
+  nnx.replace_by_pure_dict(abs_state, params)
+  return nnx.merge(graphdef, abs_state)
+
+
+def save(model: Transformer, path: str, family: str = "qwen2", tokenizer_dir: str | None = None
+         ) -> None:
+  """Writes config.json + model.safetensors (float32) that `transformers` loads; copies the
+  tokenizer files of `tokenizer_dir` when given."""
+  cfg = model.cfg
+  os.makedirs(path, exist_ok=True)
+  params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+  tensors = {name: np.asarray(to_hf(np.asarray(jax.device_get(_get(params, target)),
+                                               np.float32)))
+             for name, (target, _, to_hf) in weight_map(cfg).items()}
+  safetensors_io.save(tensors, os.path.join(path, "model.safetensors"), {"format": "pt"})
+  with open(os.path.join(path, "config.json"), "w") as f:
+    json.dump(config_to_hf(cfg, family), f, indent=2)
+  if tokenizer_dir:
+    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                 "generation_config.json"):
+      src = os.path.join(tokenizer_dir, name)
+      if os.path.exists(src):
+        with open(src, "rb") as fin, open(os.path.join(path, name), "wb") as fout:
+          fout.write(fin.read())
