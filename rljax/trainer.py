@@ -118,7 +118,7 @@ class RLTrainer:
     self.reward_guard = RewardGuard(reward_fn, cfg.rl.reward_timeout_s,
                                     cfg.rl.reward_failure_score)
     self.control = iv.ControlState(entropy_coef=cfg.loss.entropy_coef)
-    self._pieces = [tokenizer.sp.id_to_piece(i) for i in range(tokenizer.vocab_size)]
+    self._pieces = [tokenizer.piece(i) for i in range(tokenizer.vocab_size)]
     self.data_position = 0
     self._stop = False
 

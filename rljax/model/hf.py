@@ -165,6 +165,20 @@ def load(path: str, mesh=None, dtype: str = "float32", max_seq_len: int | None =
     raise FileNotFoundError(f"no config.json in {path}")
   with open(config_path) as f:
     cfg = config_from_hf(json.load(f), dtype, max_seq_len)
+  files, readers = _tensor_files(path), {}
+
+  def tensor(name):
+    if name not in files:
+      raise ValueError(f"{path}: tensor {name} is missing from the checkpoint")
+    reader = readers.setdefault(files[name], safetensors_io.SafetensorsFile(files[name]))
+    return reader.get(name)
+
+  return build(cfg, tensor, mesh, source=path)
+
+
+def build(cfg: ModelConfig, tensor, mesh=None, source: str = "checkpoint"):
+  """A Transformer whose parameters come from `tensor(HF name) -> np.ndarray`, fetched one
+  at a time, converted to rljax's layout and placed on its mesh sharding (or device 0)."""
   abstract = nnx.eval_shape(lambda: Transformer(cfg, nnx.Rngs(params=0)))
   graphdef, abs_state = nnx.split(abstract, nnx.Param)
   shapes = nnx.to_pure_dict(abs_state)
@@ -172,15 +186,13 @@ def load(path: str, mesh=None, dtype: str = "float32", max_seq_len: int | None =
     shardings = jax.tree.map(lambda _: jax.devices()[0], shapes)
   else:
     shardings = sharding.param_shardings(abs_state, mesh)
-  files, readers, params = _tensor_files(path), {}, jax.tree.map(lambda _: None, shapes)
+  params = jax.tree.map(lambda _: None, shapes)
   for name, (target, to_rljax, _) in weight_map(cfg).items():
-    if name not in files:
-      raise ValueError(f"{path}: tensor {name} is missing from the checkpoint")
-    reader = readers.setdefault(files[name], safetensors_io.SafetensorsFile(files[name]))
-    value = to_rljax(reader.get(name).astype(np.float32))
+    raw = tensor(name)
+    value = to_rljax(np.asarray(raw, np.float32))
     want = _get(shapes, target).shape
     if value.shape != want:
-      raise ValueError(f"{path}: tensor {name} has shape {reader.shape(name)}; the config "
+      raise ValueError(f"{source}: tensor {name} has shape {raw.shape}; the config "
                        f"implies {want} after conversion")
     _set(params, target, jax.device_put(value, _get(shardings, target)))
   nnx.replace_by_pure_dict(abs_state, params)

@@ -1,8 +1,14 @@
-"""A sentencepiece tokenizer, trained in-process, and batch encoding helpers.
+"""Batch encoding conventions shared by every tokenizer, and the testbed's sentencepiece one.
 
-Ids 0..3 are fixed: pad 0, eos 1, bos 2, unk 3. Digits are always single
-tokens (`split_digits`), so arithmetic is learnable digit by digit; BPE merges
-only the punctuation that co-occurs (e.g. `;#`).
+`BatchTokenizer` turns texts into the padded arrays the sampler and trainer use
+(left-padded prompts, right-padded completions ending in EOS) on top of two
+methods a concrete tokenizer provides: `_ids(texts)` and `_text(ids)`.
+
+The testbed's `Tokenizer` is a sentencepiece BPE trained in-process. Ids 0..3
+are fixed: pad 0, eos 1, bos 2, unk 3. Digits are always single tokens
+(`split_digits`), so arithmetic is learnable digit by digit; BPE merges only the
+punctuation that co-occurs (e.g. `;#`). Hugging Face / GGUF tokenizers are in
+`rljax.tasks.hf_tokenizer`.
 """
 
 from __future__ import annotations
@@ -28,8 +34,80 @@ def train_sentencepiece(texts: Iterable[str], vocab_size: int) -> bytes:
   return out.getvalue()
 
 
-class Tokenizer:
-  """Wraps a sentencepiece model with the prompt/completion conventions of rljax."""
+class BatchTokenizer:
+  """Padded batch encoding on top of `_ids(texts) -> ids lists` and `_text(ids) -> str`.
+
+  Subclasses set `pad_id`, `eos_id`, `bos_id` (None: no BOS) and `vocab_size`, and
+  give `piece(id)`, the token's surface string (used to find planning tokens).
+  """
+
+  pad_id: int
+  eos_id: int
+  bos_id: int | None
+
+  def _ids(self, texts: Sequence[str]) -> list[list[int]]:
+    raise NotImplementedError
+
+  def _text(self, ids: list[int]) -> str:
+    raise NotImplementedError
+
+  def encode_prompts(self, prompts: Sequence[str], length: int):
+    """Left-padded [BOS] (when the tokenizer has one) + prompt ids: (tokens [N, length] int32, mask [N, length])."""
+    tokens = np.full((len(prompts), length), self.pad_id, np.int32)
+    mask = np.zeros((len(prompts), length), np.int32)
+    for i, ids in enumerate(self._ids(prompts)):
+      ids = ([self.bos_id] if self.bos_id is not None else []) + ids
+      if len(ids) > length:
+        raise ValueError(f"prompt {prompts[i]!r} has {len(ids)} tokens; "
+                         f"the prompt length limit is {length}")
+      tokens[i, length - len(ids):] = ids
+      mask[i, length - len(ids):] = 1
+    return tokens, mask
+
+  def encode_completions(self, texts: Sequence[str], length: int):
+    """Right-padded completion ids + EOS: (tokens [N, length], mask [N, length])."""
+    tokens = np.full((len(texts), length), self.pad_id, np.int32)
+    mask = np.zeros((len(texts), length), np.float32)
+    for i, ids in enumerate(self._ids(texts)):
+      ids = ids + [self.eos_id]
+      if len(ids) > length:
+        raise ValueError(f"completion {texts[i]!r} has {len(ids)} tokens; "
+                         f"the completion length limit is {length}")
+      tokens[i, :len(ids)] = ids
+      mask[i, :len(ids)] = 1.0
+    return tokens, mask
+
+  def encode_with_reference(self, firsts: Sequence[str], reference: Sequence[str], length: int):
+    """first ids + reference ids + EOS, encoded apart (no merge across the seam).
+
+    Returns (tokens [N, length], mask [N, length], reference_mask [N, length]); a
+    first part too long to fit is cut from the left, the reference is kept whole.
+    """
+    tokens = np.full((len(firsts), length), self.pad_id, np.int32)
+    mask = np.zeros((len(firsts), length), np.float32)
+    ref_mask = np.zeros((len(firsts), length), np.float32)
+    for i, (a, b) in enumerate(zip(self._ids(firsts), self._ids(reference))):
+      if len(b) + 1 > length:
+        raise ValueError(f"reference {reference[i]!r} does not fit in {length} tokens")
+      a = a[max(0, len(a) + len(b) + 1 - length):]
+      ids = a + b + [self.eos_id]
+      tokens[i, :len(ids)] = ids
+      mask[i, :len(ids)] = 1.0
+      ref_mask[i, len(a):len(a) + len(b)] = 1.0
+    return tokens, mask, ref_mask
+
+  def decode_completions(self, tokens_BxT: np.ndarray) -> list[str]:
+    """Text of each row up to (not including) its first EOS."""
+    out = []
+    for row in np.asarray(tokens_BxT).tolist():
+      if self.eos_id in row:
+        row = row[:row.index(self.eos_id)]
+      out.append(self._text([t for t in row if t != self.pad_id]))
+    return out
+
+
+class Tokenizer(BatchTokenizer):
+  """The testbed's sentencepiece model with the conventions of `BatchTokenizer`."""
 
   def __init__(self, model_proto: bytes):
     self.proto = model_proto
@@ -55,56 +133,11 @@ class Tokenizer:
 
   pad_id, eos_id, bos_id = PAD_ID, EOS_ID, BOS_ID
 
-  def encode_prompts(self, prompts: Sequence[str], length: int):
-    """Left-padded [BOS] + prompt ids: (tokens [N, length] int32, mask [N, length])."""
-    tokens = np.full((len(prompts), length), PAD_ID, np.int32)
-    mask = np.zeros((len(prompts), length), np.int32)
-    for i, ids in enumerate(self.sp.encode(list(prompts))):
-      ids = [BOS_ID] + ids
-      if len(ids) > length:
-        raise ValueError(f"prompt {prompts[i]!r} has {len(ids)} tokens; "
-                         f"the prompt length limit is {length}")
-      tokens[i, length - len(ids):] = ids
-      mask[i, length - len(ids):] = 1
-    return tokens, mask
+  def _ids(self, texts: Sequence[str]) -> list[list[int]]:
+    return self.sp.encode(list(texts))
 
-  def encode_completions(self, texts: Sequence[str], length: int):
-    """Right-padded completion ids + EOS: (tokens [N, length], mask [N, length])."""
-    tokens = np.full((len(texts), length), PAD_ID, np.int32)
-    mask = np.zeros((len(texts), length), np.float32)
-    for i, ids in enumerate(self.sp.encode(list(texts))):
-      ids = ids + [EOS_ID]
-      if len(ids) > length:
-        raise ValueError(f"completion {texts[i]!r} has {len(ids)} tokens; "
-                         f"the completion length limit is {length}")
-      tokens[i, :len(ids)] = ids
-      mask[i, :len(ids)] = 1.0
-    return tokens, mask
+  def _text(self, ids: list[int]) -> str:
+    return self.sp.decode(ids)
 
-  def encode_with_reference(self, firsts: Sequence[str], reference: Sequence[str], length: int):
-    """first ids + reference ids + EOS, encoded apart (no merge across the seam).
-
-    Returns (tokens [N, length], mask [N, length], reference_mask [N, length]); a
-    first part too long to fit is cut from the left, the reference is kept whole.
-    """
-    tokens = np.full((len(firsts), length), PAD_ID, np.int32)
-    mask = np.zeros((len(firsts), length), np.float32)
-    ref_mask = np.zeros((len(firsts), length), np.float32)
-    for i, (a, b) in enumerate(zip(self.sp.encode(list(firsts)), self.sp.encode(list(reference)))):
-      if len(b) + 1 > length:
-        raise ValueError(f"reference {reference[i]!r} does not fit in {length} tokens")
-      a = a[max(0, len(a) + len(b) + 1 - length):]
-      ids = a + b + [EOS_ID]
-      tokens[i, :len(ids)] = ids
-      mask[i, :len(ids)] = 1.0
-      ref_mask[i, len(a):len(a) + len(b)] = 1.0
-    return tokens, mask, ref_mask
-
-  def decode_completions(self, tokens_BxT: np.ndarray) -> list[str]:
-    """Text of each row up to (not including) its first EOS."""
-    out = []
-    for row in np.asarray(tokens_BxT).tolist():
-      if EOS_ID in row:
-        row = row[:row.index(EOS_ID)]
-      out.append(self.sp.decode([t for t in row if t != PAD_ID]))
-    return out
+  def piece(self, token_id: int) -> str:
+    return self.sp.id_to_piece(token_id)
