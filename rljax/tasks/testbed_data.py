@@ -88,6 +88,11 @@ class TestbedTask:
   def tag(problem: testbed.Problem) -> str:
     return f"tier{problem.steps}"
 
+  @staticmethod
+  def eval_tags(problem: testbed.Problem) -> list[str]:
+    """Held-out groups a problem is reported in: its tier and its (family, tier) cell."""
+    return [f"tier{problem.steps}", f"{problem.family}_tier{problem.steps}"]
+
   def noisy_traces(self, index: int, size: int, stream_offset: int = 1_000_000,
                    noise: float | None = None):
     """(problems, noisy traces) for pretraining batch `index`, all of one tier.
