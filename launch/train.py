@@ -9,6 +9,9 @@ from launch import cli
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, summary.")
+_DISTRIBUTED = flags.DEFINE_bool(
+    "distributed", False, "Call jax.distributed.initialize() first (TPU pod slices, "
+    "multi-host GPU): every host runs this same command.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -16,6 +19,9 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
   cfg = cli.config_or_exit(_CONFIG.value)  # imports after flag parsing: no work at import
+  if _DISTRIBUTED.value:
+    import jax  # pylint: disable=import-outside-toplevel
+    jax.distributed.initialize()
   from rljax import pipeline
   try:
     summary = pipeline.run(cfg, _WORKDIR.value)

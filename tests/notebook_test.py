@@ -3,11 +3,13 @@
 import os
 
 import nbformat
+import pytest
 from nbclient import NotebookClient
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow  # a kernel and a run
 def test_quickstart_notebook_runs_and_plots(tmp_path, monkeypatch):
   monkeypatch.setenv("RLJAX_NOTEBOOK_SMOKE", "1")
   monkeypatch.setenv("RLJAX_NOTEBOOK_WORKDIR", str(tmp_path / "run"))

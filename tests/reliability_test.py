@@ -30,8 +30,9 @@ def test_check_score():
   assert check_score(None)[1] == check_score("1")[1] == check_score([1])[1] == "not_a_number"
 
 
-@pytest.mark.parametrize("fn,kind", [("raises", "raised"), ("hangs", "timeout"),
-                                     ("returns_nan", "nonfinite")])
+@pytest.mark.parametrize("fn,kind", [
+    pytest.param("raises", "raised", marks=pytest.mark.slow), ("hangs", "timeout"),
+    pytest.param("returns_nan", "nonfinite", marks=pytest.mark.slow)])
 def test_faulty_reward_does_not_stop_the_run(tmp_path, fn, kind):
   cfg = tiny_config(3, reward_fn=f"tests.faulty_rewards:{fn}", reward_timeout_s=0.5)
   summary = pipeline.run(cfg, str(tmp_path))
@@ -50,6 +51,7 @@ def test_unknown_reward_function_fails_at_config_time():
     tiny_config(1, reward_fn="not a path")
 
 
+@pytest.mark.slow  # two runs
 def test_full_disk_fails_loudly_and_keeps_older_checkpoints(tmp_path, monkeypatch):
   cfg = tiny_config(4, checkpoint_every=1, max_to_keep=2)
   save = json_checkpoint_handler.JsonCheckpointHandler.async_save
@@ -79,6 +81,7 @@ def _corrupt_dir(path):
         f.write(b"\\x00garbage")
 
 
+@pytest.mark.slow  # two runs
 def test_corrupt_checkpoint_gives_a_clear_message(tmp_path):
   pipeline.run(tiny_config(2, checkpoint_every=1), str(tmp_path))
   _corrupt_dir(os.path.join(tmp_path, "checkpoints", "2"))

@@ -31,20 +31,11 @@ def shrink(c):
 
 
 def tiny_config(rl_steps, intervention=None, loss=None, **rl):
-  c = load("runlocal")
+  """The validated tiny config with `rl_steps` steps and the given overrides."""
+  c = shrink(load("runlocal"))
   c.intervention.update(intervention or {})
   c.loss.update(loss or {})
-  c.model.preset = "tiny"
-  c.task.tiers = (2,)
-  c.task.eval_per_cell = 2
-  c.prompt_len = 12
-  c.completion_len = 24
-  c.sampling.max_new_tokens = 24
-  c.pretrain.update(clean_max_steps=2, noisy_steps=2, log_every=1, batch_size=8)
-  c.rl.update(**{**dict(steps=rl_steps, prompts_per_step=4, group_size=4, eval_every=2,
-                        eval_samples=2, checkpoint_every=1), **rl})
-  c.eval.n_samples = 4
-  c.eval.batch_rollouts = 16
+  c.rl.update(steps=rl_steps, **rl)
   return from_config_dict(c)
 
 
@@ -79,6 +70,7 @@ RESUME_INTERVENTIONS = dict(entropy_schedule="adaptive", reset_every=2, dynamic_
                             max_gen_rounds=3)
 
 
+@pytest.mark.slow  # ~1 min; kill_resume_test covers resume too
 def test_resume_matches_uninterrupted_run(tmp_path):
   straight, split = str(tmp_path / "straight"), str(tmp_path / "split")
   cfg = lambda n: tiny_config(n, RESUME_INTERVENTIONS, dict(entropy_coef=0.01))

@@ -15,6 +15,8 @@ from rljax.tasks.tokenizer import Tokenizer, train_sentencepiece
 class TestbedTask:
   """Training stream, held-out split and verifier of the built-in testbed."""
 
+  __test__ = False  # not a pytest test class, despite the name
+
   def __init__(self, cfg: testbed.TestbedConfig, seed: int):
     self.cfg = cfg
     self.eval_problems = testbed.eval_split(cfg)
