@@ -28,6 +28,8 @@ def main(argv):
   except cli.user_errors() as e:
     sys.exit(f"error: {e}")
   print({k: v for k, v in summary.items() if not isinstance(v, (dict, list))})
+  if summary.get("stopped"):
+    sys.exit(143)  # 128 + SIGTERM: schedulers read this as "preempted", not "done"
 
 
 if __name__ == "__main__":

@@ -230,6 +230,10 @@ def run(cfg: ExperimentConfig, workdir: str) -> dict:
     state = trainer.restore_or(state)
     state = trainer.run(state)
     writer.close()
+    if trainer.stopped:  # preempted: the checkpoint is saved; rerun the command to resume
+      tqdm.write(f"stopped at step {int(state.step)} by a signal; checkpoint saved in "
+                 f"{workdir}/checkpoints; run the same command again to resume")
+      return {"steps": int(state.step), "stopped": True}
 
     counts, ent = evaluate(state.params, cfg.eval.n_samples, "final")
     final = setup.summarize(counts, cfg.eval.n_samples)

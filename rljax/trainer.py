@@ -120,7 +120,7 @@ class RLTrainer:
     self.control = iv.ControlState(entropy_coef=cfg.loss.entropy_coef)
     self._pieces = [tokenizer.piece(i) for i in range(tokenizer.vocab_size)]
     self.data_position = 0
-    self._stop = False
+    self.stopped = False  # set by SIGTERM / SIGINT: checkpoint saved, run not finished
 
   def restore_or(self, state: TrainState) -> TrainState:
     """The latest checkpoint of this workdir (with controllers and data position), else `state`."""
@@ -134,7 +134,7 @@ class RLTrainer:
   def _on_signal(self, signum, frame):
     del frame
     tqdm.write(f"signal {signum}: saving a checkpoint after this step, then stopping")
-    self._stop = True
+    self.stopped = True
 
   def _coefs(self, step: int, rollout_entropy: float) -> dict:
     cfg, icfg, ctrl = self.cfg, self.cfg.intervention, self.control
@@ -284,10 +284,10 @@ class RLTrainer:
         if cfg.rl.trace_every and done % cfg.rl.trace_every == 0:
           traces.write(self.workdir, done, self.last_rollouts, self.task, cfg.rl.trace_rollouts)
         bar.set_postfix(acc=f"{metrics['accuracy']:.3f}", ent=f"{metrics['entropy']:.3f}")
-        if done % cfg.rl.checkpoint_every == 0 or done == cfg.rl.steps or self._stop:
+        if done % cfg.rl.checkpoint_every == 0 or done == cfg.rl.steps or self.stopped:
           self.ckpt.save(done, state, {"step": done, "data_position": self.data_position,
                                        "control": dataclasses.asdict(self.control)})
-        if self._stop:
+        if self.stopped:
           break
     finally:
       for s, handler in old.items():

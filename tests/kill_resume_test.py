@@ -1,5 +1,6 @@
-"""SIGKILL at random moments (pretraining, RL steps, a checkpoint write, the final eval),
-resume each time on the same workdir: the result equals an uninterrupted run's."""
+"""SIGKILL at random moments (pretraining, RL steps, a checkpoint write, the final eval) and
+a SIGTERM preemption, resuming each time on the same workdir: the result equals an
+uninterrupted run's."""
 
 import json
 import os
@@ -47,6 +48,18 @@ def _kill_when(proc, ready, delay_s, timeout_s=300):
   return True
 
 
+def _wait_then(proc, ready, signum, timeout_s=300):
+  """Sends `signum` once `ready()` holds; False if the process exited first."""
+  t0 = time.time()
+  while not ready():
+    if proc.poll() is not None:
+      return False
+    assert time.time() - t0 < timeout_s, "the run made no progress"
+    time.sleep(0.02)
+  proc.send_signal(signum)
+  return True
+
+
 def _strip(rows):
   return [{k: v for k, v in r.items() if k not in TIMING} for r in rows]
 
@@ -64,10 +77,25 @@ def test_sigkill_anywhere_then_resume_equals_uninterrupted_run(tmp_path):
                  ("rl", rl(rng.randint(1, 2)), rng.uniform(0, 1.5)),
                  ("checkpoint write", None, 0.0),
                  ("rl", rl(rng.randint(5, 6)), rng.uniform(0, 1.5)),
+                 ("sigterm", None, 0.0),
                  ("rl end", rl(8), rng.uniform(0, 1.0))]
   kills = []
   for name, ready, delay in kill_points:
-    if ready is None:  # the driver kills itself inside orbax's commit of checkpoint 4
+    if name == "sigterm":  # preemption: a checkpoint after the current step, then exit 0
+      start = Checkpointer(os.path.join(killed, "checkpoints")).latest_step() or 0
+      assert start <= 6
+      metrics, t0 = os.path.join(killed, "metrics.jsonl"), time.time()
+      # A row written by this process (rows past the checkpoint are stale until it
+      # truncates them): the trainer's signal handler is installed by then.
+      fresh = lambda: (os.path.exists(metrics) and os.path.getmtime(metrics) > t0
+                       and len(_rows(metrics)) >= start + 1)
+      proc = _start(killed)
+      assert _wait_then(proc, fresh, signal.SIGTERM)
+      assert proc.wait() == 0, proc.stderr.read()[-3000:]
+      last = _rows(os.path.join(killed, "metrics.jsonl"))[-1]["step"]
+      assert Checkpointer(os.path.join(killed, "checkpoints")).latest_step() == last > start
+      assert not os.path.exists(os.path.join(killed, "summary.json"))
+    elif ready is None:  # the driver kills itself inside orbax's commit of checkpoint 4
       proc = _start(killed, RLJAX_TEST_KILL_IN_WRITE="4")
       assert proc.wait() == -signal.SIGKILL, proc.stderr.read()[-3000:]
       assert not os.path.exists(os.path.join(killed, "checkpoints", "4"))

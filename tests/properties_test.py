@@ -93,3 +93,18 @@ def test_verifiers_on_adversarial_strings():
   problem = testbed.eval_split(testbed.TestbedConfig(eval_per_cell=1))[0]
   for text in ADVERSARIAL:
     _check_verifiers(problem, text)
+
+
+@settings(max_examples=40, deadline=None)
+@given(text=st.text(max_size=300) | st.builds(lambda s: f"so \\boxed{{{s}}}", st.text(max_size=60))
+       | st.from_regex(r"[0-9^{}()\\+*/.=#a-z ]{0,80}", fullmatch=True))
+def test_math_verifier_never_raises_and_answers_quickly(text):
+  from rljax.tasks.math_reward import extract_answer, math_reward  # pylint: disable=import-outside-toplevel
+
+  class _P:
+    answer = "\\frac{1}{2}"
+
+  t0 = time.perf_counter()
+  assert extract_answer(text) is None or isinstance(extract_answer(text), str)
+  assert math_reward(_P, text) in (0.0, 1.0)
+  assert time.perf_counter() - t0 < 10.0  # math-verify's own limits (2 s each) hold

@@ -42,7 +42,10 @@ class HFTokenizer(BatchTokenizer):
     if os.path.exists(os.path.join(path, "tokenizer_config.json")):
       with open(os.path.join(path, "tokenizer_config.json")) as f:
         conf = json.load(f)
-    vocab = {t["content"]: t["id"] for t in json.loads(text).get("added_tokens", [])}
+    try:
+      vocab = {t["content"]: t["id"] for t in json.loads(text).get("added_tokens", [])}
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+      raise ValueError(f"cannot build the tokenizer from {tj}: {e}") from e
     tok_id = lambda key: _token_id(conf.get(key), vocab, text)
     eos = tok_id("eos_token")
     if eos is None:

@@ -100,3 +100,14 @@ def test_bad_data_config():
     text_task.DataConfig(source="jsonl")
   with pytest.raises(ValueError, match="prompt_template"):
     text_task.DataConfig(source="gsm8k", prompt_template="fancy")
+
+
+def test_corrupt_tokenizer_files_give_clear_messages(tmp_path):
+  from rljax.tasks.hf_tokenizer import HFTokenizer  # pylint: disable=import-outside-toplevel
+  with pytest.raises(FileNotFoundError, match="no tokenizer.json"):
+    HFTokenizer.from_dir(str(tmp_path))
+  (tmp_path / "tokenizer.json").write_text("{not json")
+  with pytest.raises(ValueError, match="cannot build the tokenizer from .*tokenizer.json"):
+    HFTokenizer.from_dir(str(tmp_path))
+  with pytest.raises(ValueError, match="cannot build the tokenizer"):
+    HFTokenizer('{"model": {"type": "nonsense"}}', eos_id=0)
