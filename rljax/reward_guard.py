@@ -112,8 +112,8 @@ class RewardGuard:
     if self._proc is None or self._proc.poll() is not None:
       self._kill()
       self._start()
-    self._conn.send(args)
     try:
+      self._conn.send(args)
       if self._conn.poll(self.timeout_s):
         return self._conn.recv()
     except (EOFError, OSError):
