@@ -14,6 +14,7 @@ import dataclasses
 import os
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from rljax.tasks import jsonl
 from rljax.tasks.math_reward import extract_answer, last_boxed, math_reward
@@ -173,7 +174,7 @@ class TextTask:
       out.append(TextProblem(prompt=prompt, question=r["question"], answer=r["answer"],
                              tag=r["tag"], solution=r.get("solution"), entry=r.get("entry")))
     if too_long:
-      print(f"data: skipped {too_long} problems longer than prompt_len={prompt_len} tokens")
+      tqdm.write(f"data: skipped {too_long} problems longer than prompt_len={prompt_len} tokens")
     return out
 
   def train_batch(self, index: int, size: int) -> list[TextProblem]:
