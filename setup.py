@@ -25,9 +25,9 @@ setup(
     extras_require={
         "test": ["pytest>=8.0", "hypothesis>=6.100", "nbclient>=0.10", "nbformat>=5.10",
                  "ipykernel>=6.29", "tokenizers>=0.19", "jinja2>=3.1", "gguf>=0.10",
-                 "math-verify>=0.7"],
+                 "math-verify>=0.7", "reasoning-gym>=0.1.20"],
         "hf": ["tokenizers>=0.19", "jinja2>=3.1", "gguf>=0.10"],
-        "math": ["math-verify>=0.7"],
+        "math": ["math-verify>=0.7", "reasoning-gym>=0.1.20"],
         "tfds": ["tensorflow-datasets>=4.9"],
     },
 )
