@@ -5,6 +5,8 @@ SmolLM2-135M-Instruct runs configs/gsm8k_smollm2.py:runlocal (slow)."""
 import importlib.util
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -64,8 +66,15 @@ def test_qwen_recipe_from_a_hf_directory(tmp_path):
 
 @pytest.mark.slow
 def test_smollm2_grpo_runlocal_on_gsm8k(tmp_path):
-  summary = pipeline.run(from_config_dict(load_config("gsm8k_smollm2", "runlocal")),
-                         str(tmp_path))
+  # Through the command line, on one CPU device as a user would run it (the test
+  # session's 8 fake devices would replicate the 135M-parameter state 8 times).
+  proc = subprocess.run(
+      [sys.executable, "-m", "launch.train", "--config", "configs/gsm8k_smollm2.py:runlocal",
+       "--workdir", str(tmp_path)], cwd=ROOT, env={**os.environ, "XLA_FLAGS": ""},
+      capture_output=True, text=True, timeout=1800)
+  assert proc.returncode == 0, proc.stderr[-3000:]
   rows = read_rows(str(tmp_path / "metrics.jsonl"))
+  summary = json.loads((tmp_path / "summary.json").read_text())
   assert summary["steps"] == 3 and [r["step"] for r in rows] == [1, 2, 3]
   assert summary["base_eval_entropy"] > 0.1  # a real, uncertain model, not a collapsed one
+  print("step_time_s:", [round(r["step_time_s"], 1) for r in rows])
