@@ -13,6 +13,7 @@ punctuation that co-occurs (e.g. `;#`). Hugging Face / GGUF tokenizers are in
 
 from __future__ import annotations
 
+import abc
 import io
 from typing import Iterable, Sequence
 
@@ -34,7 +35,7 @@ def train_sentencepiece(texts: Iterable[str], vocab_size: int) -> bytes:
   return out.getvalue()
 
 
-class BatchTokenizer:
+class BatchTokenizer(abc.ABC):
   """Padded batch encoding on top of `_ids(texts) -> ids lists` and `_text(ids) -> str`.
 
   Subclasses set `pad_id`, `eos_id`, `bos_id` (None: no BOS) and `vocab_size`, and
@@ -45,11 +46,13 @@ class BatchTokenizer:
   eos_id: int
   bos_id: int | None
 
+  @abc.abstractmethod
   def _ids(self, texts: Sequence[str]) -> list[list[int]]:
-    raise NotImplementedError
+    """Token ids of each text (no special tokens added)."""
 
+  @abc.abstractmethod
   def _text(self, ids: list[int]) -> str:
-    raise NotImplementedError
+    """The text of token ids."""
 
   def encode_prompts(self, prompts: Sequence[str], length: int):
     """Left-padded [BOS] (when the tokenizer has one) + prompt ids: (tokens [N, length] int32, mask [N, length])."""

@@ -23,6 +23,9 @@ class _CharTokenizer(BatchTokenizer):
   def _ids(self, texts):
     return [[min(ord(ch), 255) for ch in t] for t in texts]
 
+  def _text(self, ids):
+    return "".join(map(chr, ids))
+
   def chat(self, messages):
     return "".join(f"<{m['role']}>{m['content']}" for m in messages) + "<assistant>"
 
