@@ -32,8 +32,8 @@ def _rows(path):
   return read_rows(path) if os.path.exists(path) else []
 
 
-def _kill_when(proc, ready, delay_s, timeout_s=300):
-  """SIGKILLs `proc` `delay_s` after `ready()` holds; False if it exited first."""
+def _signal_when(proc, ready, signum, delay_s=0.0, timeout_s=300):
+  """Sends `signum` to `proc` `delay_s` after `ready()` holds; False if it exited first."""
   t0 = time.time()
   while not ready():
     if proc.poll() is not None:
@@ -43,19 +43,6 @@ def _kill_when(proc, ready, delay_s, timeout_s=300):
   time.sleep(delay_s)
   if proc.poll() is not None:
     return False
-  proc.send_signal(signal.SIGKILL)
-  proc.wait()
-  return True
-
-
-def _wait_then(proc, ready, signum, timeout_s=300):
-  """Sends `signum` once `ready()` holds; False if the process exited first."""
-  t0 = time.time()
-  while not ready():
-    if proc.poll() is not None:
-      return False
-    assert time.time() - t0 < timeout_s, "the run made no progress"
-    time.sleep(0.02)
   proc.send_signal(signum)
   return True
 
@@ -90,7 +77,7 @@ def test_sigkill_anywhere_then_resume_equals_uninterrupted_run(tmp_path):
       fresh = lambda: (os.path.exists(metrics) and os.path.getmtime(metrics) > t0
                        and len(_rows(metrics)) >= start + 1)
       proc = _start(killed)
-      assert _wait_then(proc, fresh, signal.SIGTERM)
+      assert _signal_when(proc, fresh, signal.SIGTERM)
       assert proc.wait() == 0, proc.stderr.read()[-3000:]
       last = _rows(os.path.join(killed, "metrics.jsonl"))[-1]["step"]
       assert Checkpointer(os.path.join(killed, "checkpoints")).latest_step() == last > start
@@ -100,8 +87,11 @@ def test_sigkill_anywhere_then_resume_equals_uninterrupted_run(tmp_path):
       assert proc.wait() == -signal.SIGKILL, proc.stderr.read()[-3000:]
       assert not os.path.exists(os.path.join(killed, "checkpoints", "4"))
       kills.append(name)
-    elif _kill_when(_start(killed), ready, delay):
-      kills.append(name)
+    else:
+      proc = _start(killed)
+      if _signal_when(proc, ready, signal.SIGKILL, delay):
+        proc.wait()
+        kills.append(name)
   print("killed during:", kills)
   assert len(kills) >= 5, kills
   proc = _start(killed)
