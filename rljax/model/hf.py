@@ -132,18 +132,22 @@ def weight_map(cfg: ModelConfig) -> dict:
   return out
 
 
-def _tensor_files(path: str) -> dict[str, str]:
-  """{tensor name: file} from model.safetensors or a sharded index."""
+def _tensor_readers(path: str) -> dict:
+  """{tensor name: its open SafetensorsFile} from model.safetensors or a sharded index."""
   index = os.path.join(path, "model.safetensors.index.json")
   if os.path.exists(index):
     with open(index) as f:
-      return {k: os.path.join(path, v) for k, v in json.load(f)["weight_map"].items()}
+      files = json.load(f)["weight_map"]
+    readers = {f: safetensors_io.SafetensorsFile(os.path.join(path, f))
+               for f in set(files.values())}
+    return {name: readers[f] for name, f in files.items()}
   files = sorted(glob.glob(os.path.join(path, "*.safetensors")))
   if not files:
     pickles = glob.glob(os.path.join(path, "*.bin")) + glob.glob(os.path.join(path, "*.pt"))
     hint = " (only pickle checkpoints, which rljax never loads)" if pickles else ""
     raise FileNotFoundError(f"no safetensors weights in {path}{hint}")
-  return {name: f for f in files for name in safetensors_io.SafetensorsFile(f).names()}
+  readers = [safetensors_io.SafetensorsFile(f) for f in files]
+  return {name: r for r in readers for name in r.names()}
 
 
 def _set(tree: dict, path: tuple, value) -> None:
@@ -165,13 +169,12 @@ def load(path: str, mesh=None, dtype: str = "float32", max_seq_len: int | None =
     raise FileNotFoundError(f"no config.json in {path}")
   with open(config_path) as f:
     cfg = config_from_hf(json.load(f), dtype, max_seq_len)
-  files, readers = _tensor_files(path), {}
+  readers = _tensor_readers(path)  # each file's header is read once
 
   def tensor(name):
-    if name not in files:
+    if name not in readers:
       raise ValueError(f"{path}: tensor {name} is missing from the checkpoint")
-    reader = readers.setdefault(files[name], safetensors_io.SafetensorsFile(files[name]))
-    return reader.get(name)
+    return readers[name].get(name)
 
   return build(cfg, tensor, mesh, source=path)
 

@@ -166,9 +166,10 @@ class TextTask:
 
   def _problems(self, rows, tokenizer, prompt_len):
     out, too_long = [], 0
-    for r in rows:
-      prompt = render(self.cfg.prompt_template, r["question"], tokenizer)
-      if len(tokenizer._ids([prompt])[0]) + 1 > prompt_len:  # pylint: disable=protected-access
+    prompts = [render(self.cfg.prompt_template, r["question"], tokenizer) for r in rows]
+    lengths = [len(ids) for ids in tokenizer._ids(prompts)]  # pylint: disable=protected-access
+    for r, prompt, n in zip(rows, prompts, lengths):
+      if n + 1 > prompt_len:  # + BOS
         too_long += 1
         continue
       out.append(TextProblem(prompt=prompt, question=r["question"], answer=r["answer"],
