@@ -48,14 +48,14 @@ def markdown_table(rows: list[dict]) -> list[str]:
 def _fit_rows(all_runs) -> tuple[list[dict], list[dict]]:
   law_rows, scale_rows = [], []
   for run in all_runs:
-    law = runs.entropy_law(run["rows"])
+    law = runs.fits(run)[0]
     for window in ("full", "early"):
       f = law[window]
       law_rows.append({"run": run["name"], "window": window, "a": f["a"], "b": f["b"],
                        "ceiling b-a": f["ceiling"], "R^2": f["r2"],
                        "rmse on rest": f["rmse_heldout"], "points": f["n_points"],
                        "warning": f["warning"]})
-    sc = runs.scaling(run["rows"], (run["summary"] or {}).get("base_pass@1", 0.0))
+    sc = runs.fits(run)[1]
     for window in ("full", "early"):
       if window not in sc:
         continue

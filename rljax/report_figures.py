@@ -48,7 +48,7 @@ def law_png(all_runs, out_dir):
   plt = _plt()
   fig, ax = plt.subplots(figsize=(5.5, 3.8))
   for run in all_runs:
-    law = runs.entropy_law(run["rows"])
+    law = runs.fits(run)[0]
     h = np.asarray(law["entropy"])
     if not len(h):
       continue
@@ -69,7 +69,7 @@ def scaling_png(all_runs, out_dir):
   fig, ax = plt.subplots(figsize=(5.5, 3.8))
   for run in all_runs:
     r0 = (run["summary"] or {}).get("base_pass@1", 0.0)
-    sc = runs.scaling(run["rows"], r0)
+    sc = runs.fits(run)[1]
     c = np.asarray(sc["compute"])
     if not len(c):
       continue

@@ -82,6 +82,15 @@ def scaling(rows: list[dict], r0: float) -> dict:
   return out
 
 
+def fits(run: dict) -> tuple[dict, dict]:
+  """(entropy_law, scaling) of a loaded run, computed once and kept in the run dict
+  (the sigmoid's bootstrap refits it 200 times; the report needs it in three places)."""
+  if "_fits" not in run:
+    r0 = (run["summary"] or {}).get("base_pass@1", 0.0)
+    run["_fits"] = (entropy_law(run["rows"]), scaling(run["rows"], r0))
+  return run["_fits"]
+
+
 def boundary(run: dict) -> dict | None:
   """Base vs final solvable sets from the summary's counts (or launch.eval's files)."""
   s, base = run["summary"], run["base"]
@@ -100,9 +109,7 @@ def headline(run: dict) -> dict:
   """One row of the comparison table."""
   s, rows = run["summary"] or {}, run["rows"]
   n = samples(s)
-  law = entropy_law(rows)["full"] if rows else None
-  r0 = s.get("base_pass@1", 0.0)
-  sc = scaling(rows, r0)["full"] if rows else None
+  law, sc = (f["full"] for f in fits(run)) if rows else (None, None)
   return {"run": run["name"], "steps": s.get("steps"),
           "base_pass@1": s.get("base_pass@1"), "final_pass@1": s.get("final_pass@1"),
           f"final_pass@{n}": s.get(f"final_pass@{n}") if n else None,
