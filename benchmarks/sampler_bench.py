@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from rljax import sampler
+from rljax.rl import sampler
 from rljax.model.config import get_preset
 from rljax.model.transformer import init_model
 

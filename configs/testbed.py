@@ -60,7 +60,7 @@ def get_config(arg: str = ""):
   c.rl.group_size = 8
   c.rl.epochs = 1
   c.rl.minibatches = 1
-  c.rl.advantage = "grpo"            # see rljax.advantages.ESTIMATORS
+  c.rl.advantage = "grpo"            # see rljax.rl.advantages.ESTIMATORS
   c.rl.passk_k = 4                   # k of the "passk" estimator
   c.rl.grpo_passk_norm = False
   # 1e-4 was stable from weak and strong bases; 3e-4 collapsed a weak one.

@@ -39,5 +39,5 @@ def user_errors() -> tuple:
   # pylint: disable=import-outside-toplevel
   from rljax.checkpoint import CheckpointError
   from rljax.tasks.jsonl import DatasetError
-  from rljax.trainer import NonFiniteError
+  from rljax.rl.trainer import NonFiniteError
   return CheckpointError, DatasetError, NonFiniteError

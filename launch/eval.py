@@ -26,10 +26,10 @@ def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
   cfg = cli.config_or_exit(_CONFIG.value)
-  from rljax import evaluate_cmd
+  from rljax.analysis import evaluate_workdir
   compare = None if _COMPARE.value == "none" else _COMPARE.value
   try:
-    report = evaluate_cmd.evaluate(cfg, _WORKDIR.value, _CHECKPOINT.value, _N.value, compare,
+    report = evaluate_workdir.evaluate(cfg, _WORKDIR.value, _CHECKPOINT.value, _N.value, compare,
                                    probe_n=_PROBE_N.value)
   except cli.user_errors() as e:
     sys.exit(f"error: {e}")

@@ -23,9 +23,9 @@ def main(argv):
   out = _OUT.value or os.path.join(
       workdirs[0] if len(workdirs) == 1 else os.path.commonpath(
           [os.path.abspath(w) for w in workdirs]), "report")
-  from rljax import report
+  from rljax.report import builder
   try:
-    paths = report.build(workdirs, out)
+    paths = builder.build(workdirs, out)
   except FileNotFoundError as e:
     sys.exit(f"error: {e}")
   print(f"wrote {paths['html']} and {paths['md']}")

@@ -19,7 +19,8 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
-  from rljax import report, study
+  from rljax.report import builder
+  from rljax.analysis import study
   try:
     configs = study.plan(_CONFIG.value)  # every method validated before anything runs
   except ValueError as e:
@@ -29,7 +30,7 @@ def main(argv):
     out = study.run(_CONFIG.value, _WORKDIR.value)
   except cli.user_errors() as e:
     sys.exit(f"error: {e}")
-  print("\n".join(report.markdown_table(out["headline"])))
+  print("\n".join(builder.markdown_table(out["headline"])))
   print(f"report: {out['report']['html']}")
 
 

@@ -22,9 +22,9 @@ def main(argv):
   if _DISTRIBUTED.value:
     import jax  # pylint: disable=import-outside-toplevel
     jax.distributed.initialize()
-  from rljax import pipeline
+  from rljax import experiment
   try:
-    summary = pipeline.run(cfg, _WORKDIR.value)
+    summary = experiment.run(cfg, _WORKDIR.value)
   except cli.user_errors() as e:
     sys.exit(f"error: {e}")
   print({k: v for k, v in summary.items() if not isinstance(v, (dict, list))})

@@ -13,14 +13,14 @@ import re
 import types
 import typing
 
-from rljax.interventions import InterventionConfig
-from rljax.losses import LossConfig
+from rljax.rl.interventions import InterventionConfig
+from rljax.rl.losses import LossConfig
 from rljax.model.config import PRESETS
-from rljax.reward_guard import resolve
-from rljax.sampler import SamplingConfig
+from rljax.rewards.sandbox import resolve
+from rljax.rl.sampler import SamplingConfig
 from rljax.tasks.testbed import TestbedConfig
 from rljax.tasks.text_task import DataConfig
-from rljax import advantages
+from rljax.rl import advantages
 
 LR_SCHEDULES = ("constant", "cosine", "linear")
 
@@ -69,7 +69,7 @@ class OptimConfig:
 
 @dataclasses.dataclass(frozen=True)
 class PretrainConfig:
-  """Two-phase supervised pretraining of the testbed's base model (see `rljax.sft.pretrain`).
+  """Two-phase supervised pretraining of the testbed's base model (see `rljax.rl.sft.pretrain`).
 
   Digit arithmetic has no first-order signal (the units digit of a + b is
   independent of a and of b alone), so it is learned after a plateau whose
@@ -110,7 +110,7 @@ class RLConfig:
     steps: RL steps; each samples `prompts_per_step` x `group_size` rollouts.
     epochs: mu, passes over each step's rollouts.
     minibatches: updates per epoch (the rollouts are split evenly).
-    advantage: estimator name in `rljax.advantages.ESTIMATORS`.
+    advantage: estimator name in `rljax.rl.advantages.ESTIMATORS`.
     passk_k: k of the `passk` estimator (pass@k training).
     grpo_passk_norm: `grpo_passk` divides the best-of-group gap by the group std.
     eval_every: held-out evaluation period in steps (0: only at the end).

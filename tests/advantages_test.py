@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rljax import advantages
+from rljax.rl import advantages
 
 R = np.array([1, 0, 0, 1, 0, 0, 0, 0], np.float32)  # mean 0.25, unbiased std 0.46291005
 

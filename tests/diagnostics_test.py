@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rljax import diagnostics
+from rljax.analysis import diagnostics
 
 
 def test_token_covariance():

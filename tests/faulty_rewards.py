@@ -8,7 +8,7 @@ import math
 import time
 import zlib
 
-from rljax.tasks.testbed_data import TestbedTask
+from rljax.tasks.testbed_task import TestbedTask
 
 
 def _bucket(completion: str) -> int:

@@ -6,10 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rljax import sampler
-from rljax.logprobs import completion_logp_entropy
+from rljax.rl import sampler
+from rljax.rl.logprobs import completion_logp_entropy
 from rljax.model import gguf_io
-from rljax.tasks.hf_tokenizer import HFTokenizer
+from rljax.tokenizers.hf import HFTokenizer
 
 ENGLISH = ("The city council met on Tuesday evening to discuss the new budget. Several "
            "residents spoke about the need for better roads and more funding for the local "

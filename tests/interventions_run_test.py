@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from rljax import pipeline
+from rljax import experiment
 from rljax.config import from_config_dict
 from rljax.metrics import read_rows
 
@@ -50,7 +50,7 @@ def tiny(method, steps=2):
 def base_dir(tmp_path_factory):
   """A tiny base model trained once; each method's run reuses it like a second demo run."""
   d = str(tmp_path_factory.mktemp("base"))
-  pipeline.run(tiny("grpo", steps=0), d)
+  experiment.run(tiny("grpo", steps=0), d)
   return d
 
 
@@ -59,7 +59,7 @@ def test_method_runs(method, base_dir, tmp_path):
   for name in ("tokenizer.model", "base_eval.json"):
     shutil.copy(os.path.join(base_dir, name), tmp_path / name)
   shutil.copytree(os.path.join(base_dir, "base"), tmp_path / "base")
-  summary = pipeline.run(tiny(method), str(tmp_path))
+  summary = experiment.run(tiny(method), str(tmp_path))
   rows = read_rows(os.path.join(tmp_path, "metrics.jsonl"))
   assert [r["step"] for r in rows] == [1, 2] and summary["steps"] == 2
   for r in rows:

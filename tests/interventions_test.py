@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from rljax import interventions as iv
-from rljax.tasks.testbed_data import TestbedTask
+from rljax.rl import interventions as iv
+from rljax.tasks.testbed_task import TestbedTask
 
 
 @pytest.mark.parametrize("length,expected", [
@@ -91,7 +91,7 @@ def test_dro_reward_weights_reflective_tokens():
 
 def test_encode_with_reference_marks_reference_tokens():
   from rljax.tasks.testbed import TestbedConfig
-  from rljax.tasks.testbed_data import build_tokenizer
+  from rljax.tasks.testbed_task import build_tokenizer
   task = TestbedTask(TestbedConfig(), seed=0)
   tok = build_tokenizer(task, 24)
   tokens, mask, ref = tok.encode_with_reference(["37+8=45"], [";#45"], 12)
@@ -101,7 +101,7 @@ def test_encode_with_reference_marks_reference_tokens():
 
 
 def test_one_shot_ranking_and_tasks():
-  from rljax import one_shot
+  from rljax.rl import one_shot
   history = {0: [0.0, 0.0, 0.0], 1: [0.0, 1.0, 0.5], 2: [1.0, 1.0, 1.0], 3: [0.0, 1.0, 0.5]}
   assert one_shot.rank_by_historical_variance(history)[:2] == [1, 3]
   task = TestbedTask(__import__("rljax.tasks.testbed", fromlist=["x"]).TestbedConfig(), 0)

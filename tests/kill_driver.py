@@ -11,7 +11,7 @@ import sys
 
 from orbax.checkpoint._src.path import atomicity
 
-from rljax import pipeline
+from rljax import experiment
 from tests.trainer_test import RESUME_INTERVENTIONS, tiny_config
 
 
@@ -38,4 +38,4 @@ def _kill_in_write(step: str):
 if __name__ == "__main__":
   if os.environ.get("RLJAX_TEST_KILL_IN_WRITE"):
     _kill_in_write(os.environ["RLJAX_TEST_KILL_IN_WRITE"])
-  pipeline.run(kill_config(), sys.argv[1])
+  experiment.run(kill_config(), sys.argv[1])

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rljax.logprobs import completion_logp_entropy, sequence_inputs
+from rljax.rl.logprobs import completion_logp_entropy, sequence_inputs
 from rljax.model.config import get_preset
 from rljax.model.transformer import init_model
 

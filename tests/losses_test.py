@@ -5,8 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rljax import losses
-from rljax.logprobs import entropy_from_logits
+from rljax.rl import losses
+from rljax.rl.logprobs import entropy_from_logits
 
 # §T3: L = [[1,2,3,.],[4,.,.,.]], mask [[1,1,1,0],[1,0,0,0]], T = 4.
 L3 = jnp.array([[1., 2., 3., 9.], [4., 9., 9., 9.]])

@@ -6,10 +6,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from rljax import probes, sampler
+from rljax.analysis import probes
+from rljax.rl import sampler
 from rljax.model.config import get_preset
 from rljax.model.transformer import init_model
-from rljax.logprobs import sequence_inputs
+from rljax.rl.logprobs import sequence_inputs
 
 
 def _two_models():

@@ -10,7 +10,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from rljax import advantages, losses
+from rljax.rl import advantages, losses
 from rljax.tasks import testbed
 
 SETTINGS = settings(max_examples=25, deadline=None,
@@ -99,7 +99,7 @@ def test_verifiers_on_adversarial_strings():
 @given(text=st.text(max_size=300) | st.builds(lambda s: f"so \\boxed{{{s}}}", st.text(max_size=60))
        | st.from_regex(r"[0-9^{}()\\+*/.=#a-z ]{0,80}", fullmatch=True))
 def test_math_verifier_never_raises_and_answers_quickly(text):
-  from rljax.tasks.math_reward import extract_answer, math_reward  # pylint: disable=import-outside-toplevel
+  from rljax.rewards.math_answers import extract_answer, math_reward  # pylint: disable=import-outside-toplevel
 
   class _P:
     answer = "\\frac{1}{2}"

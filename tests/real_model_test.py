@@ -10,13 +10,13 @@ import sys
 
 import pytest
 
-from rljax import pipeline
+from rljax import experiment
 from rljax.config import from_config_dict
 from rljax.metrics import read_rows
 from rljax.model import gguf_io, hf
 from rljax.model.config import ModelConfig
 from rljax.model.transformer import init_model
-from rljax.tasks.hf_tokenizer import HFTokenizer
+from rljax.tokenizers.hf import HFTokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -56,7 +56,7 @@ def test_qwen_recipe_from_a_hf_directory(tmp_path):
   c = load_config("gsm8k_qwen2p5_0p5b", f"runlocal,checkpoint={ckpt}")
   c.rl.steps = 2
   c.data.eval_size = 4
-  summary = pipeline.run(from_config_dict(c), str(tmp_path / "run"))
+  summary = experiment.run(from_config_dict(c), str(tmp_path / "run"))
   assert summary["steps"] == 2
   rows = read_rows(str(tmp_path / "run" / "metrics.jsonl"))
   assert [r["step"] for r in rows] == [1, 2]

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from orbax.checkpoint._src.handlers import json_checkpoint_handler
 
-from rljax import pipeline
+from rljax import experiment
 from rljax.checkpoint import CheckpointError, Checkpointer
 from rljax.metrics import read_rows
-from rljax.reward_guard import RewardGuard, check_score
+from rljax.rewards.sandbox import RewardGuard, check_score
 from tests import faulty_rewards
 from tests.trainer_test import tiny_config
 
@@ -35,7 +35,7 @@ def test_check_score():
     pytest.param("returns_nan", "nonfinite", marks=pytest.mark.slow)])
 def test_faulty_reward_does_not_stop_the_run(tmp_path, fn, kind):
   cfg = tiny_config(3, reward_fn=f"tests.faulty_rewards:{fn}", reward_timeout_s=0.5)
-  summary = pipeline.run(cfg, str(tmp_path))
+  summary = experiment.run(cfg, str(tmp_path))
   rows = read_rows(os.path.join(tmp_path, "metrics.jsonl"))
   assert [r["step"] for r in rows] == [1, 2, 3]  # no step lost
   counts = [r[f"reward_failures/{kind}"] for r in rows]
@@ -63,12 +63,12 @@ def test_full_disk_fails_loudly_and_keeps_older_checkpoints(tmp_path, monkeypatc
 
   monkeypatch.setattr(json_checkpoint_handler.JsonCheckpointHandler, "async_save", full_disk)
   with pytest.raises(CheckpointError, match=r"step 3 .*No space left.*\[1, 2\] are intact"):
-    pipeline.run(cfg, str(tmp_path))
+    experiment.run(cfg, str(tmp_path))
   monkeypatch.undo()
   ckpt = Checkpointer(os.path.join(tmp_path, "checkpoints"))
   assert ckpt.latest_step() == 2 and len(ckpt.read_flat(2)) > 0
   # The run resumes from step 2 once the disk has room, and max_to_keep is honoured.
-  pipeline.run(cfg, str(tmp_path))
+  experiment.run(cfg, str(tmp_path))
   ckpt = Checkpointer(os.path.join(tmp_path, "checkpoints"))
   assert list(ckpt.manager.all_steps()) == [3, 4]
   assert [r["step"] for r in read_rows(os.path.join(tmp_path, "metrics.jsonl"))] == [1, 2, 3, 4]
@@ -83,19 +83,19 @@ def _corrupt_dir(path):
 
 @pytest.mark.slow  # two runs
 def test_corrupt_checkpoint_gives_a_clear_message(tmp_path):
-  pipeline.run(tiny_config(2, checkpoint_every=1), str(tmp_path))
+  experiment.run(tiny_config(2, checkpoint_every=1), str(tmp_path))
   _corrupt_dir(os.path.join(tmp_path, "checkpoints", "2"))
   with pytest.raises(CheckpointError, match=r"step 2 .* delete .*checkpoints/2 to resume"):
-    pipeline.run(tiny_config(3, checkpoint_every=1), str(tmp_path))
+    experiment.run(tiny_config(3, checkpoint_every=1), str(tmp_path))
 
 
 def test_corrupt_tokenizer_and_missing_step_give_clear_messages(tmp_path):
-  pipeline.run(tiny_config(1), str(tmp_path))
+  experiment.run(tiny_config(1), str(tmp_path))
   tok = os.path.join(tmp_path, "tokenizer.model")
   with open(tok, "wb") as f:
     f.write(b"not a sentencepiece model")
   with pytest.raises(ValueError, match="cannot load sentencepiece model"):
-    pipeline.prepare(tiny_config(1), str(tmp_path))
+    experiment.prepare(tiny_config(1), str(tmp_path))
   os.remove(tok)
   with pytest.raises(CheckpointError, match="no checkpoint step 7"):
     Checkpointer(os.path.join(tmp_path, "checkpoints")).restore(None, 7)

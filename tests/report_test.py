@@ -8,8 +8,8 @@ import os
 import subprocess
 import sys
 
-from rljax import evaluate_cmd, study
-from rljax.report import SECTIONS
+from rljax.analysis import evaluate_workdir, study
+from rljax.report.builder import SECTIONS
 from tests.trainer_test import shrink
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -84,7 +84,7 @@ def test_study_then_report(tmp_path):
   study.run(cfg, str(tmp_path))
   assert os.path.getmtime(tmp_path / "clip_cov" / "summary.json") == stamp
   # Elicitation probes, then launch.report on the same runs from the command line.
-  evaluate_cmd.evaluate(study.plan(cfg)["grpo"], str(tmp_path / "grpo"), "latest", n=4,
+  evaluate_workdir.evaluate(study.plan(cfg)["grpo"], str(tmp_path / "grpo"), "latest", n=4,
                         compare_to="base", probe_n=2)
   proc = subprocess.run([sys.executable, "-m", "launch.report", "--workdir",
                          str(tmp_path / "grpo"), str(tmp_path / "clip_cov"), "--out",

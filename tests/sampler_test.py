@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from rljax import sampler
-from rljax.logprobs import completion_logp_entropy
+from rljax.rl import sampler
+from rljax.rl.logprobs import completion_logp_entropy
 from rljax.model.config import get_preset
 from rljax.model.transformer import init_model
 

@@ -4,10 +4,11 @@ import jax
 import numpy as np
 import pytest
 
-from rljax import sharding, train_state
+from rljax import sharding
+from rljax.rl import train_state
 from rljax.config import OptimConfig
 from rljax.model.config import get_preset
-from rljax.sft import make_sft_step
+from rljax.rl.sft import make_sft_step
 
 
 def test_mesh_shapes_and_errors():

@@ -7,7 +7,9 @@ import chex
 import numpy as np
 import pytest
 
-from rljax import pipeline, trainer, traces
+from rljax import experiment
+from rljax.rl import trainer
+from rljax.analysis import traces
 from rljax.checkpoint import Checkpointer
 from rljax.config import from_config_dict
 from rljax.metrics import read_rows
@@ -40,7 +42,7 @@ def tiny_config(rl_steps, intervention=None, loss=None, **rl):
 
 
 def test_two_step_run_writes_summary_and_metrics(tmp_path):
-  summary = pipeline.run(tiny_config(2, minibatches=2, epochs=2, trace_every=2,
+  summary = experiment.run(tiny_config(2, minibatches=2, epochs=2, trace_every=2,
                                     trace_rollouts=5), str(tmp_path))
   for key in ("base_pass@1", "base_pass@4", "final_pass@1", "final_pass@4", "initial_entropy",
               "final_entropy", "steps", "wall_time_s"):
@@ -74,13 +76,13 @@ RESUME_INTERVENTIONS = dict(entropy_schedule="adaptive", reset_every=2, dynamic_
 def test_resume_matches_uninterrupted_run(tmp_path):
   straight, split = str(tmp_path / "straight"), str(tmp_path / "split")
   cfg = lambda n: tiny_config(n, RESUME_INTERVENTIONS, dict(entropy_coef=0.01))
-  pipeline.run(cfg(4), straight)
-  pipeline.run(cfg(2), split)
+  experiment.run(cfg(4), straight)
+  experiment.run(cfg(2), split)
   # Simulate a crash after step 3's checkpoint: a row past it must be dropped on resume.
-  pipeline.run(cfg(3), split)
+  experiment.run(cfg(3), split)
   with open(os.path.join(split, "metrics.jsonl"), "a") as f:
     f.write(json.dumps({"step": 4, "reward_mean": 123.0}) + "\n")
-  pipeline.run(cfg(4), split)
+  experiment.run(cfg(4), split)
   a = Checkpointer(os.path.join(straight, "checkpoints")).read_flat(4)
   b = Checkpointer(os.path.join(split, "checkpoints")).read_flat(4)
   assert a.keys() == b.keys()
@@ -96,7 +98,7 @@ def test_resume_matches_uninterrupted_run(tmp_path):
 def test_update_step_traces_once(tmp_path, monkeypatch):
   """Steps 2.. reuse the compiled update and sampler (no recompilation)."""
   monkeypatch.setattr(trainer, "rl_update", chex.assert_max_traces(trainer.rl_update, n=1))
-  pipeline.run(tiny_config(3, minibatches=2), str(tmp_path))
+  experiment.run(tiny_config(3, minibatches=2), str(tmp_path))
 
 
 def test_interventions_run_and_are_logged(tmp_path):
@@ -106,7 +108,7 @@ def test_interventions_run_and_are_logged(tmp_path):
                       mask_truncated=True, sft_coef=0.1, hicra_alpha=0.2,
                       planning_phrases=("+",), reward_mode="random", random_reward_p=0.5)
   loss = dict(policy_loss="clip_cov", entropy_coef=0.01, eps_low=1.0, eps_high=1.0)
-  pipeline.run(tiny_config(3, intervention, loss), str(tmp_path))
+  experiment.run(tiny_config(3, intervention, loss), str(tmp_path))
   rows = read_rows(os.path.join(tmp_path, "metrics.jsonl"))
   assert [r["step"] for r in rows] == [1, 2, 3]
   assert [r["reference_reset"] for r in rows] == [0.0, 1.0, 0.0]
@@ -120,7 +122,7 @@ def test_interventions_run_and_are_logged(tmp_path):
 
 
 def test_rlplus_mixes_demonstrations(tmp_path):
-  pipeline.run(tiny_config(2, dict(rlplus_demos=1), dict(policy_loss="rlplus"),
+  experiment.run(tiny_config(2, dict(rlplus_demos=1), dict(policy_loss="rlplus"),
                            advantage="rlplus"), str(tmp_path))
   rows = read_rows(os.path.join(tmp_path, "metrics.jsonl"))
   assert all(r["offpolicy_frac"] > 0 and np.isfinite(r["loss"]) for r in rows)
@@ -132,7 +134,7 @@ def test_rlplus_config_must_be_consistent():
 
 
 def test_dro_reward_without_verifier(tmp_path):
-  pipeline.run(tiny_config(2, dict(reward_mode="dro", dro_filter_threshold=1e-4,
+  experiment.run(tiny_config(2, dict(reward_mode="dro", dro_filter_threshold=1e-4,
                                    dynamic_sampling=True, max_gen_rounds=2)), str(tmp_path))
   rows = read_rows(os.path.join(tmp_path, "metrics.jsonl"))
   for r in rows:
@@ -141,7 +143,7 @@ def test_dro_reward_without_verifier(tmp_path):
 
 
 def test_one_shot_rlvr_selects_by_variance(tmp_path):
-  pipeline.run(tiny_config(2, dict(one_shot_pool=8, one_shot_history_steps=4)), str(tmp_path))
+  experiment.run(tiny_config(2, dict(one_shot_pool=8, one_shot_history_steps=4)), str(tmp_path))
   with open(os.path.join(tmp_path, "one_shot.json")) as f:
     chosen = json.load(f)
   stds = {int(k): np.std(v) for k, v in chosen["history"].items()}
@@ -158,17 +160,17 @@ def test_non_finite_updates_are_skipped_then_stop(tmp_path, monkeypatch):
 
   monkeypatch.setattr(trainer, "grpo_objective", nan_objective)
   with pytest.raises(trainer.NonFiniteError, match="step 3: 3 consecutive steps"):
-    pipeline.run(tiny_config(5, checkpoint_every=10), str(tmp_path))
+    experiment.run(tiny_config(5, checkpoint_every=10), str(tmp_path))
   rows = read_rows(os.path.join(tmp_path, "metrics.jsonl"))
   assert [r["skipped"] for r in rows] == [1.0, 1.0]
   assert not os.path.exists(os.path.join(tmp_path, "checkpoints", "3"))
 
 
 def test_eval_command_compares_with_base(tmp_path):
-  from rljax import evaluate_cmd
+  from rljax.analysis import evaluate_workdir
   cfg = tiny_config(2)
-  pipeline.run(cfg, str(tmp_path))
-  report = evaluate_cmd.evaluate(cfg, str(tmp_path), "latest", n=8, compare_to="base",
+  experiment.run(cfg, str(tmp_path))
+  report = evaluate_workdir.evaluate(cfg, str(tmp_path), "latest", n=8, compare_to="base",
                                  probe_n=2)
   assert set(report["models"]) == {"step2", "base"}
   c = report["comparison"]

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rljax import advantages, losses
+from rljax.rl import advantages, losses
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ORACLE = os.environ.get("RLJAX_ORACLE_PYTHON", os.path.join(ROOT, ".venv-oracle/bin/python"))

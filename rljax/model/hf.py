@@ -182,7 +182,7 @@ def load(path: str, mesh=None, dtype: str = "float32", max_seq_len: int | None =
 def build(cfg: ModelConfig, tensor, mesh=None, source: str = "checkpoint"):
   """A Transformer whose parameters come from `tensor(HF name) -> np.ndarray`, fetched one
   at a time, converted to rljax's layout and placed on its mesh sharding (or device 0)."""
-  from rljax.train_state import abstract_model  # pylint: disable=import-outside-toplevel
+  from rljax.rl.train_state import abstract_model  # pylint: disable=import-outside-toplevel
   graphdef, abs_state = abstract_model(cfg)
   shapes = nnx.to_pure_dict(abs_state)
   if mesh is None:

@@ -17,7 +17,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from rljax.tasks import jsonl
-from rljax.tasks.math_reward import extract_answer, last_boxed, math_reward
+from rljax.rewards.math_answers import extract_answer, last_boxed, math_reward
 
 SOURCES = ("gsm8k", "math500", "jsonl", "parquet", "tfds", "reasoning_gym")
 TEMPLATES = {

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from rljax.tasks import testbed
-from rljax.tasks.testbed_data import TestbedTask, build_tokenizer, sft_batch_fn
-from rljax.tasks.tokenizer import Tokenizer
+from rljax.tasks.testbed_task import TestbedTask, build_tokenizer, sft_batch_fn
+from rljax.tokenizers.sentencepiece import Tokenizer
 
 
 def test_clean_traces_are_correct_and_verify():

@@ -8,10 +8,10 @@ import os
 import numpy as np
 import pytest
 
-from rljax.reward_guard import RewardGuard
+from rljax.rewards.sandbox import RewardGuard
 from rljax.tasks import text_task
-from rljax.tasks.math_reward import extract_answer, last_boxed, math_reward
-from rljax.tasks.tokenizer import BatchTokenizer
+from rljax.rewards.math_answers import extract_answer, last_boxed, math_reward
+from rljax.tokenizers.sentencepiece import BatchTokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -106,7 +106,7 @@ def test_bad_data_config():
 
 
 def test_corrupt_tokenizer_files_give_clear_messages(tmp_path):
-  from rljax.tasks.hf_tokenizer import HFTokenizer  # pylint: disable=import-outside-toplevel
+  from rljax.tokenizers.hf import HFTokenizer  # pylint: disable=import-outside-toplevel
   with pytest.raises(FileNotFoundError, match="no tokenizer.json"):
     HFTokenizer.from_dir(str(tmp_path))
   (tmp_path / "tokenizer.json").write_text("{not json")

@@ -1,6 +1,6 @@
 """The RL loop: rollouts, advantages, jitted GRPO updates, controllers, metrics, checkpoints.
 
-Per step: rollouts from `rljax.rollouts.collect` (prompts at the run's data
+Per step: rollouts from `rljax.rl.rollouts.collect` (prompts at the run's data
 position, G completions each, verified and shaped rewards, reference log-probs),
 group advantages broadcast over tokens (HICRA reshapes them on planning tokens),
 then mu epochs x minibatches of the jitted update (sharded on the mesh, state
@@ -25,16 +25,18 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
-from rljax import advantages, diagnostics, rollouts, sharding, traces
-from rljax import interventions as iv
-from rljax.aggregation import aggregate
+from rljax.rl import advantages, rollouts
+from rljax.analysis import diagnostics, traces
+from rljax import sharding
+from rljax.rl import interventions as iv
+from rljax.rl.aggregation import aggregate
 from rljax.checkpoint import Checkpointer
 from rljax.config import ExperimentConfig
-from rljax.logprobs import completion_logp_entropy
-from rljax.reward_guard import RewardGuard, resolve
-from rljax.losses import LossConfig, grpo_objective, kl_penalty, masked_mean
-from rljax.tasks.testbed_data import tier_accuracy
-from rljax.train_state import TrainState, apply_if_finite
+from rljax.rl.logprobs import completion_logp_entropy
+from rljax.rewards.sandbox import RewardGuard, resolve
+from rljax.rl.losses import LossConfig, grpo_objective, kl_penalty, masked_mean
+from rljax.tasks.testbed_task import tier_accuracy
+from rljax.rl.train_state import TrainState, apply_if_finite
 
 _BATCH_KEYS = ("prompt", "prompt_mask", "tokens", "mask", "old_logp", "ref_logp", "adv",
                "sft_mask", "offpolicy")

@@ -13,10 +13,10 @@ import os
 import jax
 from tqdm.auto import tqdm
 
-from rljax import probes
+from rljax.analysis import probes
 from rljax.analysis.boundary import compare_boundaries, plot_curves
 from rljax.checkpoint import CheckpointError, Checkpointer
-from rljax.pipeline import write_json, prepare
+from rljax.experiment import write_json, prepare
 
 
 def _params(setup, workdir: str, which: str):
@@ -35,7 +35,7 @@ def _params(setup, workdir: str, which: str):
 def evaluate(cfg, workdir: str, checkpoint: str = "latest", n: int = 128,
              compare_to: str | None = "base", probe_n: int = 0) -> dict:
   """pass@k of `checkpoint` (and `compare_to`); with probe_n > 0 and the base as the
-  comparison, the elicitation probes of `rljax.probes` on probe_n samples per problem."""
+  comparison, the elicitation probes of `rljax.analysis.probes` on probe_n samples per problem."""
   setup = prepare(cfg, workdir)
   out_dir = os.path.join(workdir, "eval")
   os.makedirs(out_dir, exist_ok=True)

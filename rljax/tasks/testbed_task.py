@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from rljax.tasks import testbed
-from rljax.tasks.tokenizer import Tokenizer, train_sentencepiece
+from rljax.tokenizers.sentencepiece import Tokenizer, train_sentencepiece
 
 
 class TestbedTask:

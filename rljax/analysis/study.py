@@ -17,7 +17,8 @@ import shutil
 
 from tqdm.auto import tqdm
 
-from rljax import pipeline, report
+from rljax import experiment
+from rljax.report import builder
 from rljax.analysis import runs
 from rljax.config import ExperimentConfig, from_config_dict
 
@@ -79,9 +80,9 @@ def run(config_dict, workdir: str) -> dict:
     tqdm.write(f"study: run {i + 1}/{len(configs)}: {method}")
     if dirs[method] != first:
       _seed_base(first, dirs[method])
-    pipeline.run(cfg, dirs[method])
-  paths = report.build(list(dirs.values()), os.path.join(workdir, "report"))
+    experiment.run(cfg, dirs[method])
+  paths = builder.build(list(dirs.values()), os.path.join(workdir, "report"))
   rows = [runs.headline(runs.load(d)) for d in dirs.values()]
-  pipeline.write_json({"methods": list(configs), "headline": rows, "report": paths},
+  experiment.write_json({"methods": list(configs), "headline": rows, "report": paths},
                       os.path.join(workdir, "study.json"))
   return {"headline": rows, "report": paths}

@@ -16,9 +16,9 @@ import os
 
 import numpy as np
 
-from rljax import traces
+from rljax.analysis import traces
 from rljax.analysis import runs
-from rljax.report_figures import (curves_png, diagnostics_png, law_png, passk_png,
+from rljax.report.figures import (curves_png, diagnostics_png, law_png, passk_png,
                                   scaling_png)
 
 SECTIONS = ("Comparison", "Training curves", "Entropy law", "Compute scaling", "pass@k",

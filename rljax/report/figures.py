@@ -1,4 +1,4 @@
-"""The report's figures: one PNG each, written next to the report (see `rljax.report`)."""
+"""The report's figures: one PNG each, written next to the report (see `rljax.report.builder`)."""
 
 from __future__ import annotations
 

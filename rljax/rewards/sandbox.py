@@ -83,7 +83,7 @@ class RewardGuard:
     parent, child = socket.socketpair()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     self._proc = subprocess.Popen(
-        [sys.executable, "-c", "import sys; from rljax.reward_guard import worker_main; "
+        [sys.executable, "-c", "import sys; from rljax.rewards.sandbox import worker_main; "
          "worker_main(int(sys.argv[1]))", str(child.fileno())],
         pass_fds=(child.fileno(),), env=env)
     child.close()

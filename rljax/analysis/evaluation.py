@@ -11,7 +11,7 @@ import collections
 import jax
 import numpy as np
 
-from rljax import sampler as sampler_lib
+from rljax.rl import sampler as sampler_lib
 from rljax.analysis.passk import pass_at_k_curve
 
 

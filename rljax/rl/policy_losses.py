@@ -12,7 +12,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from rljax.aggregation import aggregate, masked_mean
+from rljax.rl.aggregation import aggregate, masked_mean
 
 sg = jax.lax.stop_gradient
 

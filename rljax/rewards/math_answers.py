@@ -6,7 +6,7 @@ compares it with the reference answer through `math-verify` (symbolic and
 numeric equivalence: 1/2 == 0.5 == \\frac{1}{2}). Model output is never passed
 to eval/exec; math-verify parses with sympy under its own time limits, inputs are
 cut to their last `MAX_CHARS` characters, and the trainer runs this function in
-`rljax.reward_guard.RewardGuard` with a hard per-call limit on top.
+`rljax.rewards.sandbox.RewardGuard` with a hard per-call limit on top.
 """
 
 from __future__ import annotations

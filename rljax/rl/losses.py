@@ -3,7 +3,7 @@
 All functions take [B, T] float arrays (B rollouts, T completion tokens) and a
 0/1 `mask` (generated tokens up to and including EOS). Formulas follow
 algorithms.md §0.2 (aggregation), §0.4 (KL), §0.5 (entropy) and §1 (PPO/GRPO);
-the surrogates themselves live in `rljax.policy_losses`.
+the surrogates themselves live in `rljax.rl.policy_losses`.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import inspect
 import jax
 import jax.numpy as jnp
 
-from rljax import policy_losses
-from rljax.aggregation import AGG_MODES, aggregate, masked_mean
+from rljax.rl import policy_losses
+from rljax.rl.aggregation import AGG_MODES, aggregate, masked_mean
 
 sg = jax.lax.stop_gradient
 

@@ -17,8 +17,8 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from rljax import sharding
-from rljax.logprobs import completion_logp_entropy
-from rljax.train_state import TrainState, apply_if_finite
+from rljax.rl.logprobs import completion_logp_entropy
+from rljax.rl.train_state import TrainState, apply_if_finite
 
 
 def sft_update(graphdef, optimizer, state: TrainState, batch: dict, lr_scale):

@@ -15,9 +15,9 @@ import dataclasses
 import jax
 import numpy as np
 
-from rljax import interventions as iv
-from rljax import sampler as sampler_lib
-from rljax.losses import kl_penalty
+from rljax.rl import interventions as iv
+from rljax.rl import sampler as sampler_lib
+from rljax.rl.losses import kl_penalty
 
 
 @dataclasses.dataclass

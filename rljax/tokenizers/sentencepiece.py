@@ -8,7 +8,7 @@ The testbed's `Tokenizer` is a sentencepiece BPE trained in-process. Ids 0..3
 are fixed: pad 0, eos 1, bos 2, unk 3. Digits are always single tokens
 (`split_digits`), so arithmetic is learnable digit by digit; BPE merges only the
 punctuation that co-occurs (e.g. `;#`). Hugging Face / GGUF tokenizers are in
-`rljax.tasks.hf_tokenizer`.
+`rljax.tokenizers.hf`.
 """
 
 from __future__ import annotations

@@ -21,8 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from rljax import sampler as sampler_lib
-from rljax.logprobs import sequence_inputs
+from rljax.rl import sampler as sampler_lib
+from rljax.rl.logprobs import sequence_inputs
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))

@@ -21,21 +21,22 @@ import jax
 from flax import nnx
 from tqdm.auto import tqdm
 
-from rljax import one_shot
-from rljax import sharding, train_state
+from rljax.rl import one_shot
+from rljax import sharding
+from rljax.rl import train_state
 from rljax.checkpoint import Checkpointer
 from rljax.config import ExperimentConfig, check_mesh
-from rljax.evaluation import sample_counts, summarize
+from rljax.analysis.evaluation import sample_counts, summarize
 from rljax.metrics import MetricsWriter, read_rows
 from rljax.model import gguf_io, hf
 from rljax.model.config import get_preset
-from rljax.reward_guard import FAILURE_KINDS, RewardGuard
-from rljax.sft import make_sft_step, pretrain
-from rljax.tasks.testbed_data import TestbedTask, build_tokenizer, sft_batch_fn
-from rljax.tasks.hf_tokenizer import HFTokenizer
+from rljax.rewards.sandbox import FAILURE_KINDS, RewardGuard
+from rljax.rl.sft import make_sft_step, pretrain
+from rljax.tasks.testbed_task import TestbedTask, build_tokenizer, sft_batch_fn
+from rljax.tokenizers.hf import HFTokenizer
 from rljax.tasks.text_task import TextTask
-from rljax.tasks.tokenizer import Tokenizer
-from rljax.trainer import RLTrainer
+from rljax.tokenizers.sentencepiece import Tokenizer
+from rljax.rl.trainer import RLTrainer
 
 
 def write_json(obj, path):
