@@ -166,13 +166,6 @@ class RLConfig:
       raise ValueError(f"rl.minibatches ({self.minibatches}) must divide the "
                        f"{self.prompts_per_step * self.group_size} rollouts of a step")
 
-  def advantage_hparams(self, lengths_B, offpolicy_B) -> dict:
-    """Keyword arguments of `advantages.compute` for the chosen estimator."""
-    return {"passk": {"k": self.passk_k},
-            "grpo_passk": {"norm_by_std": self.grpo_passk_norm},
-            "reinforce_pp_baseline": {"lengths_B": lengths_B},
-            "rlplus": {"offpolicy_B": offpolicy_B}}.get(self.advantage, {})
-
 
 @dataclasses.dataclass(frozen=True)
 class MeshConfig:

@@ -3,14 +3,17 @@
 import numpy as np
 import pytest
 
+from rljax.rewards import controls
+from rljax.rl import controllers
 from rljax.rl import interventions as iv
+from rljax.tasks.base import Restreamed
 from rljax.tasks.testbed_task import TestbedTask
 
 
 @pytest.mark.parametrize("length,expected", [
     (10000, 0.0), (16384, 0.0), (17408, -0.25), (18432, -0.5), (20480, -1.0)])
 def test_overlong_t12(length, expected):
-  assert iv.overlong_penalty([length], 20480, 4096, 1.0)[0] == pytest.approx(expected)
+  assert controls.overlong_penalty([length], 20480, 4096, 1.0)[0] == pytest.approx(expected)
 
 
 def test_hicra_t11():
@@ -29,18 +32,18 @@ def test_forking_tokens_keep_top_fraction():
 
 
 def test_adaptive_entropy_controller_moves_towards_target():
-  up = iv.adaptive_entropy_coef(0.01, entropy=0.1, target=0.2, rate=0.005, coef_max=0.1)
-  down = iv.adaptive_entropy_coef(0.01, entropy=0.3, target=0.2, rate=0.005, coef_max=0.1)
+  up = controllers.adaptive_entropy_coef(0.01, entropy=0.1, target=0.2, rate=0.005, coef_max=0.1)
+  down = controllers.adaptive_entropy_coef(0.01, entropy=0.3, target=0.2, rate=0.005, coef_max=0.1)
   assert up == pytest.approx(0.015) and down == pytest.approx(0.005)
-  assert iv.adaptive_entropy_coef(0.002, 0.3, 0.2, 0.005, 0.1) == 0.0    # clipped at 0
-  assert iv.adaptive_entropy_coef(0.099, 0.0, 0.2, 0.005, 0.1) == 0.1    # clipped at max
-  assert iv.entropy_bonus_active(0.1, 0.2) and not iv.entropy_bonus_active(0.3, 0.2)
+  assert controllers.adaptive_entropy_coef(0.002, 0.3, 0.2, 0.005, 0.1) == 0.0    # clipped at 0
+  assert controllers.adaptive_entropy_coef(0.099, 0.0, 0.2, 0.005, 0.1) == 0.1    # clipped at max
+  assert controllers.entropy_bonus_active(0.1, 0.2) and not controllers.entropy_bonus_active(0.3, 0.2)
 
 
 def test_linear_schedule():
-  assert iv.linear(0.01, 0.0, 0, 100) == 0.01
-  assert iv.linear(0.01, 0.0, 50, 100) == pytest.approx(0.005)
-  assert iv.linear(0.01, 0.0, 500, 100) == 0.0
+  assert controllers.linear(0.01, 0.0, 0, 100) == 0.01
+  assert controllers.linear(0.01, 0.0, 50, 100) == pytest.approx(0.005)
+  assert controllers.linear(0.01, 0.0, 500, 100) == 0.0
 
 
 def test_phrase_token_mask_maps_character_spans():
@@ -60,11 +63,15 @@ def test_testbed_planning_mask():
 def test_reward_controls():
   rng = np.random.default_rng(0)
   v, f, w = np.array([1, 0, 0, 1]), np.array([1, 1, 0, 1]), np.array([0, 1, 0, 0])
-  np.testing.assert_array_equal(iv.controlled_rewards("verifier", v, f, w, rng, 0.5), v)
-  np.testing.assert_array_equal(iv.controlled_rewards("format", v, f, w, rng, 0.5), f)
-  np.testing.assert_array_equal(iv.controlled_rewards("wrong_label", v, f, w, rng, 0.5), w)
-  r = iv.controlled_rewards("random", np.zeros(4000), f, w, rng, 0.3)
+  signals = controls.RewardSignals(v, f, w)
+  np.testing.assert_array_equal(controls.controlled_rewards("verifier", signals, rng, 0.5), v)
+  np.testing.assert_array_equal(controls.controlled_rewards("format", signals, rng, 0.5), f)
+  np.testing.assert_array_equal(controls.controlled_rewards("wrong_label", signals, rng, 0.5), w)
+  z = np.zeros(4000)
+  r = controls.controlled_rewards("random", controls.RewardSignals(z, z, z), rng, 0.3)
   assert 0.27 < r.mean() < 0.33
+  with pytest.raises(ValueError, match="wrong_label"):
+    controls.controlled_rewards("rnadom", signals, rng, 0.5)
 
 
 def test_bad_intervention_config():
@@ -79,7 +86,7 @@ def test_bad_intervention_config():
 def test_dro_reward_weights_reflective_tokens():
   # Token 0: certainty independent of the reasoning (sigma 0); token 1 separates rollouts.
   s = np.array([[0.9, 0.8], [0.9, 0.2], [0.9, 0.5]])
-  r3, sigma_max = iv.dro_reward(np.log(s), temperature=0.1)
+  r3, sigma_max = controls.dro_reward(np.log(s), temperature=0.1, certainty="prob")
   sigma = s.std(0)
   w = np.exp(sigma / 0.1) / np.exp(sigma / 0.1).sum()
   np.testing.assert_allclose(r3, s @ w, rtol=1e-6)
@@ -106,23 +113,26 @@ def test_one_shot_ranking_and_tasks():
   assert one_shot.rank_by_historical_variance(history)[:2] == [1, 3]
   task = TestbedTask(__import__("rljax.tasks.testbed", fromlist=["x"]).TestbedConfig(), 0)
   pool = task.train_batch(0, 5)
-  pt = one_shot.PoolTask(task, pool)
+  pt = Restreamed(task, tuple(pool))
   assert pt.train_batch(0, 3) == pool[:3] and pt.train_batch(1, 3) == pool[3:] + pool[:1]
-  ot = one_shot.OneShotTask(task, pool[2])
+  ot = Restreamed(task, (pool[2],))
   assert ot.train_batch(9, 4) == [pool[2]] * 4
-  assert ot.reward(pool[2], "nonsense") == 0.0   # everything else delegates to the task
+  # Everything else is the task's own: the reward function itself (picklable by
+  # reference for the sandbox), the held-out split, step verification.
+  assert ot.reward is task.reward and ot.reward(pool[2], "nonsense") == 0.0
+  assert ot.eval_problems is task.eval_problems and ot.steps_verify is task.steps_verify
 
 
 def test_reset_triggers():
-  ctrl = iv.ControlState()
+  ctrl = controllers.ControlState()
   plateau = iv.InterventionConfig(reset_patience=2)
-  assert iv.reset_reason(plateau, ctrl, 5, {"kl": 0.0, "eval/pass@1": 0.3}) is None
-  assert iv.reset_reason(plateau, ctrl, 10, {"kl": 0.0, "eval/pass@1": 0.3}) is None
-  assert iv.reset_reason(plateau, ctrl, 15, {"kl": 0.0, "eval/pass@1": 0.29}) == "plateau"
-  assert iv.reset_reason(plateau, ctrl, 16, {"kl": 0.0}) is None   # no evaluation this step
+  assert controllers.reset_reason(plateau, ctrl, 5, {"kl": 0.0, "eval/pass@1": 0.3}) is None
+  assert controllers.reset_reason(plateau, ctrl, 10, {"kl": 0.0, "eval/pass@1": 0.3}) is None
+  assert controllers.reset_reason(plateau, ctrl, 15, {"kl": 0.0, "eval/pass@1": 0.29}) == "plateau"
+  assert controllers.reset_reason(plateau, ctrl, 16, {"kl": 0.0}) is None   # no evaluation this step
   sched = iv.InterventionConfig(reset_every=4)
-  assert [iv.reset_reason(sched, iv.ControlState(), s, {"kl": 0.0}) for s in (3, 4, 8)] == \
+  assert [controllers.reset_reason(sched, controllers.ControlState(), s, {"kl": 0.0}) for s in (3, 4, 8)] == \
       [None, "schedule", "schedule"]
   kl = iv.InterventionConfig(reset_kl_threshold=0.1)
-  assert iv.reset_reason(kl, iv.ControlState(), 1, {"kl": 0.05}) is None
-  assert iv.reset_reason(kl, iv.ControlState(), 1, {"kl": 0.2}) == "kl"
+  assert controllers.reset_reason(kl, controllers.ControlState(), 1, {"kl": 0.05}) is None
+  assert controllers.reset_reason(kl, controllers.ControlState(), 1, {"kl": 0.2}) == "kl"

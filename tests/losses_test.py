@@ -13,6 +13,12 @@ L3 = jnp.array([[1., 2., 3., 9.], [4., 9., 9., 9.]])
 M3 = jnp.array([[1., 1., 1., 0.], [1., 0., 0., 0.]])
 
 
+def pl(name, logp, old, adv, mask, *, rng=None, offpolicy=None, **hparams):
+  """`losses.policy_loss` on arrays: LossConfig's defaults, `hparams` overriding them."""
+  return losses.policy_loss(name, losses.LossInputs(logp, old, adv, mask, offpolicy, rng),
+                            **hparams)
+
+
 @pytest.mark.parametrize("mode,expected", [
     ("token-mean", 2.5),               # (1+2+3+4)/4
     ("seq-mean-token-sum", 5.0),       # (6+4)/2
@@ -69,12 +75,12 @@ def t6_batch():
 
 def test_ppo_t16_values_and_metrics():
   logp, old, adv, mask = t6_batch()
-  loss, m = losses.policy_loss("ppo", logp, old, adv, mask, agg="token-mean",
+  loss, m = pl("ppo", logp, old, adv, mask, agg="token-mean",
                                eps_low=0.2, eps_high=0.28, dual_clip_c=3.0)
   np.testing.assert_allclose(loss, -0.212308, atol=1e-6)
   np.testing.assert_allclose(m["clipfrac"], 0.153846, atol=1e-6)   # 2 of 13 tokens
   np.testing.assert_allclose(m["ppo_kl"], 0.007692, atol=1e-6)
-  loss, _ = losses.policy_loss("ppo", logp, old, adv, mask, agg="seq-mean-token-mean",
+  loss, _ = pl("ppo", logp, old, adv, mask, agg="seq-mean-token-mean",
                                eps_low=0.2, eps_high=0.28, dual_clip_c=3.0)
   np.testing.assert_allclose(loss, -0.050667, atol=1e-6)
 
@@ -88,7 +94,7 @@ def test_ppo_t16_values_and_metrics():
 ])
 def test_ppo_per_token_t7(r, a, value, grad):
   def f(lp):
-    loss, _ = losses.policy_loss("ppo", lp, jnp.zeros((1, 1)), jnp.full((1, 1), a),
+    loss, _ = pl("ppo", lp, jnp.zeros((1, 1)), jnp.full((1, 1), a),
                                  jnp.ones((1, 1)), eps_low=0.2, eps_high=0.28, dual_clip_c=3.0)
     return loss
   lp = jnp.full((1, 1), np.log(r))
@@ -99,19 +105,20 @@ def test_ppo_per_token_t7(r, a, value, grad):
 def test_policy_loss_errors_name_valid_choices():
   logp, old, adv, mask = t6_batch()
   with pytest.raises(ValueError, match="ppo"):
-    losses.policy_loss("nope", logp, old, adv, mask)
+    pl("nope", logp, old, adv, mask)
   with pytest.raises(ValueError, match="eps_high"):
-    losses.policy_loss("ppo", logp, old, adv, mask, eps_hi=0.3)
+    pl("ppo", logp, old, adv, mask, eps_hi=0.3)
 
 
 def test_grpo_objective_entropy_sign_and_kl():
   logp, old, adv, mask = t6_batch()
   ent = jnp.full(logp.shape, 2.0)
   base = losses.LossConfig(eps_low=0.2, eps_high=0.28)
-  l0, _ = losses.grpo_objective(base, logp, old, old, ent, jnp.array([2., -1., -1.]), mask)
+  x = losses.LossInputs(logp, old, jnp.array([2., -1., -1.])[:, None] * mask, mask)
+  l0, _ = losses.grpo_objective(base, x, old, ent, base.entropy_coef, base.kl_coef)
   cfg = losses.LossConfig(eps_low=0.2, eps_high=0.28, entropy_coef=0.1, kl_coef=0.5,
                           kl_estimator="k1")
-  l1, m = losses.grpo_objective(cfg, logp, old, old, ent, jnp.array([2., -1., -1.]), mask)
+  l1, m = losses.grpo_objective(cfg, x, old, ent, cfg.entropy_coef, cfg.kl_coef)
   # A positive entropy coefficient lowers the loss by coef * H; KL(k1) = mean(logp - old).
   kl = float(losses.aggregate(logp - old, mask, "token-mean"))
   np.testing.assert_allclose(l1, l0 - 0.1 * 2.0 + 0.5 * kl, rtol=1e-6)
@@ -128,17 +135,17 @@ def test_grpo_objective_entropy_sign_and_kl():
 ])
 def test_t16_policy_losses(name, hp, token_mean, seq_mean, metric):
   logp, old, adv, mask = t6_batch()
-  loss, m = losses.policy_loss(name, logp, old, adv, mask, agg="token-mean", **hp)
+  loss, m = pl(name, logp, old, adv, mask, agg="token-mean", **hp)
   np.testing.assert_allclose(loss, token_mean, atol=2e-6)
   if metric:
     np.testing.assert_allclose(m[metric[0]], metric[1], atol=1e-6)
-  loss, _ = losses.policy_loss(name, logp, old, adv, mask, agg="seq-mean-token-mean", **hp)
+  loss, _ = pl(name, logp, old, adv, mask, agg="seq-mean-token-mean", **hp)
   np.testing.assert_allclose(loss, seq_mean, atol=2e-6)
 
 
 def test_gmpo_lower_clipfrac():
   logp, old, adv, mask = t6_batch()
-  _, m = losses.policy_loss("gmpo", logp, old, adv, mask, eps_low=0.2, eps_high=0.28)
+  _, m = pl("gmpo", logp, old, adv, mask, eps_low=0.2, eps_high=0.28)
   np.testing.assert_allclose(m["clipfrac_lower"], 0.076923, atol=1e-6)
 
 
@@ -147,19 +154,19 @@ def test_clip_cov_t6():
   logp, old, adv, mask = t6_batch()
   seen = set()
   for seed in range(40):
-    loss, m = losses.policy_loss("clip_cov", logp, old, adv, mask, rng=jax.random.key(seed),
+    loss, m = pl("clip_cov", logp, old, adv, mask, rng=jax.random.key(seed),
                                  eps_low=0.2, eps_high=0.28)
     np.testing.assert_allclose(m["clipfrac"], 1 / 13, atol=1e-6)
     seen.add(round(float(loss), 5))
   # -0.0584615 when a row-0 token is dropped, -0.2892308 when (2, 2) is.
   assert seen == {round(-0.0584615, 5), round(-0.2892308, 5)}
   with pytest.raises(ValueError, match="rng"):
-    losses.policy_loss("clip_cov", logp, old, adv, mask)
+    pl("clip_cov", logp, old, adv, mask)
 
 
 def test_clip_cov_zeroes_gradient_of_selected_token():
   logp, old, adv, mask = t6_batch()
-  grad = jax.grad(lambda lp: losses.policy_loss(
+  grad = jax.grad(lambda lp: pl(
       "clip_cov", lp, old, adv, mask, rng=jax.random.key(0), eps_low=0.2, eps_high=0.28,
       clip_cov_ratio=0.3)[0])(logp)
   # ratio 0.3: floor(3.9) = 3 of the 4 eligible tokens lose their gradient.
@@ -170,7 +177,7 @@ def test_clip_cov_zeroes_gradient_of_selected_token():
 @pytest.mark.parametrize("ratio,expected", [(2e-4, -0.2597784), (0.2, -0.2213168)])
 def test_kl_cov_t6(ratio, expected):
   logp, old, adv, mask = t6_batch()
-  loss, m = losses.policy_loss("kl_cov", logp, old, adv, mask, kl_cov_ratio=ratio,
+  loss, m = pl("kl_cov", logp, old, adv, mask, kl_cov_ratio=ratio,
                                kl_cov_coef=1.0)
   np.testing.assert_allclose(loss, expected, atol=1e-6)
   np.testing.assert_allclose(m["ppo_kl"], 0.0692308, atol=1e-6)
@@ -187,7 +194,7 @@ def test_kl_cov_t6(ratio, expected):
 ])
 def test_gppo_t7(r, a, beta1, only_high, value, grad):
   def f(lp):
-    return losses.policy_loss("gppo", lp, jnp.zeros((1, 1)), jnp.full((1, 1), a),
+    return pl("gppo", lp, jnp.zeros((1, 1)), jnp.full((1, 1), a),
                               jnp.ones((1, 1)), eps_low=0.2, eps_high=0.28, dual_clip_c=10.0,
                               gppo_beta1=beta1, gppo_only_high=only_high)[0]
   lp = jnp.full((1, 1), np.log(r))
@@ -196,7 +203,7 @@ def test_gppo_t7(r, a, beta1, only_high, value, grad):
 
 
 def test_sapo_gradient_at_ratio_one_is_minus_a():
-  f = lambda lp: losses.policy_loss("sapo", lp, jnp.zeros((1, 1)), jnp.full((1, 1), 0.7),
+  f = lambda lp: pl("sapo", lp, jnp.zeros((1, 1)), jnp.full((1, 1), 0.7),
                                     jnp.ones((1, 1)))[0]
   np.testing.assert_allclose(f(jnp.zeros((1, 1))), -2 * 0.7, atol=1e-6)
   np.testing.assert_allclose(jax.grad(f)(jnp.zeros((1, 1)))[0, 0], -0.7, atol=1e-6)
@@ -204,7 +211,7 @@ def test_sapo_gradient_at_ratio_one_is_minus_a():
 
 def test_loss_config_passes_only_accepted_hparams():
   cfg = losses.LossConfig(policy_loss="kl_cov", kl_cov_ratio=0.2)
-  assert set(cfg.hparams()) == {"kl_cov_ratio", "kl_cov_coef", "norm_constant"}
+  assert set(cfg.hparams()) == {"kl_cov_ratio", "kl_cov_coef", "agg", "norm_constant"}
   with pytest.raises(ValueError, match="clip_cov"):
     losses.LossConfig(policy_loss="clipcov")
 
@@ -215,8 +222,8 @@ def test_loss_config_passes_only_accepted_hparams():
 def test_rlplus_offpolicy_token_t10(p_old, p_theta, r_mis, a_c):
   lp, old = jnp.log(jnp.full((1, 1), p_theta)), jnp.log(jnp.full((1, 1), p_old))
   ones = jnp.ones((1, 1))
-  loss, _ = losses.policy_loss("rlplus", lp, old, ones, ones, offpolicy_mask=ones)
+  loss, _ = pl("rlplus", lp, old, ones, ones, offpolicy=ones)
   np.testing.assert_allclose(loss, -r_mis * a_c, atol=1e-5)
   # On-policy tokens are the unclipped -A r of the published script.
-  loss_on, _ = losses.policy_loss("rlplus", lp, old, ones, ones, offpolicy_mask=0 * ones)
+  loss_on, _ = pl("rlplus", lp, old, ones, ones, offpolicy=0 * ones)
   np.testing.assert_allclose(loss_on, -p_theta / p_old, rtol=1e-5)

@@ -46,8 +46,9 @@ def test_objective_finite_and_blind_to_masked_tokens(inputs, name, agg, kl):
   def loss(lp, garbage):
     # Masked positions hold arbitrary (finite) values: they must not reach the loss.
     lp = jnp.where(mask > 0, lp, garbage)
-    return losses.grpo_objective(cfg, lp, old, ref, ent, adv, mask, rng=jax.random.key(0),
-                                 offpolicy_mask=offpolicy[:, None] * mask)[0]
+    x = losses.LossInputs(lp, old, adv[:, None] * mask, mask, offpolicy[:, None] * mask,
+                          jax.random.key(0))
+    return losses.grpo_objective(cfg, x, ref, ent, cfg.entropy_coef, cfg.kl_coef)[0]
 
   value, grad = jax.value_and_grad(loss)(jnp.asarray(logp), jnp.zeros_like(logp))
   assert np.isfinite(value) and np.isfinite(grad).all()

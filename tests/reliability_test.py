@@ -9,6 +9,7 @@ import pytest
 from orbax.checkpoint._src.handlers import json_checkpoint_handler
 
 from rljax import experiment
+from rljax.workdir import prepare
 from rljax.checkpoint import CheckpointError, Checkpointer
 from rljax.metrics import read_rows
 from rljax.rewards.sandbox import RewardGuard, check_score
@@ -95,7 +96,7 @@ def test_corrupt_tokenizer_and_missing_step_give_clear_messages(tmp_path):
   with open(tok, "wb") as f:
     f.write(b"not a sentencepiece model")
   with pytest.raises(ValueError, match="cannot load sentencepiece model"):
-    experiment.prepare(tiny_config(1), str(tmp_path))
+    prepare(tiny_config(1), str(tmp_path))
   os.remove(tok)
   with pytest.raises(CheckpointError, match="no checkpoint step 7"):
     Checkpointer(os.path.join(tmp_path, "checkpoints")).restore(None, 7)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rljax import experiment
-from rljax.rl import trainer
+from rljax.rl import trainer, update
 from rljax.analysis import traces
 from rljax.checkpoint import Checkpointer
 from rljax.config import from_config_dict
@@ -152,13 +152,13 @@ def test_one_shot_rlvr_selects_by_variance(tmp_path):
 
 
 def test_non_finite_updates_are_skipped_then_stop(tmp_path, monkeypatch):
-  objective = trainer.grpo_objective
+  objective = update.grpo_objective
 
   def nan_objective(*args, **kwargs):  # a loss that overflowed: NaN loss and gradients
     loss, metrics = objective(*args, **kwargs)
     return loss * np.float32("nan"), metrics
 
-  monkeypatch.setattr(trainer, "grpo_objective", nan_objective)
+  monkeypatch.setattr(update, "grpo_objective", nan_objective)
   with pytest.raises(trainer.NonFiniteError, match="step 3: 3 consecutive steps"):
     experiment.run(tiny_config(5, checkpoint_every=10), str(tmp_path))
   rows = read_rows(os.path.join(tmp_path, "metrics.jsonl"))

@@ -64,10 +64,11 @@ def _close(actual, expected):
 def test_policy_loss_value_and_gradient(reference, verl_name, agg):
   x, ref = reference
   name, hp = POLICY[verl_name]
-  f = lambda lp: losses.policy_loss(name, lp, jnp.asarray(x["old_logp"], jnp.float32),
-                                    jnp.asarray(x["adv"], jnp.float32),
-                                    jnp.asarray(x["mask"], jnp.float32), agg=agg,
-                                    rng=jax.random.key(0), **hp)[0]
+  f = lambda lp: losses.policy_loss(
+      name, losses.LossInputs(lp, jnp.asarray(x["old_logp"], jnp.float32),
+                              jnp.asarray(x["adv"], jnp.float32),
+                              jnp.asarray(x["mask"], jnp.float32), rng=jax.random.key(0)),
+      agg=agg, **hp)[0]
   lp = jnp.asarray(x["logp"], jnp.float32)
   _close(f(lp), ref[f"{verl_name}|{agg}|value"])
   _close(jax.grad(f)(lp), ref[f"{verl_name}|{agg}|grad"])

@@ -1,6 +1,6 @@
 """Entropy-mechanism diagnostics logged every step from the rollouts (no extra forward pass).
 
-* Token covariance between log-prob and advantage (Cui et al. 2025, §4.1): its
+* Token covariance between log-prob and advantage (Cui et al. 2025, docs/algorithms.md §4.1): its
   positive mean drives entropy collapse; upper quantiles show the few tokens
   Clip-Cov / KL-Cov act on.
 * Entropy of planning vs execution tokens (HICRA's two-phase analysis).
@@ -10,6 +10,7 @@
   while plans stay diverse; this tells the two apart.
 * Per-group diversity (distinct final answers among the G samples) and the
   batch's pass@G - pass@1 gap (what sampling more could still find).
+* Accuracy per task tag (the testbed's tiers).
 * Model FLOPs of the step (2 N per generated or scored token, 6 N per trained
   token), accumulated for compute-scaling fits.
 """
@@ -68,6 +69,14 @@ def shortcut_fraction(problems: list, texts: list, correct_B, group_size: int,
     return {"shortcut_frac": 0.0}
   bad = [not steps_verify(problems[i // group_size], t) for i, t in enumerate(texts) if c[i]]
   return {"shortcut_frac": float(np.mean(bad))}
+
+
+def tag_accuracy(problems, correct_B, group_size: int, tag_fn) -> dict:
+  """Mean correctness per tag (the testbed's tiers) of a step's rollouts: accuracy/<tag>."""
+  out: dict[str, list] = {}
+  for i, p in enumerate(problems):
+    out.setdefault(tag_fn(p), []).extend(correct_B[i * group_size:(i + 1) * group_size])
+  return {f"accuracy/{k}": float(np.mean(v)) for k, v in sorted(out.items())}
 
 
 def step_flops(num_params: int, generated_tokens: float, prompt_tokens: float,

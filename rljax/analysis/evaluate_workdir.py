@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from rljax.analysis import probes
 from rljax.analysis.boundary import compare_boundaries, plot_curves
 from rljax.checkpoint import CheckpointError, Checkpointer
-from rljax.experiment import write_json, prepare
+from rljax.workdir import prepare, read_json, write_json
 
 
 def _params(setup, workdir: str, which: str):

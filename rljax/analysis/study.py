@@ -18,6 +18,7 @@ import shutil
 from tqdm.auto import tqdm
 
 from rljax import experiment
+from rljax.workdir import write_json
 from rljax.report import builder
 from rljax.analysis import runs
 from rljax.config import ExperimentConfig, from_config_dict
@@ -83,6 +84,6 @@ def run(config_dict, workdir: str) -> dict:
     experiment.run(cfg, dirs[method])
   paths = builder.build(list(dirs.values()), os.path.join(workdir, "report"))
   rows = [runs.headline(runs.load(d)) for d in dirs.values()]
-  experiment.write_json({"methods": list(configs), "headline": rows, "report": paths},
+  write_json({"methods": list(configs), "headline": rows, "report": paths},
                       os.path.join(workdir, "study.json"))
   return {"headline": rows, "report": paths}

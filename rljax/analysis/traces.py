@@ -13,10 +13,12 @@ import glob
 import json
 import os
 
+from rljax.tasks.base import Task
 
-def write(workdir: str, step: int, rollouts, task, limit: int) -> str:
+
+def write(workdir: str, step: int, rollouts, task: Task, limit: int) -> str:
   """Writes step `step`'s traces (atomically); returns the file's path."""
-  verify = getattr(task, "steps_verify", None)
+  verify = task.steps_verify
   g = len(rollouts.texts) // len(rollouts.problems)
   rows = []
   for i, text in enumerate(rollouts.texts[:limit]):

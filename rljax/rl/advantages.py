@@ -1,4 +1,4 @@
-"""Group-relative advantage estimators (algorithms.md §0.3, §2).
+"""Group-relative advantage estimators (docs/algorithms.md §0.3, §2).
 
 Rewards arrive as a flat vector whose groups are contiguous blocks of
 `group_size` (row q*G + g is sample g of prompt q). Each estimator returns one
@@ -153,6 +153,24 @@ def rlplus(rewards_B, group_size: int, offpolicy_B=None, use_std: bool = False,
 ESTIMATORS = {"grpo": grpo, "drgrpo": drgrpo, "rloo": rloo,
               "reinforce_pp_baseline": reinforce_pp_baseline, "passk": passk,
               "grpo_passk": grpo_passk, "gpg": gpg, "rlplus": rlplus}
+
+
+# What each estimator reads besides the rewards and the group size, from the RL config
+# (`passk_k`, `grpo_passk_norm`) and the step's batch; estimators not listed read nothing.
+ESTIMATOR_INPUTS = {
+    "passk": lambda cfg, lengths_B, offpolicy_B: {"k": cfg.passk_k},
+    "grpo_passk": lambda cfg, lengths_B, offpolicy_B: {"norm_by_std": cfg.grpo_passk_norm},
+    "reinforce_pp_baseline": lambda cfg, lengths_B, offpolicy_B: {"lengths_B": lengths_B},
+    "rlplus": lambda cfg, lengths_B, offpolicy_B: {"offpolicy_B": offpolicy_B},
+}
+
+
+def estimator_inputs(name: str, rl_cfg, lengths_B, offpolicy_B) -> dict:
+  """Keyword arguments of `compute(name, ...)` for a step with these lengths / demonstrations."""
+  if name not in ESTIMATORS:
+    raise ValueError(f"Unknown advantage estimator {name!r}; valid: {sorted(ESTIMATORS)}")
+  inputs = ESTIMATOR_INPUTS.get(name)
+  return inputs(rl_cfg, lengths_B, offpolicy_B) if inputs else {}
 
 
 def compute(name: str, rewards_B, group_size: int, **hparams):

@@ -1,9 +1,9 @@
 """Exploration interventions the trainer applies around the loss, as small pure functions.
 
 Each is switched on in `InterventionConfig` (configs/*.py, section `intervention`);
-all default to off, so the plain GRPO recipe is unchanged. Host-side state that
-must survive a restart (the adaptive entropy coefficient, reference resets) lives
-in `ControlState` and is stored in every checkpoint's JSON record.
+all default to off, so the plain GRPO recipe is unchanged. The controllers that
+run between steps (entropy schedules, reference resets) are in
+`rljax.rl.controllers`; reward controls and shaping in `rljax.rewards.controls`.
 """
 
 from __future__ import annotations
@@ -12,13 +12,14 @@ import dataclasses
 
 import numpy as np
 
-ENTROPY_SCHEDULES = ("constant", "linear", "adaptive")
-REWARD_MODES = ("verifier", "random", "format", "wrong_label", "dro")
+from rljax.rewards.controls import REWARD_MODES
+from rljax.rl.controllers import ENTROPY_SCHEDULES
+
 
 
 @dataclasses.dataclass(frozen=True)
 class InterventionConfig:
-  """Switches for the interventions of algorithms.md §1, §3, §7, §8, §9, §15.
+  """Switches for the interventions of docs/algorithms.md §1, §3, §7-§11, §15.
 
   Attributes:
     entropy_schedule: constant | linear (loss.entropy_coef -> entropy_coef_end over the
@@ -104,10 +105,10 @@ class InterventionConfig:
   def __post_init__(self):
     if self.entropy_schedule not in ENTROPY_SCHEDULES:
       raise ValueError(f"intervention.entropy_schedule {self.entropy_schedule!r} is unknown; "
-                       f"valid: {list(ENTROPY_SCHEDULES)}")
+                       f"valid: {sorted(ENTROPY_SCHEDULES)}")
     if self.reward_mode not in REWARD_MODES:
       raise ValueError(f"intervention.reward_mode {self.reward_mode!r} is unknown; "
-                       f"valid: {list(REWARD_MODES)}")
+                       f"valid: {sorted(REWARD_MODES)}")
     if not 0.0 < self.forking_top_frac <= 1.0:
       raise ValueError(f"intervention.forking_top_frac must be in (0, 1], "
                        f"got {self.forking_top_frac}")
@@ -117,64 +118,6 @@ class InterventionConfig:
     if not 0.0 <= self.random_reward_p <= 1.0:
       raise ValueError(f"intervention.random_reward_p must be in [0, 1], "
                        f"got {self.random_reward_p}")
-
-
-@dataclasses.dataclass
-class ControlState:
-  """Host-side controller state, saved in checkpoints (JSON-serialisable fields only)."""
-
-  entropy_coef: float | None = None
-  entropy_target: float | None = None
-  resets: list = dataclasses.field(default_factory=list)
-  best_eval: float = -1.0
-  evals_since_best: int = 0
-  compute_flops: float = 0.0
-
-
-def linear(start: float, end: float, step: int, total: int) -> float:
-  """start + (end - start) * step / total, clamped at `end`."""
-  frac = min(max(step / max(total, 1), 0.0), 1.0)
-  return start + (end - start) * frac
-
-
-def adaptive_entropy_coef(coef: float, entropy: float, target: float, rate: float,
-                          coef_max: float) -> float:
-  """Adaptive entropy control (Skywork-OR1, He et al. 2025, arXiv 2505.22312).
-
-  coef' = clip(coef + rate * sign(target - H), 0, coef_max): a fixed-step controller.
-  Together with `entropy_bonus_active` (the bonus only acts while H < target) it
-  cannot wind up and blow entropy past the target, which a proportional
-  controller with a large cap did on the testbed (entropy 0.29 -> 0.55, pass@1 -> 2%).
-  """
-  return float(np.clip(coef + rate * np.sign(target - entropy), 0.0, coef_max))
-
-
-def entropy_bonus_active(entropy: float, target: float) -> bool:
-  """The adaptive bonus applies only to steps whose rollout entropy is below target."""
-  return entropy < target
-
-
-def reset_reason(cfg: InterventionConfig, ctrl: ControlState, step: int,
-                 metrics: dict) -> str | None:
-  """Why the reference should be reset after `step` (ProRL, §8), or None.
-
-  "plateau": held-out pass@1 has not improved for `reset_patience` evaluations
-  (updates ctrl's best / counter); "schedule": every `reset_every` steps; "kl":
-  the rollouts' KL to the reference passed `reset_kl_threshold`.
-  """
-  reason = None
-  if "eval/pass@1" in metrics and cfg.reset_patience:
-    if metrics["eval/pass@1"] > ctrl.best_eval:
-      ctrl.best_eval, ctrl.evals_since_best = metrics["eval/pass@1"], 0
-    else:
-      ctrl.evals_since_best += 1
-      if ctrl.evals_since_best >= cfg.reset_patience:
-        reason = "plateau"
-  if cfg.reset_every and step % cfg.reset_every == 0:
-    reason = "schedule"
-  if cfg.reset_kl_threshold and metrics["kl"] > cfg.reset_kl_threshold:
-    reason = "kl"
-  return reason
 
 
 def forking_token_mask(entropy_BxT, mask_BxT, top_frac: float):
@@ -189,15 +132,6 @@ def forking_token_mask(entropy_BxT, mask_BxT, top_frac: float):
   ent = np.asarray(entropy_BxT)[mask]
   threshold = np.quantile(ent, 1.0 - top_frac, method="higher")
   return (mask & (np.asarray(entropy_BxT) >= threshold)).astype(np.float32)
-
-
-def overlong_penalty(lengths_B, max_len: int, buffer: int, factor: float):
-  """DAPO soft overlong punishment (algorithms.md §3, T12), lengths in tokens.
-
-  0 up to max_len - buffer, then linearly down to -factor at max_len.
-  """
-  exceed = np.asarray(lengths_B, np.float64) - (max_len - buffer)
-  return np.minimum(-exceed / buffer * factor, 0.0)
 
 
 def hicra_advantages(adv_BxT, planning_BxT, alpha: float):
@@ -224,31 +158,3 @@ def phrase_token_mask(pieces: list[str], phrases) -> np.ndarray:
       out[(starts < stop) & (ends > begin)] = 1.0
       begin = text.find(phrase, begin + 1)
   return out
-
-
-def controlled_rewards(mode: str, verified_B, well_formed_B, wrong_label_B, rng, p: float):
-  """Rewards for the spurious-reward controls (Shao et al. 2025, arXiv 2506.10947)."""
-  if mode == "verifier":
-    return np.asarray(verified_B, np.float32)
-  if mode == "random":
-    return (rng.random(len(verified_B)) < p).astype(np.float32)
-  if mode == "format":
-    return np.asarray(well_formed_B, np.float32)
-  return np.asarray(wrong_label_B, np.float32)
-
-
-def dro_reward(logp_GxL, temperature: float, certainty: str = "prob"):
-  """DRO's reasoning-reflection reward R3 for one group (arXiv 2506.13351, §10).
-
-  logp_GxL: log pi(y*_j | q, cot_i, y*_<j) of the L reference tokens teacher-forced
-  after each of the G chains of thought. s = exp(logp) (or logp); sigma_j = std over
-  the group; w = softmax(sigma / tau) emphasises reasoning-reflective tokens (whose
-  certainty depends on the reasoning); R3_i = sum_j w_j s_ij. Returns (R3 [G], max sigma).
-  [paper-only: no public code; the weighting function is the paper's reading in §10.]
-  """
-  s = np.exp(logp_GxL) if certainty == "prob" else np.asarray(logp_GxL)
-  sigma = s.std(axis=0)
-  z = sigma / temperature
-  w = np.exp(z - z.max())
-  w /= w.sum()
-  return s @ w, float(sigma.max())

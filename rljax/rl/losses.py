@@ -2,7 +2,7 @@
 
 All functions take [B, T] float arrays (B rollouts, T completion tokens) and a
 0/1 `mask` (generated tokens up to and including EOS). Formulas follow
-algorithms.md §0.2 (aggregation), §0.4 (KL), §0.5 (entropy) and §1 (PPO/GRPO);
+docs/algorithms.md §0.2 (aggregation), §0.4 (KL), §0.5 (entropy) and §1 (PPO/GRPO);
 the surrogates themselves live in `rljax.rl.policy_losses`.
 """
 
@@ -15,28 +15,26 @@ import jax
 import jax.numpy as jnp
 
 from rljax.rl import policy_losses
+from rljax.rl.policy_losses import LossInputs
 from rljax.rl.aggregation import AGG_MODES, aggregate, masked_mean
 
 sg = jax.lax.stop_gradient
 
 __all__ = ["AGG_MODES", "aggregate", "masked_mean", "kl_penalty", "policy_loss",
-           "POLICY_LOSSES", "LossConfig", "grpo_objective"]
+           "POLICY_LOSSES", "LossConfig", "LossInputs", "grpo_objective"]
 
-def _kl_base(delta, kind):
-  if kind == "k1":
-    return delta
-  if kind == "abs":
-    return jnp.abs(delta)
-  if kind == "k2":
-    return 0.5 * jnp.square(delta)
-  if kind == "k3":
-    # verl low_var_kl: clamp -delta to [-20, 20] before exp, the result to [-10, 10].
-    neg = jnp.clip(-delta, -20.0, 20.0)
-    return jnp.clip(jnp.exp(neg) - 1.0 - neg, -10.0, 10.0)
-  raise ValueError(f"Unknown KL estimator {kind!r}; valid: {list(KL_KINDS)}")
+def _k3(delta):
+  """k3 = exp(-delta) + delta - 1, as verl's low_var_kl: -delta clamped to [-20, 20]
+  before exp, the result to [-10, 10]."""
+  neg = jnp.clip(-delta, -20.0, 20.0)
+  return jnp.clip(jnp.exp(neg) - 1.0 - neg, -10.0, 10.0)
 
 
-KL_KINDS = ("k1", "abs", "k2", "k3", "k1+", "k3+")
+# Schulman's estimators of KL(pi || pi_ref) from delta = logp - ref_logp.
+KL_ESTIMATORS = {"k1": lambda delta: delta, "abs": jnp.abs,
+                 "k2": lambda delta: 0.5 * jnp.square(delta), "k3": _k3}
+# A trailing "+" is straight-through: the base estimator's value, k2's gradient.
+KL_KINDS = tuple(KL_ESTIMATORS) + ("k1+", "k3+")
 
 
 def kl_penalty(logp, ref_logp, kind: str):
@@ -50,9 +48,9 @@ def kl_penalty(logp, ref_logp, kind: str):
     raise ValueError(f"Unknown KL estimator {kind!r}; valid: {list(KL_KINDS)}")
   delta = logp - ref_logp
   if kind.endswith("+"):
-    k2 = _kl_base(delta, "k2")
-    return k2 - sg(k2) + sg(_kl_base(delta, kind[:-1]))
-  return _kl_base(delta, kind)
+    k2 = KL_ESTIMATORS["k2"](delta)
+    return k2 - sg(k2) + sg(KL_ESTIMATORS[kind[:-1]](delta))
+  return KL_ESTIMATORS[kind](delta)
 
 
 POLICY_LOSSES = {
@@ -69,23 +67,26 @@ POLICY_LOSSES = {
 }
 
 
-def policy_loss(name: str, logp, old_logp, advantages, mask, *, agg="token-mean",
-                rng=None, **hparams):
-  """Dispatches to `POLICY_LOSSES[name]`; returns (scalar loss, metrics dict)."""
+def _hparam_names(name: str) -> list[str]:
+  """The keyword-only hyperparameters of policy loss `name` (all LossConfig fields)."""
+  params = inspect.signature(POLICY_LOSSES[name]).parameters
+  return [p for p, v in params.items() if v.kind == v.KEYWORD_ONLY]
+
+
+def policy_loss(name: str, x: LossInputs, **overrides):
+  """`POLICY_LOSSES[name]` on `x`; returns (scalar loss, metrics dict).
+
+  Hyperparameters are `LossConfig`'s defaults, with `overrides` (e.g. `eps_high=0.28`,
+  `agg="seq-mean-token-mean"`) in their place; a name the loss does not read is an error.
+  """
   if name not in POLICY_LOSSES:
     raise ValueError(f"Unknown policy loss {name!r}; valid: {sorted(POLICY_LOSSES)}")
-  if agg not in AGG_MODES:
-    raise ValueError(f"Unknown aggregation mode {agg!r}; valid: {list(AGG_MODES)}")
-  fn = POLICY_LOSSES[name]
-  params = inspect.signature(fn).parameters
-  valid = [p for p, v in params.items() if v.kind == v.KEYWORD_ONLY and p not in ("agg", "rng")]
-  unknown = sorted(set(hparams) - set(valid))
+  unknown = sorted(set(overrides) - set(_hparam_names(name)))
   if unknown:
     raise ValueError(f"Unknown hyperparameters {unknown} for policy loss {name!r}; "
-                     f"valid: {valid}")
-  if "rng" in params:
-    hparams["rng"] = rng
-  return fn(logp, old_logp, advantages, mask, agg=agg, **hparams)
+                     f"valid: {_hparam_names(name)}")
+  cfg = dataclasses.replace(LossConfig(), policy_loss=name, **overrides)
+  return POLICY_LOSSES[name](x, **cfg.hparams())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,30 +141,21 @@ class LossConfig:
                        f"valid: {list(KL_KINDS)}")
 
   def hparams(self) -> dict:
-    """The fields the chosen policy loss accepts, by name."""
-    params = inspect.signature(POLICY_LOSSES[self.policy_loss]).parameters
-    return {k: getattr(self, k) for k in params if k in self.__dataclass_fields__
-            and k not in ("agg",)}
+    """The fields the chosen policy loss reads, by name (`agg` and `norm_constant` included)."""
+    return {k: getattr(self, k) for k in _hparam_names(self.policy_loss)}
 
 
-def grpo_objective(cfg: LossConfig, logp, old_logp, ref_logp, entropy, advantages, mask,
-                   rng=None, entropy_coef=None, kl_coef=None, offpolicy_mask=None):
-  """Entropy-regularised GRPO loss and its metrics (algorithms.md §1).
+def grpo_objective(cfg: LossConfig, x: LossInputs, ref_logp_BxT, entropy_BxT,
+                   entropy_coef, kl_coef):
+  """Entropy-regularised GRPO loss and its metrics (docs/algorithms.md §1).
 
-  loss = pg - entropy_coef * agg(H) + kl_coef * agg(KL(pi || pi_ref)). `advantages`
-  is [B] (broadcast over tokens) or [B, T]; the coefficients default to the config's
-  and may be traced values (schedules and controllers change them without recompiling).
+  loss = pg - entropy_coef * agg(H) + kl_coef * agg(KL(pi || pi_ref)), every term
+  aggregated with `cfg.agg` over `x.mask_BxT`. The coefficients are arguments (traced
+  in the update step), so schedules and controllers change them without recompiling.
   """
-  entropy_coef = cfg.entropy_coef if entropy_coef is None else entropy_coef
-  kl_coef = cfg.kl_coef if kl_coef is None else kl_coef
-  adv_BxT = (advantages[:, None] if advantages.ndim == 1 else advantages) * mask
-  hparams = cfg.hparams()
-  if cfg.policy_loss == "rlplus":
-    hparams["offpolicy_mask"] = offpolicy_mask
-  pg, metrics = policy_loss(cfg.policy_loss, logp, old_logp, adv_BxT, mask, agg=cfg.agg,
-                            rng=rng, **hparams)
-  ent = aggregate(entropy, mask, cfg.agg, cfg.norm_constant)
-  kl = aggregate(kl_penalty(logp, ref_logp, cfg.kl_estimator), mask, cfg.agg,
+  pg, metrics = POLICY_LOSSES[cfg.policy_loss](x, **cfg.hparams())
+  ent = aggregate(entropy_BxT, x.mask_BxT, cfg.agg, cfg.norm_constant)
+  kl = aggregate(kl_penalty(x.logp_BxT, ref_logp_BxT, cfg.kl_estimator), x.mask_BxT, cfg.agg,
                  cfg.norm_constant)
   loss = pg - entropy_coef * ent + kl_coef * kl
   return loss, dict(metrics, pg_loss=pg, entropy_loss=ent, kl_loss=kl)

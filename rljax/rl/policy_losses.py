@@ -1,14 +1,19 @@
 """Policy-gradient surrogates: PPO and the exploration-oriented variants.
 
-Each function maps [B, T] `logp` (current policy, carries the gradient),
-`old_logp` (behaviour policy), `advantages` (broadcast over tokens) and 0/1
-`mask` to (scalar loss, metrics). Formulas and defaults follow algorithms.md
-§1, §5-§7 and §17 (verl 0.9.1 semantics, called without global batch info:
-statistics are over the arrays passed in, i.e. the whole minibatch).
+Each function maps a `LossInputs` (current log-probs carrying the gradient,
+behaviour log-probs, token advantages, the 0/1 loss mask, the off-policy mask and
+a PRNG key) and its hyperparameters to (scalar loss, metrics). The
+hyperparameters have no defaults here: they come from `LossConfig`, their one
+source. Formulas follow docs/algorithms.md §1, §5-§7, §11 and §17 (verl 0.9.1
+semantics, called without global batch info: statistics are over the arrays
+passed in, i.e. the whole minibatch).
+
+Axis letters: B rollouts, T completion tokens.
 """
 
 from __future__ import annotations
 
+import flax.struct
 import jax
 import jax.numpy as jnp
 
@@ -17,90 +22,110 @@ from rljax.rl.aggregation import aggregate, masked_mean
 sg = jax.lax.stop_gradient
 
 
-def _frac(x, mask):
-  return masked_mean(x.astype(jnp.float32), mask)
+@flax.struct.dataclass
+class LossInputs:
+  """What every policy loss reads: [B, T] arrays, plus a key for losses that draw.
+
+  Attributes:
+    logp_BxT: log pi_theta(y_t) of the completion tokens (carries the gradient).
+    old_logp_BxT: log pi_old(y_t), the behaviour policy's.
+    adv_BxT: token advantages (a rollout's advantage broadcast over its tokens).
+    mask_BxT: 0/1 loss mask (generated tokens up to EOS; interventions may drop some).
+    offpolicy_BxT: 1 on demonstration tokens (RL-PLUS), else 0.
+    rng: PRNG key for Clip-Cov's random token selection (None where no loss draws).
+  """
+
+  logp_BxT: jax.Array
+  old_logp_BxT: jax.Array
+  adv_BxT: jax.Array
+  mask_BxT: jax.Array
+  offpolicy_BxT: jax.Array | None = None
+  rng: jax.Array | None = None
 
 
-def _dual_clip(loss, advantages, mask, c, metrics):
+def _frac(x_BxT, mask_BxT):
+  return masked_mean(x_BxT.astype(jnp.float32), mask_BxT)
+
+
+def _dual_clip(loss_BxT, adv_BxT, mask_BxT, c, metrics):
   """Dual clip (Ye et al. 2020): for A < 0, loss = min(loss, -A c); c = None is off."""
   if c is None:
-    return loss
+    return loss_BxT
   if c <= 1.0:
     raise ValueError(f"dual_clip_c must be > 1, got {c}")
-  dual = -advantages * c
-  lower = (advantages < 0) & (loss > dual)
-  metrics["clipfrac_dual"] = _frac(lower, mask)
-  return jnp.where(lower, dual, loss)
+  dual_BxT = -adv_BxT * c
+  lower_BxT = (adv_BxT < 0) & (loss_BxT > dual_BxT)
+  metrics["clipfrac_dual"] = _frac(lower_BxT, mask_BxT)
+  return jnp.where(lower_BxT, dual_BxT, loss_BxT)
 
 
-def ppo(logp, old_logp, advantages, mask, *, agg="token-mean", norm_constant=None,
-        eps_low: float = 0.2, eps_high: float = 0.2, dual_clip_c: float | None = None):
+def ppo(x: LossInputs, *, agg, norm_constant, eps_low, eps_high, dual_clip_c):
   """PPO clipped surrogate with decoupled bounds and optional dual clip (verl `vanilla`).
 
   r = exp(clamp(logp - old_logp, -20, 20)); L1 = -A r; L2 = -A clip(r, 1-eps_low, 1+eps_high);
   L = max(L1, L2); for A < 0, L = min(L, -A c) (dual clip, Ye et al. 2020).
   Clip-higher (DAPO, arXiv 2503.14476) is eps_high > eps_low.
   """
-  log_ratio = jnp.clip(logp - old_logp, -20.0, 20.0)
-  ratio = jnp.exp(log_ratio)
-  l1 = -advantages * ratio
-  l2 = -advantages * jnp.clip(ratio, 1.0 - eps_low, 1.0 + eps_high)
-  # where(L2 > L1) rather than maximum: torch semantics at ties (algorithms.md §1).
-  clipped = l2 > l1
-  loss = jnp.where(clipped, l2, l1)
-  metrics = {"clipfrac": _frac(clipped, mask),
-             "clipfrac_high": _frac(clipped & (advantages > 0), mask),
-             "clipfrac_low": _frac(clipped & (advantages < 0), mask),
-             "ppo_kl": masked_mean(-log_ratio, mask)}
-  loss = _dual_clip(loss, advantages, mask, dual_clip_c, metrics)
-  return aggregate(loss, mask, agg, norm_constant), metrics
+  adv, mask = x.adv_BxT, x.mask_BxT
+  log_ratio_BxT = jnp.clip(x.logp_BxT - x.old_logp_BxT, -20.0, 20.0)
+  ratio_BxT = jnp.exp(log_ratio_BxT)
+  l1_BxT = -adv * ratio_BxT
+  l2_BxT = -adv * jnp.clip(ratio_BxT, 1.0 - eps_low, 1.0 + eps_high)
+  # where(L2 > L1) rather than maximum: torch semantics at ties (docs/algorithms.md §1).
+  clipped_BxT = l2_BxT > l1_BxT
+  loss_BxT = jnp.where(clipped_BxT, l2_BxT, l1_BxT)
+  metrics = {"clipfrac": _frac(clipped_BxT, mask),
+             "clipfrac_high": _frac(clipped_BxT & (adv > 0), mask),
+             "clipfrac_low": _frac(clipped_BxT & (adv < 0), mask),
+             "ppo_kl": masked_mean(-log_ratio_BxT, mask)}
+  loss_BxT = _dual_clip(loss_BxT, adv, mask, dual_clip_c, metrics)
+  return aggregate(loss_BxT, mask, agg, norm_constant), metrics
 
 
-def _select_by_rank(priority, n_select):
+def _select_by_rank(priority_BxT, n_select):
   """Mask of the `n_select` largest entries of `priority` (static shapes, traced count)."""
-  flat = priority.reshape(-1)
+  flat = priority_BxT.reshape(-1)
   rank = jnp.argsort(jnp.argsort(-flat))
-  return (rank < n_select).reshape(priority.shape)
+  return (rank < n_select).reshape(priority_BxT.shape)
 
 
-def _token_cov(logp, advantages, mask, eps):
+def _token_cov(logp_BxT, adv_BxT, mask_BxT, eps):
   """Cov_i = (logp_i - mean logp)(A_i - mean A), token means over the mask (§4.1)."""
-  n = mask.sum() + eps
-  lp = sg(logp)
-  return (lp - (lp * mask).sum() / n) * (advantages - (advantages * mask).sum() / n)
+  n = mask_BxT.sum() + eps
+  lp_BxT = sg(logp_BxT)
+  return (lp_BxT - (lp_BxT * mask_BxT).sum() / n) * (adv_BxT - (adv_BxT * mask_BxT).sum() / n)
 
 
-def clip_cov(logp, old_logp, advantages, mask, *, agg="token-mean", norm_constant=None,
-             rng=None, eps_low: float = 0.2, eps_high: float = 0.2,
-             clip_cov_ratio: float = 2e-4, clip_cov_lb: float = 1.0, clip_cov_ub: float = 5.0):
+def clip_cov(x: LossInputs, *, agg, norm_constant, eps_low, eps_high, clip_cov_ratio,
+             clip_cov_lb, clip_cov_ub):
   """Clip-Cov (Cui et al. 2025, arXiv 2505.22617; verl `compute_policy_loss_clip_cov`).
 
   PPO clipped loss (no ratio clamp, no dual clip); among valid tokens not already
   clipped with lb < Cov_i < ub, max(floor(ratio * N), 1) are drawn uniformly at
-  random (from `rng`) and lose value and gradient; they stay in the denominator.
+  random (from `x.rng`) and lose value and gradient; they stay in the denominator.
   The paper's recipe sets eps_low = eps_high = 1. clipfrac = fraction zeroed.
   """
-  if rng is None:
-    raise ValueError("policy loss 'clip_cov' needs a PRNG key: pass rng=")
-  log_ratio = logp - old_logp
-  ratio = jnp.exp(log_ratio)
-  l1 = -advantages * ratio
-  l2 = -advantages * jnp.clip(ratio, 1.0 - eps_low, 1.0 + eps_high)
-  valid = mask > 0
-  clipped = (l2 > l1) & valid
-  cov = _token_cov(logp, advantages, mask, 1e-8)
-  eligible = valid & ~clipped & (cov > clip_cov_lb) & (cov < clip_cov_ub)
+  if x.rng is None:
+    raise ValueError("policy loss 'clip_cov' needs a PRNG key: LossInputs(rng=...)")
+  adv, mask = x.adv_BxT, x.mask_BxT
+  log_ratio_BxT = x.logp_BxT - x.old_logp_BxT
+  ratio_BxT = jnp.exp(log_ratio_BxT)
+  l1_BxT = -adv * ratio_BxT
+  l2_BxT = -adv * jnp.clip(ratio_BxT, 1.0 - eps_low, 1.0 + eps_high)
+  valid_BxT = mask > 0
+  clipped_BxT = (l2_BxT > l1_BxT) & valid_BxT
+  cov_BxT = _token_cov(x.logp_BxT, adv, mask, 1e-8)
+  eligible_BxT = valid_BxT & ~clipped_BxT & (cov_BxT > clip_cov_lb) & (cov_BxT < clip_cov_ub)
   clip_num = jnp.maximum(jnp.floor(clip_cov_ratio * mask.sum()), 1.0)
-  n_select = jnp.minimum(clip_num, eligible.sum())
-  u = jax.random.uniform(rng, logp.shape)
-  selected = _select_by_rank(jnp.where(eligible, u, -1.0), n_select) & eligible
-  loss = jnp.where(l2 > l1, l2, l1) * (1.0 - selected)
-  return aggregate(loss, mask, agg, norm_constant), {
-      "clipfrac": _frac(selected, mask), "ppo_kl": masked_mean(-log_ratio, mask)}
+  n_select = jnp.minimum(clip_num, eligible_BxT.sum())
+  u_BxT = jax.random.uniform(x.rng, x.logp_BxT.shape)
+  selected_BxT = _select_by_rank(jnp.where(eligible_BxT, u_BxT, -1.0), n_select) & eligible_BxT
+  loss_BxT = jnp.where(l2_BxT > l1_BxT, l2_BxT, l1_BxT) * (1.0 - selected_BxT)
+  return aggregate(loss_BxT, mask, agg, norm_constant), {
+      "clipfrac": _frac(selected_BxT, mask), "ppo_kl": masked_mean(-log_ratio_BxT, mask)}
 
 
-def kl_cov(logp, old_logp, advantages, mask, *, agg="token-mean", norm_constant=None,
-           kl_cov_ratio: float = 2e-4, kl_cov_coef: float = 1.0):
+def kl_cov(x: LossInputs, *, agg, norm_constant, kl_cov_ratio, kl_cov_coef):
   """KL-Cov (Cui et al. 2025; verl `compute_policy_loss_kl_cov`).
 
   Unclipped -A r for every token; the top max(1, floor(N * ratio)) valid tokens by
@@ -108,144 +133,150 @@ def kl_cov(logp, old_logp, advantages, mask, *, agg="token-mean", norm_constant=
   is a fraction (the original fork's k_percent is in percent); coef 1 as in every
   published script (verl's config default is 0.1).
   """
-  log_ratio = logp - old_logp
-  ratio = jnp.exp(log_ratio)
-  valid = mask > 0
-  cov = _token_cov(logp, advantages, mask, 0.0)
+  adv, mask = x.adv_BxT, x.mask_BxT
+  log_ratio_BxT = x.logp_BxT - x.old_logp_BxT
+  ratio_BxT = jnp.exp(log_ratio_BxT)
+  valid_BxT = mask > 0
+  cov_BxT = _token_cov(x.logp_BxT, adv, mask, 0.0)
   k = jnp.maximum(jnp.floor(mask.sum() * kl_cov_ratio), 1.0)
-  selected = _select_by_rank(jnp.where(valid, cov, -jnp.inf), k) & valid
-  loss = -advantages * ratio + jnp.where(selected, kl_cov_coef * jnp.abs(log_ratio), 0.0)
-  return aggregate(loss, mask, agg, norm_constant), {
-      "ppo_kl": masked_mean(jnp.abs(log_ratio), mask), "clipfrac": _frac(selected, mask)}
+  selected_BxT = _select_by_rank(jnp.where(valid_BxT, cov_BxT, -jnp.inf), k) & valid_BxT
+  loss_BxT = -adv * ratio_BxT + jnp.where(selected_BxT, kl_cov_coef * jnp.abs(log_ratio_BxT),
+                                          0.0)
+  return aggregate(loss_BxT, mask, agg, norm_constant), {
+      "ppo_kl": masked_mean(jnp.abs(log_ratio_BxT), mask),
+      "clipfrac": _frac(selected_BxT, mask)}
 
 
-def gppo(logp, old_logp, advantages, mask, *, agg="token-mean", norm_constant=None,
-         eps_low: float = 0.2, eps_high: float = 0.28, dual_clip_c: float | None = None,
-         gppo_beta1: float = 1.0, gppo_beta2: float = 1.0, gppo_only_high: bool = False):
+def gppo(x: LossInputs, *, agg, norm_constant, eps_low, eps_high, dual_clip_c, gppo_beta1,
+         gppo_beta2, gppo_only_high):
   """GPPO (Klear-Reasoner, arXiv 2508.07629): clip-higher PPO that keeps clipped gradients.
 
   Tokens PPO would clip, low = (r < 1-eps_low) & (A < 0) and high = (r > 1+eps_high) & (A > 0),
   take -beta1 (1-eps_low) (r / sg(r)) A and -beta2 (1+eps_high) (r / sg(r)) A: the PPO value
   (times beta) with a bounded, non-zero gradient. `gppo_only_high` keeps the ordinary
   constant clip on the low side. Dual clip (A < 0) as in PPO. Written from the math with
-  explicit masks (the reference code's `only_higher` path has a NameError).
+  explicit masks (the reference code's `only_higher` path has a NameError). The paper
+  uses eps_high = 0.28 (configs/interventions.py:method=gppo).
   """
-  log_ratio = jnp.clip(logp - old_logp, -20.0, 20.0)
-  ratio = jnp.exp(log_ratio)
-  one = jnp.exp(log_ratio - sg(log_ratio))  # value 1, gradient d log pi
-  low = (ratio < 1.0 - eps_low) & (advantages < 0)
-  high = (ratio > 1.0 + eps_high) & (advantages > 0)
-  low_factor = sg(one) if gppo_only_high else gppo_beta1 * one
-  loss = jnp.where(low, -(1.0 - eps_low) * low_factor * advantages,
-                   jnp.where(high, -gppo_beta2 * (1.0 + eps_high) * one * advantages,
-                             -advantages * ratio))
-  metrics = {"clipfrac": _frac(low | high, mask), "clipfrac_high": _frac(high, mask),
-             "clipfrac_low": _frac(low, mask), "ppo_kl": masked_mean(-log_ratio, mask)}
-  loss = _dual_clip(loss, advantages, mask, dual_clip_c, metrics)
-  return aggregate(loss, mask, agg, norm_constant), metrics
+  adv, mask = x.adv_BxT, x.mask_BxT
+  log_ratio_BxT = jnp.clip(x.logp_BxT - x.old_logp_BxT, -20.0, 20.0)
+  ratio_BxT = jnp.exp(log_ratio_BxT)
+  one_BxT = jnp.exp(log_ratio_BxT - sg(log_ratio_BxT))  # value 1, gradient d log pi
+  low_BxT = (ratio_BxT < 1.0 - eps_low) & (adv < 0)
+  high_BxT = (ratio_BxT > 1.0 + eps_high) & (adv > 0)
+  low_factor_BxT = sg(one_BxT) if gppo_only_high else gppo_beta1 * one_BxT
+  loss_BxT = jnp.where(low_BxT, -(1.0 - eps_low) * low_factor_BxT * adv,
+                       jnp.where(high_BxT, -gppo_beta2 * (1.0 + eps_high) * one_BxT * adv,
+                                 -adv * ratio_BxT))
+  metrics = {"clipfrac": _frac(low_BxT | high_BxT, mask), "clipfrac_high": _frac(high_BxT, mask),
+             "clipfrac_low": _frac(low_BxT, mask), "ppo_kl": masked_mean(-log_ratio_BxT, mask)}
+  loss_BxT = _dual_clip(loss_BxT, adv, mask, dual_clip_c, metrics)
+  return aggregate(loss_BxT, mask, agg, norm_constant), metrics
 
 
-def gspo(logp, old_logp, advantages, mask, *, agg="token-mean", norm_constant=None,
-         eps_low: float = 3e-4, eps_high: float = 4e-4):
+def gspo(x: LossInputs, *, agg, norm_constant, eps_low, eps_high):
   """GSPO (Zheng et al. 2025, arXiv 2507.18071; verl `gspo`): clip the sequence ratio.
 
   s_i = exp(mean_t log r); per token log s_it = sg(log s_i) + logp - sg(logp), clamped <= 10
-  (value s_i, gradient per token); PPO clip on s with the paper's eps 3e-4 / 4e-4.
+  (value s_i, gradient per token); PPO clip on s. The paper's eps are 3e-4 / 4e-4
+  (configs/interventions.py:method=gspo).
   """
-  log_ratio = logp - old_logp
-  n = jnp.maximum(mask.sum(-1, keepdims=True), 1.0)
-  log_s = (log_ratio * mask).sum(-1, keepdims=True) / n
-  s = jnp.exp(jnp.minimum(sg(log_s) + logp - sg(logp), 10.0))
-  l1 = -advantages * s
-  l2 = -advantages * jnp.clip(s, 1.0 - eps_low, 1.0 + eps_high)
-  clipped = l2 > l1
-  return aggregate(jnp.where(clipped, l2, l1), mask, agg, norm_constant), {
-      "clipfrac": _frac(clipped, mask), "ppo_kl": masked_mean(-log_ratio, mask)}
+  adv, mask, logp = x.adv_BxT, x.mask_BxT, x.logp_BxT
+  log_ratio_BxT = logp - x.old_logp_BxT
+  n_Bx1 = jnp.maximum(mask.sum(-1, keepdims=True), 1.0)
+  log_s_Bx1 = (log_ratio_BxT * mask).sum(-1, keepdims=True) / n_Bx1
+  s_BxT = jnp.exp(jnp.minimum(sg(log_s_Bx1) + logp - sg(logp), 10.0))
+  l1_BxT = -adv * s_BxT
+  l2_BxT = -adv * jnp.clip(s_BxT, 1.0 - eps_low, 1.0 + eps_high)
+  clipped_BxT = l2_BxT > l1_BxT
+  return aggregate(jnp.where(clipped_BxT, l2_BxT, l1_BxT), mask, agg, norm_constant), {
+      "clipfrac": _frac(clipped_BxT, mask), "ppo_kl": masked_mean(-log_ratio_BxT, mask)}
 
 
-def cispo(logp, old_logp, advantages, mask, *, agg="token-mean", norm_constant=None,
-          eps_low: float = 0.2, eps_high: float = 0.2):
+def cispo(x: LossInputs, *, agg, norm_constant, eps_low, eps_high):
   """CISPO (MiniMax-M1, arXiv 2506.13585): -sg(clip(r, 1-eps_low, 1+eps_high)) A logp.
 
   Truncated importance weights; no token's gradient is dropped (ScaleRL's loss).
   """
-  log_ratio = jnp.clip(logp - old_logp, -20.0, 20.0)
-  ratio = jnp.exp(log_ratio)
-  weight = sg(jnp.clip(ratio, 1.0 - eps_low, 1.0 + eps_high))
-  outside = (ratio < 1.0 - eps_low) | (ratio > 1.0 + eps_high)
-  return aggregate(-weight * advantages * logp, mask, agg, norm_constant), {
-      "clipfrac": _frac(outside, mask), "ppo_kl": masked_mean(-log_ratio, mask)}
+  log_ratio_BxT = jnp.clip(x.logp_BxT - x.old_logp_BxT, -20.0, 20.0)
+  ratio_BxT = jnp.exp(log_ratio_BxT)
+  weight_BxT = sg(jnp.clip(ratio_BxT, 1.0 - eps_low, 1.0 + eps_high))
+  outside_BxT = (ratio_BxT < 1.0 - eps_low) | (ratio_BxT > 1.0 + eps_high)
+  loss_BxT = -weight_BxT * x.adv_BxT * x.logp_BxT
+  return aggregate(loss_BxT, x.mask_BxT, agg, norm_constant), {
+      "clipfrac": _frac(outside_BxT, x.mask_BxT),
+      "ppo_kl": masked_mean(-log_ratio_BxT, x.mask_BxT)}
 
 
-def gmpo(logp, old_logp, advantages, mask, *, agg="token-mean", norm_constant=None,
-         eps_low: float = 0.4, eps_high: float = 0.4):
+def gmpo(x: LossInputs, *, agg, norm_constant, eps_low, eps_high):
   """GMPO (Zhao et al. 2025, arXiv 2507.20673; verl `geo_mean`): geometric-mean ratio.
 
   l' = sgn(A) min(sgn(A) l, sgn(A) clip(l, -eps_low, eps_high)) per token; per sequence
   ratio_b = exp(sum M l' / n_b), A_b = sum M A / n_b; loss = mean over all B rows of
-  -A_b ratio_b (`agg` is ignored, as in verl).
+  -A_b ratio_b (`agg` is ignored, as in verl). The paper's eps are 0.4 / 0.4.
   """
   del agg, norm_constant
-  log_ratio = logp - old_logp
-  sign = jnp.sign(advantages)
-  clipped = jnp.clip(log_ratio, -eps_low, eps_high)
-  l_prime = sign * jnp.minimum(sign * log_ratio, sign * clipped)
-  n = mask.sum(-1) + 1e-8
-  ratio_b = jnp.exp((l_prime * mask).sum(-1) / n)
-  adv_b = (advantages * mask).sum(-1) / n
-  outside = (log_ratio < -eps_low) | (log_ratio > eps_high)
-  return jnp.mean(-adv_b * ratio_b), {
-      "clipfrac": _frac(outside & (advantages > 0), mask),
-      "clipfrac_lower": _frac(outside & (advantages < 0), mask),
-      "ppo_kl": masked_mean(-log_ratio, mask)}
+  adv, mask = x.adv_BxT, x.mask_BxT
+  log_ratio_BxT = x.logp_BxT - x.old_logp_BxT
+  sign_BxT = jnp.sign(adv)
+  clipped_BxT = jnp.clip(log_ratio_BxT, -eps_low, eps_high)
+  l_prime_BxT = sign_BxT * jnp.minimum(sign_BxT * log_ratio_BxT, sign_BxT * clipped_BxT)
+  n_B = mask.sum(-1) + 1e-8
+  ratio_B = jnp.exp((l_prime_BxT * mask).sum(-1) / n_B)
+  adv_B = (adv * mask).sum(-1) / n_B
+  outside_BxT = (log_ratio_BxT < -eps_low) | (log_ratio_BxT > eps_high)
+  return jnp.mean(-adv_B * ratio_B), {
+      "clipfrac": _frac(outside_BxT & (adv > 0), mask),
+      "clipfrac_lower": _frac(outside_BxT & (adv < 0), mask),
+      "ppo_kl": masked_mean(-log_ratio_BxT, mask)}
 
 
-def sapo(logp, old_logp, advantages, mask, *, agg="token-mean", norm_constant=None,
-         tau_pos: float = 1.0, tau_neg: float = 1.05):
+def sapo(x: LossInputs, *, agg, norm_constant, tau_pos, tau_neg):
   """SAPO (soft adaptive policy optimisation; verl `sapo`): a sigmoid gate instead of a clip.
 
   f(r) = sigmoid(tau (r - 1)) 4 / tau with tau = tau_pos if A > 0 else tau_neg; loss -f(r) A.
   At r = 1 the gradient w.r.t. logp is -A. Always seq-mean-token-mean (verl).
   """
   del agg
-  log_ratio = jnp.clip(logp - old_logp, -20.0, 20.0)
-  ratio = jnp.exp(log_ratio)
-  tau = jnp.where(advantages > 0, tau_pos, tau_neg)
-  loss = -jax.nn.sigmoid(tau * (ratio - 1.0)) * 4.0 / tau * advantages
-  return aggregate(loss, mask, "seq-mean-token-mean", norm_constant), {
-      "ppo_kl": masked_mean(-log_ratio, mask)}
+  adv = x.adv_BxT
+  log_ratio_BxT = jnp.clip(x.logp_BxT - x.old_logp_BxT, -20.0, 20.0)
+  ratio_BxT = jnp.exp(log_ratio_BxT)
+  tau_BxT = jnp.where(adv > 0, tau_pos, tau_neg)
+  loss_BxT = -jax.nn.sigmoid(tau_BxT * (ratio_BxT - 1.0)) * 4.0 / tau_BxT * adv
+  return aggregate(loss_BxT, x.mask_BxT, "seq-mean-token-mean", norm_constant), {
+      "ppo_kl": masked_mean(-log_ratio_BxT, x.mask_BxT)}
 
 
-def gpg(logp, old_logp, advantages, mask, *, agg="token-mean", norm_constant=None):
+def gpg(x: LossInputs, *, agg, norm_constant):
   """GPG (Chu et al. 2025, arXiv 2504.02546): plain policy gradient -A logp, no ratio."""
-  del old_logp
-  return aggregate(-advantages * logp, mask, agg, norm_constant), {}
+  return aggregate(-x.adv_BxT * x.logp_BxT, x.mask_BxT, agg, norm_constant), {}
 
 
-def rlplus(logp, old_logp, advantages, mask, *, agg="token-mean", norm_constant=None,
-           offpolicy_mask=None, eps_low: float = 0.2, eps_high: float = 0.2,
-           rlplus_gamma: float = 0.5, rlplus_clip: bool = False):
+def rlplus(x: LossInputs, *, agg, norm_constant, eps_low, eps_high, rlplus_gamma,
+           rlplus_clip):
   """RL-PLUS (Dong et al. 2025, arXiv 2508.00222; `rlplus_core_alg.py`).
 
   On-policy tokens: -A r (clipped to [1-eps_low, max(1+eps_high)] only when
   `rlplus_clip`; the published script removes the clip). Off-policy (demonstration)
-  tokens, `offpolicy_mask` = 1: multiple importance sampling with the unknown
+  tokens, `x.offpolicy_BxT` = 1: multiple importance sampling with the unknown
   demonstrator approximated as pi_w = (pi_old + 1) / 2, so
   r_MIS = pi_theta / (0.75 pi_old + 0.25), and the exploration-based advantage
   A_c = A (1 - sg(pi_theta))^gamma; loss -r_MIS A_c.
   """
-  if offpolicy_mask is None:
-    raise ValueError("policy loss 'rlplus' needs offpolicy_mask= (1 on demonstration tokens)")
-  log_ratio = jnp.clip(logp - old_logp, -20.0, 20.0)
-  ratio = jnp.exp(log_ratio)
-  on = -advantages * ratio
+  if x.offpolicy_BxT is None:
+    raise ValueError("policy loss 'rlplus' needs LossInputs(offpolicy_BxT=...) "
+                     "(1 on demonstration tokens)")
+  adv, mask, offpolicy = x.adv_BxT, x.mask_BxT, x.offpolicy_BxT
+  log_ratio_BxT = jnp.clip(x.logp_BxT - x.old_logp_BxT, -20.0, 20.0)
+  ratio_BxT = jnp.exp(log_ratio_BxT)
+  on_BxT = -adv * ratio_BxT
   if rlplus_clip:
-    on = jnp.maximum(on, -advantages * jnp.clip(ratio, 1.0 - eps_low, 1.0 + eps_high))
-  p_theta = jnp.exp(logp)
-  r_mis = p_theta / (0.75 * jnp.exp(old_logp) + 0.25)
-  off = -r_mis * advantages * (1.0 - sg(p_theta)) ** rlplus_gamma
-  off_mask = offpolicy_mask * mask
-  loss = jnp.where(off_mask > 0, off, on)
-  return aggregate(loss, mask, agg, norm_constant), {
-      "ppo_kl": masked_mean(-log_ratio, mask * (1.0 - offpolicy_mask)),
-      "offpolicy_frac": masked_mean(offpolicy_mask, mask)}
+    on_BxT = jnp.maximum(on_BxT, -adv * jnp.clip(ratio_BxT, 1.0 - eps_low, 1.0 + eps_high))
+  p_theta_BxT = jnp.exp(x.logp_BxT)
+  r_mis_BxT = p_theta_BxT / (0.75 * jnp.exp(x.old_logp_BxT) + 0.25)
+  off_BxT = -r_mis_BxT * adv * (1.0 - sg(p_theta_BxT)) ** rlplus_gamma
+  off_mask_BxT = offpolicy * mask
+  loss_BxT = jnp.where(off_mask_BxT > 0, off_BxT, on_BxT)
+  return aggregate(loss_BxT, mask, agg, norm_constant), {
+      "ppo_kl": masked_mean(-log_ratio_BxT, mask * (1.0 - offpolicy)),
+      "offpolicy_frac": masked_mean(offpolicy, mask)}

@@ -3,7 +3,10 @@
 A round takes the next prompt batch of the task stream (its index is the run's
 data position), samples G completions each on device, computes reference
 log-probs, and scores them. With DAPO dynamic sampling, rounds repeat until
-enough groups have non-identical correctness (algorithms.md §3).
+enough groups have non-identical correctness (docs/algorithms.md §3).
+
+Everything a round needs comes in a `RolloutContext`; nothing else of the
+trainer is visible here.
 
 Axis letters: Q prompts, G group size, B = Q*G rollouts, P prompt, T completion.
 """
@@ -11,13 +14,41 @@ Axis letters: Q prompts, G group size, B = Q*G rollouts, P prompt, T completion.
 from __future__ import annotations
 
 import dataclasses
+from typing import Callable
 
 import jax
 import numpy as np
 
-from rljax.rl import interventions as iv
+from rljax import prng
+from rljax.config import ExperimentConfig
+from rljax.rewards import controls
+from rljax.rewards.sandbox import RewardGuard
 from rljax.rl import sampler as sampler_lib
 from rljax.rl.losses import kl_penalty
+from rljax.rl.update import SEQUENCE_KEYS
+from rljax.tasks.base import Task
+from rljax.tokenizers.base import BatchTokenizer
+
+
+@dataclasses.dataclass(frozen=True)
+class RolloutContext:
+  """What collecting a step's rollouts reads.
+
+  Attributes:
+    cfg: the run's config (its sampling section has the tokenizer's EOS / pad ids).
+    task: prompts, verifier and the text operations of the interventions.
+    tok: encodes prompts and completions, decodes samples.
+    graphdef: the model's structure (the sampler merges it with the params).
+    score_logp: the jitted (params, sequences) -> token log-probs [B, T].
+    reward_guard: runs the reward function in its sandboxed worker.
+  """
+
+  cfg: ExperimentConfig
+  task: Task
+  tok: BatchTokenizer
+  graphdef: object
+  score_logp: Callable
+  reward_guard: RewardGuard
 
 
 @dataclasses.dataclass
@@ -36,14 +67,14 @@ class StepRollouts:
   reward_failures: dict = dataclasses.field(default_factory=dict)
 
 
-def _round(ctx, params, ref_params, rng, index: int) -> dict:
+def _round(ctx: RolloutContext, params, ref_params, rng, index: int) -> dict:
   """Samples, verifies and (for DRO) scores prompt batch `index` of the stream."""
   cfg, g = ctx.cfg, ctx.cfg.rl.group_size
   problems = ctx.task.train_batch(index, cfg.rl.prompts_per_step)
   prompt, pmask = ctx.tok.encode_prompts([p.prompt for p in problems], cfg.prompt_len)
   out = jax.device_get(sampler_lib.sample(ctx.graphdef, params, prompt, pmask,
-                                          jax.random.fold_in(rng, index),
-                                          cfg=ctx.sampling, group_size=g))
+                                          prng.rollout_key(rng, index),
+                                          cfg=cfg.sampling, group_size=g))
   # Copies: device_get may hand back read-only views, and demonstrations write rows.
   batch = {"prompt": np.repeat(prompt, g, 0), "prompt_mask": np.repeat(pmask, g, 0),
            "tokens": np.array(out.tokens), "mask": np.array(out.mask),
@@ -51,8 +82,7 @@ def _round(ctx, params, ref_params, rng, index: int) -> dict:
            "offpolicy": np.zeros(len(out.mask), np.float32)}
   if cfg.intervention.rlplus_demos:
     _insert_demonstrations(ctx, params, problems, batch)
-  seq = lambda: {k: batch[k] for k in ("prompt", "prompt_mask", "tokens", "mask")}
-  batch["ref_logp"] = np.asarray(ctx.score_logp(ref_params, seq()))
+  batch["ref_logp"] = np.asarray(ctx.score_logp(ref_params, {k: batch[k] for k in SEQUENCE_KEYS}))
   texts = ctx.tok.decode_completions(batch["tokens"])
   owner = [problems[i // g] for i in range(len(texts))]
   verified, failures = ctx.reward_guard.score(list(zip(owner, texts)))
@@ -67,7 +97,7 @@ def _round(ctx, params, ref_params, rng, index: int) -> dict:
   return out
 
 
-def _insert_demonstrations(ctx, params, problems, batch: dict) -> None:
+def _insert_demonstrations(ctx: RolloutContext, params, problems, batch: dict) -> None:
   """RL-PLUS: the last `rlplus_demos` rollouts of each group become demonstrations.
 
   Their behaviour log-probs are the current policy's (one forward pass); their
@@ -79,12 +109,11 @@ def _insert_demonstrations(ctx, params, problems, batch: dict) -> None:
   tokens, mask = ctx.tok.encode_completions(demos, batch["tokens"].shape[1])
   batch["tokens"][rows], batch["mask"][rows] = tokens, mask
   batch["entropy"][rows], batch["offpolicy"][rows] = 0.0, 1.0
-  logp = np.asarray(ctx.score_logp(params, {k: batch[k] for k in
-                                          ("prompt", "prompt_mask", "tokens", "mask")}))
-  batch["old_logp"][rows] = logp[rows]
+  logp_BxT = np.asarray(ctx.score_logp(params, {k: batch[k] for k in SEQUENCE_KEYS}))
+  batch["old_logp"][rows] = logp_BxT[rows]
 
 
-def _dro_rewards(ctx, params, r: dict):
+def _dro_rewards(ctx: RolloutContext, params, r: dict):
   """R3 per rollout and, per group, whether it passes DRO's variance filter."""
   cfg, icfg, batch = ctx.cfg, ctx.cfg.intervention, r["batch"]
   g = cfg.rl.group_size
@@ -101,25 +130,26 @@ def _dro_rewards(ctx, params, r: dict):
     n_ref = int(ref_mask[q * g].sum())
     # The reference has the same length in every row of a group: gather it as G x L.
     lp = np.stack([logp[i][ref_mask[i] > 0][:n_ref] for i in range(q * g, (q + 1) * g)])
-    rewards[rows], sigma = iv.dro_reward(lp, icfg.dro_temperature, icfg.dro_certainty)
+    rewards[rows], sigma = controls.dro_reward(lp, icfg.dro_temperature, icfg.dro_certainty)
     keep.append(sigma >= icfg.dro_filter_threshold)
   return rewards, np.array(keep)
 
 
-def _rewards(ctx, r: dict, rng: np.random.Generator) -> np.ndarray:
+def _rewards(ctx: RolloutContext, r: dict, rng: np.random.Generator) -> np.ndarray:
+  """The reward mode's rewards [B], then DAPO's overlong shaping and KL-in-reward."""
   icfg, batch = ctx.cfg.intervention, r["batch"]
-  if icfg.reward_mode == "dro":
-    rewards = r["dro_reward"]
-  else:
-    rewards = iv.controlled_rewards(icfg.reward_mode, r["verified"], r["well_formed"],
-                                    r["wrong_label"], rng, icfg.random_reward_p)
+  signals = controls.RewardSignals(r["verified"], r["well_formed"], r["wrong_label"],
+                                   r.get("dro_reward"))
+  rewards_B = controls.controlled_rewards(icfg.reward_mode, signals, rng, icfg.random_reward_p)
   if icfg.overlong_buffer:
-    rewards = rewards + iv.overlong_penalty(batch["mask"].sum(1), ctx.cfg.completion_len,
-                                            icfg.overlong_buffer, icfg.overlong_factor)
+    rewards_B = rewards_B + controls.overlong_penalty(
+        batch["mask"].sum(1), ctx.cfg.completion_len, icfg.overlong_buffer,
+        icfg.overlong_factor)
   if icfg.kl_in_reward:
-    kl = np.asarray(kl_penalty(batch["old_logp"], batch["ref_logp"], icfg.kl_reward_estimator))
-    rewards = rewards - icfg.kl_reward_coef * (kl * batch["mask"]).sum(1)
-  return rewards.astype(np.float32)
+    kl_BxT = np.asarray(kl_penalty(batch["old_logp"], batch["ref_logp"],
+                                   icfg.kl_reward_estimator))
+    rewards_B = rewards_B - icfg.kl_reward_coef * (kl_BxT * batch["mask"]).sum(1)
+  return rewards_B.astype(np.float32)
 
 
 def _take_groups(rounds: list[tuple[dict, np.ndarray]], picks: list[tuple[int, int]], g: int):
@@ -135,11 +165,11 @@ def _take_groups(rounds: list[tuple[dict, np.ndarray]], picks: list[tuple[int, i
   return problems, batch, texts, rows("verified"), rewards
 
 
-def collect(ctx, params, ref_params, rng, data_position: int, step: int) -> StepRollouts:
+def collect(ctx: RolloutContext, params, ref_params, rng, data_position: int, step: int) -> StepRollouts:
   """Rollouts for one step starting at `data_position` of the prompt stream."""
   cfg, icfg = ctx.cfg, ctx.cfg.intervention
   q, g = cfg.rl.prompts_per_step, cfg.rl.group_size
-  reward_rng = np.random.default_rng((cfg.seed, step, 7))
+  reward_rng = prng.reward_rng(cfg.seed, step)
   rounds, kept, dropped, dro_filtered, failures = [], [], [], 0, {}
   max_rounds = icfg.max_gen_rounds if icfg.dynamic_sampling else 1
   while len(rounds) < max_rounds and len(kept) < q:

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from rljax import sharding
+from rljax import prng, sharding
 from rljax.config import OptimConfig
 from rljax.model.config import ModelConfig
 from rljax.model.transformer import Transformer
@@ -97,7 +97,7 @@ def new_state(params: dict, optimizer, shardings: TrainState, seed: int,
     return TrainState(step=jnp.array(0, jnp.int32), params=p,
                       opt_state=optimizer.init(p),
                       ref_params=jax.tree.map(jnp.copy, p) if with_reference else None,
-                      rng=jax.random.PRNGKey(seed))
+                      rng=prng.run_key(seed))
   return jax.jit(build, out_shardings=shardings)(params)
 
 

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import numpy as np
 
+from rljax import prng
 from rljax.tasks import testbed
 from rljax.tokenizers.sentencepiece import Tokenizer, train_sentencepiece
 
 
 class TestbedTask:
-  """Training stream, held-out split and verifier of the built-in testbed."""
+  """Training stream, held-out split and verifier of the built-in testbed.
+
+  Implements `rljax.tasks.base.Task`, with step verification.
+  """
 
   __test__ = False  # not a pytest test class, despite the name
 
@@ -95,8 +99,7 @@ class TestbedTask:
     """Held-out groups a problem is reported in: its tier and its (family, tier) cell."""
     return [f"tier{problem.steps}", f"{problem.family}_tier{problem.steps}"]
 
-  def noisy_traces(self, index: int, size: int, stream_offset: int = 1_000_000,
-                   noise: float | None = None):
+  def noisy_traces(self, index: int, size: int, noise: float | None = None):
     """(problems, noisy traces) for pretraining batch `index`, all of one tier.
 
     One tier per batch (cycling) keeps padding short: a batch is only as long
@@ -104,8 +107,8 @@ class TestbedTask:
     stream's so the two phases do not see the same problem sequence.
     """
     tier = self.cfg.tiers[index % len(self.cfg.tiers)]
-    problems = self.stream.batch(stream_offset + index, size, tier=tier)
-    rng = self.stream.rng_for(stream_offset + index)
+    problems = self.stream.batch(prng.PRETRAIN_POSITION + index, size, tier=tier)
+    rng = self.stream.rng_for(prng.PRETRAIN_POSITION + index)
     noise = self.cfg.step_noise if noise is None else noise
     traces = [testbed.make_trace(p, rng, noise, self.cfg.max_offset)
               for p in problems]
@@ -133,11 +136,3 @@ def sft_batch_fn(task: TestbedTask, tokenizer: Tokenizer, batch_size: int,
     return {"prompt": prompt[:, -p:], "prompt_mask": prompt_mask[:, -p:],
             "tokens": tokens[:, :t], "mask": mask[:, :t]}
   return batches
-
-
-def tier_accuracy(problems, correct: np.ndarray, group_size: int, tag_fn) -> dict:
-  """Mean correctness per tag (e.g. per tier) of a step's rollouts."""
-  out: dict[str, list] = {}
-  for i, p in enumerate(problems):
-    out.setdefault(tag_fn(p), []).extend(correct[i * group_size:(i + 1) * group_size])
-  return {f"accuracy/{k}": float(np.mean(v)) for k, v in sorted(out.items())}

@@ -16,6 +16,7 @@ import os
 import numpy as np
 from tqdm.auto import tqdm
 
+from rljax import prng
 from rljax.tasks import jsonl
 from rljax.rewards.math_answers import extract_answer, last_boxed, math_reward
 
@@ -144,13 +145,18 @@ def reasoning_gym_reward(problem: TextProblem, completion: str) -> float:
 
 
 class TextTask:
-  """Training stream, held-out split and verifier of a real dataset (see module doc)."""
+  """Training stream, held-out split and verifier of a real dataset (see module doc).
+
+  Implements `rljax.tasks.base.Task`; free-form solutions have no checkable steps.
+  """
+
+  steps_verify = None
 
   def __init__(self, cfg: DataConfig, tokenizer, seed: int, prompt_len: int):
     self.cfg, self.seed = cfg, seed
     if cfg.source == "reasoning_gym":
       train = _reasoning_gym(cfg, cfg.train_size, seed)
-      held = _reasoning_gym(cfg, cfg.eval_size or 200, seed + 1_000_003)
+      held = _reasoning_gym(cfg, cfg.eval_size or 200, prng.heldout_data_seed(seed))
     else:
       train = _rows(cfg, cfg.train_path, "train") if cfg.source != "math500" else None
       held = _rows(cfg, cfg.eval_path, "test")
@@ -167,7 +173,7 @@ class TextTask:
   def _problems(self, rows, tokenizer, prompt_len):
     out, too_long = [], 0
     prompts = [render(self.cfg.prompt_template, r["question"], tokenizer) for r in rows]
-    lengths = [len(ids) for ids in tokenizer._ids(prompts)]  # pylint: disable=protected-access
+    lengths = tokenizer.lengths(prompts)
     for r, prompt, n in zip(rows, prompts, lengths):
       if n + 1 > prompt_len:  # + BOS
         too_long += 1

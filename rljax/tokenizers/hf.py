@@ -1,6 +1,6 @@
 """Hugging Face `tokenizers` tokenizers (tokenizer.json or rebuilt from a GGUF) + chat templates.
 
-`HFTokenizer` gives the batch conventions of `rljax.tokenizers.sentencepiece.BatchTokenizer`
+`HFTokenizer` gives the batch conventions of `rljax.tokenizers.base.BatchTokenizer`
 to a `tokenizers.Tokenizer`; `chat(messages)` renders the model's Jinja chat
 template (from tokenizer_config.json or the GGUF metadata), the prompt format an
 instruct model was trained on.
@@ -12,7 +12,7 @@ import json
 import os
 from typing import Sequence
 
-from rljax.tokenizers.sentencepiece import BatchTokenizer
+from rljax.tokenizers.base import BatchTokenizer
 
 
 class HFTokenizer(BatchTokenizer):

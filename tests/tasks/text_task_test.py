@@ -11,7 +11,7 @@ import pytest
 from rljax.rewards.sandbox import RewardGuard
 from rljax.tasks import text_task
 from rljax.rewards.math_answers import extract_answer, last_boxed, math_reward
-from rljax.tokenizers.sentencepiece import BatchTokenizer
+from rljax.tokenizers.base import BatchTokenizer
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

@@ -1,0 +1,114 @@
+"""The jitted functions of an RL step: the GRPO update, scoring log-probs, reference reset.
+
+Each is a pure function of (state or params, batch); `make_step_fns` compiles
+them once per run with in/out shardings on the mesh (the state donated), so a
+step never recompiles: the loss coefficients are traced arguments.
+
+Axis letters: B rollouts, P prompt, T completion.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+
+from rljax import sharding
+from rljax.rl.aggregation import aggregate
+from rljax.rl.logprobs import completion_logp_entropy
+from rljax.rl.losses import LossConfig, LossInputs, grpo_objective
+from rljax.rl.train_state import TrainState, apply_if_finite
+
+# The update's minibatch: [B] keys are per rollout, the rest [B, P] / [B, T].
+BATCH_KEYS = ("prompt", "prompt_mask", "tokens", "mask", "old_logp", "ref_logp", "adv",
+              "sft_mask", "offpolicy")
+_PER_ROLLOUT = ("sft_mask", "offpolicy")
+SEQUENCE_KEYS = ("prompt", "prompt_mask", "tokens", "mask")
+
+
+def rl_update(graphdef, optimizer, loss_cfg: LossConfig, temperature: float,
+              state: TrainState, mb: dict, key, coefs: dict):
+  """One optimizer step of the GRPO objective on minibatch `mb`; skips non-finite steps.
+
+  `mb["mask"]` is the loss mask (forking tokens / truncation already applied),
+  `mb["adv"]` token advantages [B, T], `mb["sft_mask"]` the rows of GPPO's NLL
+  term, `mb["offpolicy"]` the demonstration rows (RL-PLUS). `coefs` (entropy, kl,
+  sft) are traced, so schedules never recompile. `key` feeds losses that draw
+  random numbers (Clip-Cov).
+  """
+  mask_BxT = mb["mask"]
+
+  def loss_fn(params):
+    model = nnx.merge(graphdef, params)
+    logp_BxT, ent_BxT = completion_logp_entropy(model, mb["prompt"], mb["prompt_mask"],
+                                                mb["tokens"], temperature=temperature)
+    x = LossInputs(logp_BxT=logp_BxT, old_logp_BxT=mb["old_logp"],
+                   adv_BxT=mb["adv"] * mask_BxT, mask_BxT=mask_BxT,
+                   offpolicy_BxT=mb["offpolicy"][:, None] * mask_BxT, rng=key)
+    loss, metrics = grpo_objective(loss_cfg, x, mb["ref_logp"], ent_BxT,
+                                   entropy_coef=coefs["entropy"], kl_coef=coefs["kl"])
+    sft = aggregate(-logp_BxT, mask_BxT * mb["sft_mask"][:, None], loss_cfg.agg,
+                    loss_cfg.norm_constant)
+    return loss + coefs["sft"] * sft, dict(metrics, sft_loss=sft)
+
+  (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  new, ok = apply_if_finite(optimizer, state, grads, loss)
+  return new, dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads),
+                   skipped=(~ok).astype(jnp.float32))
+
+
+def token_logp(graphdef, temperature: float, params, batch: dict):
+  """log pi(token) of a batch's completion tokens under `params` (no gradient), [B, T].
+
+  Used with the reference params (KL), and with the policy's (RL-PLUS behaviour
+  log-probs of demonstrations, DRO's teacher-forced reference certainty).
+  """
+  model = nnx.merge(graphdef, params)
+  logp_BxT, _ = completion_logp_entropy(model, batch["prompt"], batch["prompt_mask"],
+                                        batch["tokens"], temperature=temperature)
+  return logp_BxT * batch["mask"]
+
+
+def reset_reference(optimizer, reinit_optimizer: bool, state: TrainState) -> TrainState:
+  """ProRL: the reference becomes the current policy; optionally a fresh optimizer."""
+  opt_state = optimizer.init(state.params) if reinit_optimizer else state.opt_state
+  return state.replace(ref_params=jax.tree.map(jnp.copy, state.params), opt_state=opt_state)
+
+
+@dataclasses.dataclass(frozen=True)
+class StepFns:
+  """The compiled functions of a run.
+
+  Attributes:
+    update: (state, minibatch, key, coefs) -> (state, metrics); the state is donated.
+    score_logp: (params, {prompt, prompt_mask, tokens, mask}) -> log-probs [B, T].
+    reset: state -> state with the reference reset (ProRL); the state is donated.
+  """
+
+  update: Callable
+  score_logp: Callable
+  reset: Callable
+
+
+def make_step_fns(graphdef, optimizer, state_shardings: TrainState, mesh, loss_cfg: LossConfig,
+                  temperature: float, reinit_optimizer: bool) -> StepFns:
+  """Compiles the step's functions with shardings on `mesh`."""
+  rep = sharding.replicated(mesh)
+  batch_sh = {k: sharding.batch_sharding(mesh, 1 if k in _PER_ROLLOUT else 2)
+              for k in BATCH_KEYS}
+  update = jax.jit(functools.partial(rl_update, graphdef, optimizer, loss_cfg, temperature),
+                   in_shardings=(state_shardings, batch_sh, rep, rep),
+                   out_shardings=(state_shardings, rep), donate_argnums=(0,))
+  score_logp = jax.jit(functools.partial(token_logp, graphdef, temperature),
+                       in_shardings=(state_shardings.params,
+                                     {k: batch_sh[k] for k in SEQUENCE_KEYS}),
+                       out_shardings=batch_sh["tokens"])
+  reset = jax.jit(functools.partial(reset_reference, optimizer, reinit_optimizer),
+                  in_shardings=(state_shardings,), out_shardings=state_shardings,
+                  donate_argnums=(0,))
+  return StepFns(update=update, score_logp=score_logp, reset=reset)

@@ -1,0 +1,122 @@
+"""The `Task` protocol: everything the trainer, the evaluator and the report ask of a task.
+
+A task is a training stream of problems, a held-out split, a verifier and the
+few text operations the interventions need. The built-in testbed
+(`rljax.tasks.testbed_task.TestbedTask`) and real datasets
+(`rljax.tasks.text_task.TextTask`) implement it; a new task family implements
+these members and nothing else. A problem is any object with a `prompt` string.
+
+Optional capabilities are declared, not probed: `steps_verify` is None for a
+task that cannot check a solution's intermediate steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Protocol, Sequence
+
+
+class Task(Protocol):
+  """A source of verifiable problems.
+
+  Attributes:
+    eval_problems: the held-out split (never in the training stream).
+    steps_verify: (problem, completion) -> whether every step of the completion's
+      reasoning is right, or None when the task has no step structure. It tells
+      right answers reached through wrong steps (shortcuts) apart.
+  """
+
+  eval_problems: Sequence[Any]
+  steps_verify: Callable[[Any, str], bool] | None
+
+  def train_batch(self, index: int, size: int) -> list:
+    """Problems of training batch `index` (a pure function of the index: exact resume)."""
+
+  def reward(self, problem, completion: str) -> float:
+    """The verifier's score (1.0 right, 0.0 wrong). Runs in the reward sandbox's worker,
+    so it must be picklable by reference (a module-level function or a staticmethod)."""
+
+  def final_answer(self, completion: str):
+    """The answer a completion commits to (None if it gives none)."""
+
+  def well_formed(self, completion: str) -> bool:
+    """An answer can be read off (the format-only reward's criterion)."""
+
+  def matches_wrong_label(self, problem, completion: str) -> bool:
+    """The completion gives the task's deliberately wrong label (a spurious-reward control)."""
+
+  def tag(self, problem) -> str:
+    """The group a training problem's accuracy is logged under (e.g. its tier)."""
+
+  def eval_tags(self, problem) -> list[str]:
+    """The held-out groups a problem is reported in."""
+
+  def planning_mask(self, pieces: list[str]) -> list[float]:
+    """1.0 on a completion's planning tokens (HICRA, semantic entropy), given its token
+    strings in order; 0.0 everywhere for a task with no known plan structure."""
+
+  def demonstration(self, problem) -> str:
+    """A correct reference solution (RL-PLUS's off-policy data)."""
+
+  def reference_answer(self, problem) -> str:
+    """The reference outcome DRO teacher-forces after a chain of thought."""
+
+  def chain_of_thought(self, completion: str) -> str:
+    """The reasoning part of a completion, its own final answer removed."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Restreamed:
+  """`task` with its training stream replaced (one-shot RLVR's pool and single example).
+
+  Attributes:
+    task: the task whose verifier, held-out split and text operations are kept.
+    problems: the new stream cycles through these problems in order.
+  """
+
+  task: Task
+  problems: tuple
+
+  @property
+  def eval_problems(self):
+    return self.task.eval_problems
+
+  @property
+  def steps_verify(self):
+    return self.task.steps_verify
+
+  def train_batch(self, index: int, size: int) -> list:
+    n = len(self.problems)
+    return [self.problems[(index * size + k) % n] for k in range(size)]
+
+  @property
+  def reward(self):
+    # The wrapped task's own function, so the reward worker receives it by reference.
+    return self.task.reward
+
+  def final_answer(self, completion: str):
+    return self.task.final_answer(completion)
+
+  def well_formed(self, completion: str) -> bool:
+    return self.task.well_formed(completion)
+
+  def matches_wrong_label(self, problem, completion: str) -> bool:
+    return self.task.matches_wrong_label(problem, completion)
+
+  def tag(self, problem) -> str:
+    return self.task.tag(problem)
+
+  def eval_tags(self, problem) -> list[str]:
+    return self.task.eval_tags(problem)
+
+  def planning_mask(self, pieces: list[str]) -> list[float]:
+    return self.task.planning_mask(pieces)
+
+  def demonstration(self, problem) -> str:
+    return self.task.demonstration(problem)
+
+  def reference_answer(self, problem) -> str:
+    return self.task.reference_answer(problem)
+
+  def chain_of_thought(self, completion: str) -> str:
+    return self.task.chain_of_thought(completion)

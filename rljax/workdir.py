@@ -1,0 +1,178 @@
+"""A run's working directory: what every command on it needs, cached there.
+
+`prepare(cfg, workdir)` gives a `Setup`: the mesh, the task, the tokenizer and the
+base model. For the testbed the tokenizer is trained and the base model
+pretrained here on first use (both cached in the workdir, pretraining resumable);
+for a real checkpoint (`model.checkpoint`: Hugging Face directory or GGUF) both
+are loaded. Also here: the workdir's atomic JSON files.
+
+Layout of a workdir: tokenizer.model, base/ (pretrained base model, orbax),
+pretrain_metrics.jsonl, base_eval.json, checkpoints/ (RL, orbax), metrics.jsonl,
+tensorboard/, traces/, one_shot.json, eval/, config.json, summary.json.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+
+import jax
+from flax import nnx
+
+from rljax import prng, sharding
+from rljax.analysis.evaluation import sample_counts, summarize
+from rljax.checkpoint import Checkpointer
+from rljax.config import ExperimentConfig, check_mesh
+from rljax.metrics import MetricsWriter
+from rljax.model import gguf_io, hf
+from rljax.model.config import get_preset
+from rljax.rewards.sandbox import RewardGuard
+from rljax.rl import train_state
+from rljax.rl.sft import make_sft_step, pretrain
+from rljax.tasks.base import Task
+from rljax.tasks.testbed_task import TestbedTask, build_tokenizer, sft_batch_fn
+from rljax.tasks.text_task import TextTask
+from rljax.tokenizers.base import BatchTokenizer
+from rljax.tokenizers.hf import HFTokenizer
+from rljax.tokenizers.sentencepiece import Tokenizer
+
+
+def write_json(obj, path):
+  """Atomic JSON write: a crash leaves the old file or the new one, never half of one."""
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=2, sort_keys=True)
+  os.replace(tmp, path)
+
+
+def read_json(path):
+  with open(path) as f:
+    return json.load(f)
+
+
+def _tokenizer(task, cfg, workdir) -> Tokenizer:
+  path = os.path.join(workdir, "tokenizer.model")
+  if os.path.exists(path):
+    return Tokenizer.load(path)
+  tok = build_tokenizer(task, cfg.tokenizer_vocab)
+  tok.save(path)
+  return tok
+
+
+def _base_params(cfg, model_cfg, task, tok, mesh, workdir):
+  """Pretrained base parameters, from `workdir/base` when already trained."""
+  graphdef, abs_state = train_state.abstract_model(model_cfg)
+  optimizer = train_state.make_optimizer(
+      cfg.pretrain.optim, cfg.pretrain.clean_max_steps + cfg.pretrain.noisy_steps)
+  sh = train_state.state_shardings(graphdef, abs_state, optimizer, mesh, with_reference=False)
+  params = train_state.init_params(model_cfg, cfg.seed, sh.params)
+  state = train_state.new_state(params, optimizer, sh, cfg.seed, with_reference=False)
+  ckpt = Checkpointer(os.path.join(workdir, "base"), max_to_keep=1)
+  meta = {"done": False, "clean_steps": None}
+  if ckpt.latest_step() is not None:
+    state, meta = ckpt.restore(state)
+  if not meta.get("done", True):  # absent in base models written before resumable pretraining
+    batches = sft_batch_fn(task, tok, cfg.pretrain.batch_size, cfg.prompt_len, cfg.completion_len)
+    writer = MetricsWriter(workdir, "pretrain_metrics", resume_step=int(state.step))
+    save = lambda s, i, switch: ckpt.save(i, s, {"done": False, "clean_steps": switch})
+    state, switch = pretrain(state, make_sft_step(graphdef, optimizer, sh, mesh), batches,
+                             cfg.pretrain, writer, switch=meta["clean_steps"], save=save)
+    writer.close()
+    ckpt.save(int(state.step), state, {"done": True, "clean_steps": switch})
+  ckpt.close()
+  return graphdef, state.params
+
+
+@dataclasses.dataclass
+class Setup:
+  """What every command on a workdir needs: mesh, task, tokenizer, models, evaluator.
+
+  Attributes:
+    cfg: the run's config, its sampling EOS / pad ids set from the tokenizer.
+    mesh: the device mesh (enter it with `jax.set_mesh(setup.mesh)`).
+    task, tok: the task and its tokenizer.
+    model_cfg, graphdef, base_params: the base model.
+    verifier: the held-out verifier's sandbox, started on first use.
+  """
+
+  cfg: ExperimentConfig
+  mesh: object
+  task: Task
+  tok: BatchTokenizer
+  model_cfg: object
+  graphdef: object
+  base_params: dict
+  verifier: RewardGuard | None = None
+
+  def evaluate(self, params, n: int, tag: str):
+    """(correct counts per held-out problem, mean token entropy) from n samples each.
+
+    The task's verifier runs in a `RewardGuard` (a time limit per call, failures score 0).
+    """
+    if self.verifier is None:
+      self.verifier = RewardGuard(self.task.reward, self.cfg.rl.reward_timeout_s,
+                                  name="verifier")
+    return sample_counts(self.graphdef, params, self.task.eval_problems, self.tok, n=n,
+                         prompt_len=self.cfg.prompt_len, sampling=self.cfg.sampling,
+                         key=prng.eval_key(self.cfg.seed, tag),
+                         batch_rollouts=self.cfg.eval.batch_rollouts,
+                         verify=lambda calls: self.verifier.score(calls)[0])
+
+  def summarize(self, counts, n: int) -> dict:
+    return summarize(self.task.eval_problems, counts, n, self.task.eval_tags)
+
+  def rl_state(self):
+    """(optimizer, state shardings, a fresh RL TrainState around the base parameters)."""
+    cfg = self.cfg
+    optimizer = train_state.make_optimizer(cfg.rl.optim, cfg.rl.steps * cfg.rl.epochs
+                                           * cfg.rl.minibatches)
+    _, abs_state = train_state.abstract_model(self.model_cfg)
+    sh = train_state.state_shardings(self.graphdef, abs_state, optimizer, self.mesh,
+                                     with_reference=True)
+    return optimizer, sh, train_state.new_state(self.base_params, optimizer, sh, cfg.seed,
+                                                with_reference=True)
+
+
+def _with_special_ids(cfg: ExperimentConfig, tok: BatchTokenizer) -> ExperimentConfig:
+  sampling = dataclasses.replace(cfg.sampling, eos_id=tok.eos_id, pad_id=tok.pad_id)
+  return dataclasses.replace(cfg, sampling=sampling)
+
+
+def prepare(cfg: ExperimentConfig, workdir: str) -> Setup:
+  """Mesh, task, tokenizer and base model of `workdir` (trained there if not cached).
+
+  Call inside `with jax.set_mesh(setup.mesh)` for everything that follows; the
+  mesh is also entered here for the base model.
+  """
+  os.makedirs(workdir, exist_ok=True)
+  mesh = sharding.make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.model)
+  check_mesh(cfg, mesh.shape["data"] * mesh.shape["fsdp"])
+  if cfg.model.checkpoint:
+    return _prepare_checkpoint(cfg, mesh)
+  task = TestbedTask(cfg.task, cfg.seed)
+  tok = _tokenizer(task, cfg, workdir)
+  model_cfg = get_preset(cfg.model.preset, vocab_size=tok.vocab_size, dtype=cfg.model.dtype,
+                         max_seq_len=cfg.prompt_len + cfg.completion_len)
+  cfg = _with_special_ids(cfg, tok)
+  with jax.set_mesh(mesh):
+    graphdef, base_params = _base_params(cfg, model_cfg, task, tok, mesh, workdir)
+  return Setup(cfg, mesh, task, tok, model_cfg, graphdef, base_params)
+
+
+def _prepare_checkpoint(cfg: ExperimentConfig, mesh) -> Setup:
+  """A real model (HF directory or GGUF file) on a real dataset: no pretraining."""
+  path = cfg.model.checkpoint
+  path = gguf_io.smollm2_path() if path == "smollm2" else path
+  seq = cfg.prompt_len + cfg.completion_len
+  with jax.set_mesh(mesh):
+    if path.endswith(".gguf"):
+      model = gguf_io.load(path, mesh, cfg.model.dtype, max_seq_len=seq)
+      tok = HFTokenizer.from_gguf(path)
+    else:
+      model = hf.load(path, mesh, cfg.model.dtype, max_seq_len=seq)
+      tok = HFTokenizer.from_dir(path)
+  graphdef, state = nnx.split(model, nnx.Param)
+  task = TextTask(cfg.data, tok, cfg.seed, cfg.prompt_len)
+  return Setup(_with_special_ids(cfg, tok), mesh, task, tok, model.cfg, graphdef,
+               nnx.to_pure_dict(state))
