@@ -1,4 +1,20 @@
+import os
+import shutil
+
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+
+class BuildPyWithThirdParty(build_py):
+  """Ships third_party/ (the GSM8K and MATH-500 copies with their licenses) inside the
+  package as rljax/_third_party, so an installed rljax finds them (rljax.tasks.sources)."""
+
+  def run(self):
+    super().run()
+    here = os.path.dirname(os.path.abspath(__file__))
+    shutil.copytree(os.path.join(here, "third_party"),
+                    os.path.join(self.build_lib, "rljax", "_third_party"), dirs_exist_ok=True)
+
 
 setup(
     name="rljax",
@@ -7,6 +23,7 @@ setup(
                 "GRPO, exploration interventions, and instruments that measure the ceiling.",
     python_requires=">=3.11",
     packages=find_packages(include=["rljax", "rljax.*", "launch", "launch.*", "configs"]),
+    cmdclass={"build_py": BuildPyWithThirdParty},
     install_requires=[
         "jax>=0.8.0",
         "flax>=0.12.0",

@@ -8,20 +8,10 @@ The directory needs config.json, *.safetensors (or a sharded index) and
 tokenizer.json / tokenizer_config.json (its chat template is the prompt format).
 """
 
-import importlib.util
-import os
-
-
-def _real():
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "real_model.py")
-  spec = importlib.util.spec_from_file_location("rljax_real_model_config", path)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
+from configs import real_model
 
 
 def get_config(arg: str = ""):
-  real = _real()
-  opts = real.options(arg)
-  return real.real_config(opts.get("checkpoint", "checkpoints/Qwen2.5-0.5B-Instruct"), "gsm8k",
+  opts = real_model.options(arg)
+  return real_model.real_config(opts.get("checkpoint", "checkpoints/Qwen2.5-0.5B-Instruct"), "gsm8k",
                           "chat", "runlocal" in opts, int(opts.get("seed", 0)))

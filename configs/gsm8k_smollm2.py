@@ -8,22 +8,12 @@ math-verify in an isolated worker with a time limit.
   python -m launch.train --config configs/gsm8k_smollm2.py --workdir DIR            # accelerator
 """
 
-import importlib.util
-import os
-
-
-def _real():
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "real_model.py")
-  spec = importlib.util.spec_from_file_location("rljax_real_model_config", path)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
+from configs import real_model
 
 
 def get_config(arg: str = ""):
-  real = _real()
-  opts = real.options(arg)
-  c = real.real_config("smollm2", "gsm8k", "chat", "runlocal" in opts,
-                       int(opts.get("seed", 0)))
+  opts = real_model.options(arg)
+  c = real_model.real_config("smollm2", "gsm8k", "chat", "runlocal" in opts,
+                             int(opts.get("seed", 0)))
   c.model.dtype = "float32" if "runlocal" in opts else "bfloat16"
   return c

@@ -22,23 +22,13 @@ Methods (each the published recipe's settings, scaled to the testbed where noted
   hicra           HICRA alpha 0.2 on the testbed's planning tokens
   rlplus          RL-PLUS, 1 demonstration in each group of 8
   passk           pass@k training advantages, k = 4
-  gspo | cispo | gmpo | sapo | gpg   the alternative surrogates of algorithms.md §17
+  gspo | cispo | gmpo | sapo | gpg   the alternative surrogates of docs/algorithms.md §17
   random_reward | format_reward | wrong_label   spurious-reward controls
   one_shot        one-shot RLVR (pool 64, 15 history steps)
   dro             DRO reasoning-reflection reward with variance filtering
 """
 
-import importlib.util
-import os
-
-
-
-def _testbed(arg):
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "testbed.py")
-  spec = importlib.util.spec_from_file_location("rljax_testbed_config", path)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod.get_config(arg)
+from configs import testbed
 
 
 METHODS = {
@@ -83,7 +73,7 @@ def get_config(arg: str = ""):
   method = opts.pop("method", "grpo")
   if method not in METHODS:
     raise ValueError(f"Unknown method {method!r}; valid: {sorted(METHODS)}")
-  c = _testbed(",".join(k if v == "1" else f"{k}={v}" for k, v in opts.items()))
+  c = testbed.get_config(",".join(k if v == "1" else f"{k}={v}" for k, v in opts.items()))
   c.rl.minibatches = 4   # KL-Cov needs the policy to move within a step; same for all
   for key, value in METHODS[method].items():
     section, field = key.split(".")

@@ -9,22 +9,12 @@ system prompt asks for the answer in \boxed{}; rewards use math-verify.
       --workdir DIR
 """
 
-import importlib.util
-import os
-
-
-def _real():
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "real_model.py")
-  spec = importlib.util.spec_from_file_location("rljax_real_model_config", path)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
+from configs import real_model
 
 
 def get_config(arg: str = ""):
-  real = _real()
-  opts = real.options(arg)
-  c = real.real_config(opts.get("checkpoint", "checkpoints/Qwen2.5-Math-1.5B"), "math500",
+  opts = real_model.options(arg)
+  c = real_model.real_config(opts.get("checkpoint", "checkpoints/Qwen2.5-Math-1.5B"), "math500",
                        "qwen_math", "runlocal" in opts, int(opts.get("seed", 0)))
   c.data.eval_size = 8 if "runlocal" in opts else 100
   c.prompt_len = 160 if "runlocal" in opts else 1024

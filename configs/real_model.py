@@ -6,16 +6,7 @@ weights and the task to a real dataset. `runlocal` shrinks everything so one
 GRPO step runs in about a minute on a laptop CPU.
 """
 
-import importlib.util
-import os
-
-
-def _testbed(arg=""):
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "testbed.py")
-  spec = importlib.util.spec_from_file_location("rljax_testbed_config", path)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod.get_config(arg)
+from configs import testbed
 
 
 def options(arg: str) -> dict:
@@ -25,7 +16,7 @@ def options(arg: str) -> dict:
 
 def real_config(checkpoint: str, source: str, prompt_template: str, runlocal: bool,
                 seed: int = 0):
-  c = _testbed(f"seed={seed}")
+  c = testbed.get_config(f"seed={seed}")
   c.model.checkpoint = checkpoint
   c.model.dtype = "bfloat16"
   c.data.source = source

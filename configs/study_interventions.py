@@ -12,26 +12,16 @@ entropy law and the compute sigmoid, and writes DIR/report/report.{html,md} and
 DIR/study.json. Finished runs are reused, so a stopped study continues.
 """
 
-import importlib.util
-import os
-
 import ml_collections
+
+from configs import interventions
 
 DEFAULT_METHODS = "grpo,entropy_bonus,clip_higher,clip_cov,kl_cov"
 
 
-def _interventions():
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), "interventions.py")
-  spec = importlib.util.spec_from_file_location("rljax_interventions_config", path)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
-
-
 def get_config(arg: str = ""):
-  mod = _interventions()
   runlocal = "runlocal" in (arg or "")
-  c = mod.get_config(arg)  # plain GRPO: the shared settings of every run
+  c = interventions.get_config(arg)  # plain GRPO: the shared settings of every run
   c.rl.steps = 30 if runlocal else 80
   c.rl.eval_every = 5 if runlocal else 10   # held-out points for the compute sigmoid
   c.rl.eval_samples = 4
@@ -41,7 +31,7 @@ def get_config(arg: str = ""):
   c.study.methods = DEFAULT_METHODS
   # Each method's settings, nested by section (from configs/interventions.py).
   overrides = {}
-  for name, settings in mod.METHODS.items():
+  for name, settings in interventions.METHODS.items():
     nested = {}
     for key, value in settings.items():
       section, field = key.split(".")

@@ -84,16 +84,17 @@ def get_config(arg: str = ""):
       max_new_tokens=c.completion_len, temperature=1.0, top_k=0, top_p=1.0,
       eos_id=1, pad_id=0))
 
-  # policy_loss: ppo | clip_cov | kl_cov | gppo | gspo | cispo | gmpo | sapo | gpg;
-  # each reads the hyperparameters below that it accepts (rljax/policy_losses.py).
+  # policy_loss: ppo | clip_cov | kl_cov | gppo | gspo | cispo | gmpo | sapo | gpg | rlplus;
+  # each reads the hyperparameters below that it accepts (rljax/rl/policy_losses.py);
+  # these are their only defaults.
   c.loss = ml_collections.ConfigDict(dict(
       policy_loss="ppo", agg="token-mean", norm_constant=placeholder(float), eps_low=0.2, eps_high=0.2,
       dual_clip_c=placeholder(float), clip_cov_ratio=2e-4, clip_cov_lb=1.0, clip_cov_ub=5.0,
       kl_cov_ratio=2e-4, kl_cov_coef=1.0, gppo_beta1=1.0, gppo_beta2=1.0,
-      gppo_only_high=False, tau_pos=1.0, tau_neg=1.05,
+      gppo_only_high=False, tau_pos=1.0, tau_neg=1.05, rlplus_gamma=0.5, rlplus_clip=False,
       entropy_coef=0.0, kl_coef=0.0, kl_estimator="k3"))
 
-  # Exploration interventions, all off by default (rljax/interventions.py documents each).
+  # Exploration interventions, all off by default (rljax/rl/interventions.py documents each).
   c.intervention = ml_collections.ConfigDict(dict(
       entropy_schedule="constant",      # constant | linear | adaptive
       entropy_coef_end=0.0, entropy_target=placeholder(float), entropy_target_frac=0.5,
@@ -103,9 +104,11 @@ def get_config(arg: str = ""):
       reset_every=0, reset_kl_threshold=0.0, reset_patience=0, reset_optimizer=True,
       dynamic_sampling=False, max_gen_rounds=10,
       overlong_buffer=0, overlong_factor=1.0, mask_truncated=False,
-      sft_coef=0.0, hicra_alpha=0.0, planning_phrases=(),
-      reward_mode="verifier",           # verifier | random | format | wrong_label
-      random_reward_p=0.5))
+      sft_coef=0.0, rlplus_demos=0, hicra_alpha=0.0, planning_phrases=(),
+      reward_mode="verifier",           # verifier | random | format | wrong_label | dro
+      random_reward_p=0.5,
+      one_shot_pool=0, one_shot_history_steps=20, one_shot_index=-1,
+      dro_temperature=0.1, dro_certainty="prob", dro_filter_threshold=0.0))
 
   # Real datasets (model.checkpoint set): see rljax/tasks/text_task.py DataConfig.
   c.data = ml_collections.ConfigDict(dict(

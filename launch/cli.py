@@ -6,16 +6,37 @@ trace from inside absl or ml_collections. Anything else is a bug and keeps its
 traceback.
 """
 
+import os
 import sys
 
 from absl import flags
+
+
+def resolve_config_path(argv: list[str]) -> list[str]:
+  """`--config configs/X.py[:arg]` read from the installed `configs` package when the
+  path does not exist where the command runs (rljax installed, run outside the clone)."""
+  out = list(argv)
+  for i, arg in enumerate(out):
+    if arg == "--config" and i + 1 < len(out):
+      i, value, prefix = i + 1, out[i + 1], ""
+    elif arg.startswith("--config="):
+      value, prefix = arg[len("--config="):], "--config="
+    else:
+      continue
+    path, sep, rest = value.partition(":")
+    if path.startswith("configs/") and not os.path.exists(path):
+      import configs  # pylint: disable=import-outside-toplevel
+      installed = os.path.join(os.path.dirname(configs.__file__), path[len("configs/"):])
+      if os.path.exists(installed):
+        out[i] = prefix + installed + sep + rest
+  return out
 
 
 def parse_flags(argv):
   """absl's flag parsing, with ml_collections' override errors (AttributeError,
   KeyError, TypeError, ValueError raised while parsing --config.x=v) made one line."""
   try:
-    return flags.FLAGS(argv)
+    return flags.FLAGS(resolve_config_path(argv))
   except flags.Error as e:
     sys.exit(f"invalid flag: {e}\nPass --help for usage.")
   except (AttributeError, KeyError, TypeError, ValueError) as e:
@@ -38,6 +59,6 @@ def user_errors() -> tuple:
   """The errors a user fixes (bad files, checkpoints, diverged runs), not bugs."""
   # pylint: disable=import-outside-toplevel
   from rljax.checkpoint import CheckpointError
-  from rljax.tasks.jsonl import DatasetError
   from rljax.rl.trainer import NonFiniteError
+  from rljax.tasks.jsonl import DatasetError
   return CheckpointError, DatasetError, NonFiniteError

@@ -92,7 +92,7 @@ class PretrainConfig:
   clean_max_steps: int = 1000
   clean_target_loss: float = 0.05
   noisy_steps: int = 500
-  optim: OptimConfig = OptimConfig(lr=3e-3, warmup_steps=50, weight_decay=0.01)
+  optim: OptimConfig = OptimConfig(lr=3e-3, warmup_steps=50, weight_decay=0.01, b2=0.99)
   log_every: int = 50
   checkpoint_every: int = 200
 

@@ -1,20 +1,18 @@
 """A bad config fails before anything is compiled, naming the field and the valid choices."""
 
-import importlib.util
+import dataclasses
 import os
 
 import pytest
 
-from rljax.config import from_config_dict
+from configs import interventions, testbed
+from rljax.config import ExperimentConfig, from_config_dict
+from rljax.rl import losses
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def load(arg=""):
-  spec = importlib.util.spec_from_file_location("testbed_cfg", f"{ROOT}/configs/testbed.py")
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod.get_config(arg)
+  return testbed.get_config(arg)
 
 
 def test_default_and_runlocal_build():
@@ -75,11 +73,51 @@ def test_every_policy_loss_is_a_config_choice(name):
 
 
 def test_every_intervention_config_builds():
-  spec = importlib.util.spec_from_file_location("icfg", f"{ROOT}/configs/interventions.py")
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
+  mod = interventions
   for method in mod.METHODS:
     cfg = from_config_dict(mod.get_config(f"method={method},runlocal"))
     assert cfg.rl.steps == 10
   with pytest.raises(ValueError, match="clip_cov"):
     mod.get_config("method=nope")
+
+
+def _walk(default, file_values: dict, path: str = ""):
+  """(field path, file value, dataclass default) of every leaf field under `default`."""
+  for f in dataclasses.fields(default):
+    value = getattr(default, f.name)
+    here = f"{path}{f.name}"
+    if dataclasses.is_dataclass(value):
+      yield from _walk(value, file_values.get(f.name, {}), here + ".")
+    else:
+      file_value = file_values.get(f.name, _MISSING)
+      yield here, tuple(file_value) if isinstance(file_value, list) else file_value, value
+
+
+_MISSING = object()
+
+
+def test_testbed_config_file_is_the_one_source_of_every_field():
+  """Every dataclass field appears in configs/testbed.py with the dataclass's default."""
+  values = load().to_dict()
+  missing = [p for p, v, _ in _walk(ExperimentConfig(), values) if v is _MISSING]
+  differ = [(p, v, d) for p, v, d in _walk(ExperimentConfig(), values)
+            if v is not _MISSING and v != d]
+  assert not missing, f"fields missing from configs/testbed.py: {missing}"
+  assert not differ, f"file value != dataclass default (path, file, class): {differ}"
+  # The nested defaults agree too: PretrainConfig's optimizer is the file's.
+  assert ExperimentConfig().pretrain.optim.b2 == values["pretrain"]["optim"]["b2"] == 0.99
+
+
+def test_every_policy_loss_hyperparameter_is_a_loss_config_field():
+  fields = {f.name for f in dataclasses.fields(losses.LossConfig)}
+  for name in losses.POLICY_LOSSES:
+    cfg = losses.LossConfig(policy_loss=name)
+    assert set(cfg.hparams()) <= fields and {"agg", "norm_constant"} <= set(cfg.hparams())
+
+
+def test_overriding_a_formerly_missing_field():
+  c = load()
+  c.intervention.dro_temperature = 0.2
+  c.loss.rlplus_gamma = 0.25
+  cfg = from_config_dict(c)
+  assert cfg.intervention.dro_temperature == 0.2 and cfg.loss.rlplus_gamma == 0.25

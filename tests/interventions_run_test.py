@@ -1,20 +1,17 @@
 """Every intervention of configs/interventions.py runs a few testbed steps: finite, logged."""
 
-import importlib.util
 import os
 import shutil
 
 import numpy as np
 import pytest
 
+from configs import interventions as icfg
 from rljax import experiment
 from rljax.config import from_config_dict
 from rljax.metrics import read_rows
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-spec = importlib.util.spec_from_file_location("icfg", f"{ROOT}/configs/interventions.py")
-icfg = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(icfg)
 
 # The metric each intervention is seen by (beyond finite losses).
 OWN_METRIC = {

@@ -2,7 +2,7 @@
 rljax, with SmolLM2's tokenizer) runs configs/gsm8k_qwen2p5_0p5b.py:runlocal; the real
 SmolLM2-135M-Instruct runs configs/gsm8k_smollm2.py:runlocal (slow)."""
 
-import importlib.util
+import importlib
 import json
 import os
 import subprocess
@@ -22,10 +22,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def load_config(name, arg):
-  spec = importlib.util.spec_from_file_location(name, f"{ROOT}/configs/{name}.py")
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod.get_config(arg)
+  return importlib.import_module(f"configs.{name}").get_config(arg)
 
 
 def _tiny_qwen_dir(path):

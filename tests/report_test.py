@@ -2,12 +2,12 @@
 the HTML is there with its figure or table."""
 
 import html.parser
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 
+from configs import study_interventions
 from rljax.analysis import evaluate_workdir, study
 from rljax.report.builder import SECTIONS
 from tests.trainer_test import shrink
@@ -16,11 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def study_config(methods):
-  spec = importlib.util.spec_from_file_location("study_cfg",
-                                                f"{ROOT}/configs/study_interventions.py")
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  c = shrink(mod.get_config("runlocal"))
+  c = shrink(study_interventions.get_config("runlocal"))
   c.rl.update(steps=4, eval_every=1, trace_every=2, trace_rollouts=6, minibatches=2)
   c.study.methods = methods
   return c

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from rljax import experiment
-from rljax.rl import trainer, update
+from rljax.rl import sampler, trainer, update
 from rljax.analysis import traces
 from rljax.checkpoint import Checkpointer
 from rljax.config import from_config_dict
@@ -95,10 +95,13 @@ def test_resume_matches_uninterrupted_run(tmp_path):
   assert strip(rows_a) == strip(rows_b)
 
 
-def test_update_step_traces_once(tmp_path, monkeypatch):
-  """Steps 2.. reuse the compiled update and sampler (no recompilation)."""
-  monkeypatch.setattr(trainer, "rl_update", chex.assert_max_traces(trainer.rl_update, n=1))
-  experiment.run(tiny_config(3, minibatches=2), str(tmp_path))
+def test_update_and_sampler_trace_once_per_shape(tmp_path, monkeypatch):
+  """A 6-step run (two periodic evaluations) compiles the update once and the sampler
+  once per shape: the step's rollouts, the periodic and the final evaluation's n."""
+  monkeypatch.setattr(update, "rl_update", chex.assert_max_traces(update.rl_update, n=1))
+  monkeypatch.setattr(sampler, "_generate", chex.assert_max_traces(sampler._generate, n=3))
+  experiment.run(tiny_config(6, minibatches=2, eval_every=3), str(tmp_path))
+  assert len(read_rows(os.path.join(tmp_path, "metrics.jsonl"))) == 6
 
 
 def test_interventions_run_and_are_logged(tmp_path):

@@ -1,0 +1,138 @@
+"""Where a real task's problems come from: one entry of `SOURCES` per data source.
+
+Each source loads (train rows, held-out rows) for a `DataConfig` and a seed, as
+dicts {question, answer, tag[, solution, entry]}, and names its verifier. GSM8K
+and MATH-500 are read from the copies shipped with the package (third_party/,
+installed as `rljax/_third_party`), or from `data.train_path` / `data.eval_path`.
+Adding a dataset is one loader here (and its config, e.g. configs/gsm8k_*.py).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, NamedTuple
+
+from rljax import prng
+from rljax.rewards.math_answers import extract_answer, math_reward
+from rljax.tasks import jsonl
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+# A source checkout has third_party/ at its root; an installed package ships it inside.
+_DATA_DIRS = (os.path.join(_HERE, "..", "_third_party", "data"),
+              os.path.join(_HERE, "..", "..", "third_party", "data"))
+
+
+def data_dir() -> str:
+  """The directory of the shipped datasets (third_party/data)."""
+  for d in _DATA_DIRS:
+    if os.path.isdir(d):
+      return os.path.normpath(d)
+  raise FileNotFoundError(f"the shipped datasets are missing; looked in {list(_DATA_DIRS)}")
+
+
+def _gsm8k_answer(text: str) -> str:
+  return text.rsplit("####", 1)[-1].strip().replace(",", "")
+
+
+def _gsm8k_split(cfg, path: str, split: str) -> list[dict]:
+  path = path or os.path.join(data_dir(), "gsm8k", f"{split}.jsonl")
+  rows, _ = jsonl.read_jsonl(path, ("question", "answer"), "question", skip_bad=cfg.skip_bad_rows)
+  return [{"question": r["question"], "answer": _gsm8k_answer(r["answer"]), "tag": "gsm8k",
+           "solution": r["answer"].rsplit("####", 1)[0]
+                       + f"\\boxed{{{_gsm8k_answer(r['answer'])}}}"}
+          for r in rows]
+
+
+def _gsm8k(cfg, seed: int):
+  del seed
+  return _gsm8k_split(cfg, cfg.train_path, "train"), _gsm8k_split(cfg, cfg.eval_path, "test")
+
+
+def _math500(cfg, seed: int):
+  """MATH-500 is a test set: train on all but the held-out part (eval_size, else 1/5)."""
+  del seed
+  path = cfg.eval_path or os.path.join(data_dir(), "math500", "test.jsonl")
+  rows, _ = jsonl.read_jsonl(path, ("problem", "answer"), "problem", skip_bad=cfg.skip_bad_rows)
+  held = [{"question": r["problem"], "answer": r["answer"], "solution": r.get("solution"),
+           "tag": f"level{r.get('level', '?')}"} for r in rows]
+  n = cfg.eval_size or len(held) // 5
+  return held[n:], held[:n]
+
+
+def _fields(cfg, rows) -> list[dict]:
+  return [{"question": str(r[cfg.question_field]), "answer": str(r[cfg.answer_field]),
+           "tag": cfg.source} for r in rows]
+
+
+def _jsonl(cfg, seed: int):
+  del seed
+  read = lambda path: jsonl.read_jsonl(path, (cfg.question_field, cfg.answer_field),
+                                       cfg.question_field, skip_bad=cfg.skip_bad_rows)[0]
+  return _fields(cfg, read(cfg.train_path)), _fields(cfg, read(cfg.eval_path))
+
+
+def _parquet(cfg, seed: int):
+  del seed
+  try:
+    import pyarrow.parquet as pq  # pylint: disable=import-outside-toplevel
+  except ImportError as e:
+    raise ValueError("data.source 'parquet' needs pyarrow: pip install pyarrow") from e
+  read = lambda path: pq.read_table(path).to_pylist()
+  return _fields(cfg, read(cfg.train_path)), _fields(cfg, read(cfg.eval_path))
+
+
+def _tfds(cfg, seed: int):
+  del seed
+  try:
+    import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  except ImportError as e:
+    raise ValueError("data.source 'tfds' needs tensorflow-datasets: "
+                     "pip install 'rljax[tfds]'") from e
+
+  def read(path, split):
+    name, _, tsplit = path.partition(":")
+    return [{k: v.decode() if isinstance(v, bytes) else v for k, v in ex.items()}
+            for ex in tfds.as_numpy(tfds.load(name, split=tsplit or split))]
+  return _fields(cfg, read(cfg.train_path, "train")), _fields(cfg, read(cfg.eval_path, "test"))
+
+
+def _reasoning_gym_rows(cfg, size: int, seed: int) -> list[dict]:
+  import reasoning_gym  # pylint: disable=import-outside-toplevel
+  ds = reasoning_gym.create_dataset(cfg.reasoning_gym_task, size=size, seed=seed)
+  return [{"question": e["question"], "answer": str(e["answer"]),
+           "tag": cfg.reasoning_gym_task, "entry": dict(e)} for e in ds]
+
+
+def _reasoning_gym(cfg, seed: int):
+  return (_reasoning_gym_rows(cfg, cfg.train_size, seed),
+          _reasoning_gym_rows(cfg, cfg.eval_size or 200, prng.heldout_data_seed(seed)))
+
+
+def reasoning_gym_reward(problem, completion: str) -> float:
+  """reasoning-gym's own scorer on the completion's final (boxed) answer."""
+  import reasoning_gym  # pylint: disable=import-outside-toplevel
+  answer = extract_answer(completion)
+  if answer is None:
+    return 0.0
+  entry = problem.entry
+  return float(reasoning_gym.get_score_answer_fn(entry["metadata"]["source_dataset"])(
+      answer, entry))
+
+
+
+
+class Source(NamedTuple):
+  """A data source: `load(cfg, seed) -> (train rows, held-out rows)` and its verifier."""
+
+  load: Callable
+  reward: Callable
+
+
+SOURCES = {
+    "gsm8k": Source(_gsm8k, math_reward),
+    "math500": Source(_math500, math_reward),
+    "jsonl": Source(_jsonl, math_reward),
+    "parquet": Source(_parquet, math_reward),
+    "tfds": Source(_tfds, math_reward),
+    "reasoning_gym": Source(_reasoning_gym, reasoning_gym_reward),
+}
