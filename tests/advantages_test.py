@@ -1,4 +1,4 @@
-"""Advantage estimators against algorithms.md §T2."""
+"""Advantage estimators against docs/algorithms.md §T2."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Intervention building blocks against hand-derived values (algorithms.md §T11, §T12)."""
+"""Intervention building blocks against hand-derived values (docs/algorithms.md §T11, §T12)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Losses against the hand-derived vectors of algorithms.md §T3, §T4, §T5, §T6/§T16, §T7."""
+"""Losses against the hand-derived vectors of docs/algorithms.md §T3, §T4, §T5, §T6/§T16, §T7."""
 
 import jax
 import jax.numpy as jnp

@@ -1,6 +1,6 @@
 """Capability boundary: does RL expand what a model can solve or only sharpen it?
 
-Yue et al. 2025 (arXiv 2504.13837; algorithms.md §13): sample n completions per
+Yue et al. 2025 (arXiv 2504.13837; docs/algorithms.md §13): sample n completions per
 held-out problem from both models, compare their pass@k curves over k = 1..n
 (RL usually wins at small k; the base may catch up or overtake at large k: the
 crossover), their coverage (pass@n), and which problems each can solve at all.

@@ -1,4 +1,4 @@
-"""Fits that predict where a recipe saturates (algorithms.md §4.2, §14).
+"""Fits that predict where a recipe saturates (docs/algorithms.md §4.2, §14).
 
 * Entropy-performance law (Cui et al. 2025, arXiv 2505.22617): R = -a exp(H) + b,
   linear in x = exp(H), so ordinary least squares; the ceiling at H = 0 is b - a.

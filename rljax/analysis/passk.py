@@ -1,4 +1,4 @@
-"""Unbiased pass@k (Chen et al. 2021, arXiv 2107.03374; algorithms.md §13).
+"""Unbiased pass@k (Chen et al. 2021, arXiv 2107.03374; docs/algorithms.md §13).
 
 pass@k = 1 - C(n - c, k) / C(n, k) per problem, in the numerically stable form
 1 - prod_{i=n-c+1}^{n} (1 - k / i) = -expm1(sum log1p(-k / i)), in float64;

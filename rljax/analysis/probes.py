@@ -1,6 +1,6 @@
 """Elicitation probes: does RL create new reasoning, or select what the base already had?
 
-On the RL model's own held-out samples (algorithms.md §13):
+On the RL model's own held-out samples (docs/algorithms.md §13):
 * the rank of each sampled token under the base model: the fraction outside the
   base's top-1 and top-5 (small: RL picks paths the base already ranked high);
 * the perplexity of the RL model's correct completions under the base model

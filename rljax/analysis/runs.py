@@ -1,7 +1,7 @@
 """A finished run's workdir turned into the instruments' numbers: fits, boundary, headline.
 
 Reads what the trainer left (`metrics.jsonl`, `summary.json`, `base_eval.json`,
-`eval/*.json`) and applies the entropy law (§4.2) to the per-step (rollout
+`eval/*.json`) and applies the entropy law (docs/algorithms.md §4.2) to the per-step (rollout
 entropy, training accuracy) points and the compute sigmoid (§14) to the held-out
 pass@1 measured every `rl.eval_every` steps against the trainer's FLOP count.
 Each fit is also made on the first half of the run only, and its prediction of

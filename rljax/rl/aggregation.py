@@ -1,4 +1,4 @@
-"""Loss aggregation modes (algorithms.md §0.2) and the masked mean used by metrics."""
+"""Loss aggregation modes (docs/algorithms.md §0.2) and the masked mean used by metrics."""
 
 from __future__ import annotations
 

@@ -117,7 +117,7 @@ def hybrid_sample(graphdef, base_params, expert_params, prompt_QxP, prompt_mask_
   """Decodes with the base model, handing each step whose base entropy (of the
   filtered sampling distribution) exceeds `threshold` to the expert (the RL model).
 
-  The elicitation probe of algorithms.md §13: if routing a few uncertain positions
+  The elicitation probe of docs/algorithms.md §13: if routing a few uncertain positions
   to the RL model recovers most of its gain, RL selected among paths the base
   already had. Returns (Rollout, routed [B, T]: 1.0 where the expert chose).
   """

@@ -1,4 +1,4 @@
-"""Entropy-law and sigmoid fits against algorithms.md §T13 and §T14."""
+"""Entropy-law and sigmoid fits against docs/algorithms.md §T13 and §T14."""
 
 import numpy as np
 import pytest

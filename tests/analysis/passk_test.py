@@ -1,4 +1,4 @@
-"""Unbiased pass@k against algorithms.md §T1."""
+"""Unbiased pass@k against docs/algorithms.md §T1."""
 
 import numpy as np
 import pytest
