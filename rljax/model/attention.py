@@ -1,9 +1,9 @@
 """Grouped-query attention with a functional KV cache.
 
-Cache layout (documented once, used by the sampler): for every layer a pair of
-arrays k, v of shape [B, S, K, H], S the cache length. A forward call with a
-cache writes its T new keys/values at slots [start, start + T) and returns the
-updated arrays; nothing is mutated in place. Which slots hold real tokens is
+Cache layout (documented once, used by the sampler): one pair of arrays k, v of
+shape [L, B, S, K, H] for all L layers (layer l reads and writes k[l], v[l]), S the
+cache length. A forward call with a cache writes its T new keys/values at slots
+[start, start + T) and returns the updated arrays; nothing is mutated in place. Which slots hold real tokens is
 the caller's `kv_mask_BxS`; a query at slot s attends to valid slots <= s.
 """
 

@@ -4,7 +4,8 @@ Memory stays O(B x chunk x V) instead of O(B x T x V): the LM head is applied to
 one chunk of hidden states at a time under `jax.checkpoint`, so the backward
 pass recomputes each chunk's logits instead of storing all of them.
 
-Axis letters: B rollouts, P prompt length, T completion length, D width, V vocab.
+Axis letters: B rollouts, P prompt length, T completion length, D width, V vocab,
+J chunks of C tokens along T.
 """
 
 from __future__ import annotations
@@ -58,14 +59,14 @@ def completion_logp_entropy(model, prompt_BxP, prompt_mask_BxP, completion_BxT,
   h_pad = jnp.pad(h_BxTxD, ((0, 0), (0, pad), (0, 0)))
   y_pad = jnp.pad(completion_BxT, ((0, 0), (0, pad)))
   b, _, d = h_pad.shape
-  h_CxBxKxD = h_pad.reshape(b, n_chunks, chunk, d).swapaxes(0, 1)
-  y_CxBxK = y_pad.reshape(b, n_chunks, chunk).swapaxes(0, 1)
+  h_JxBxCxD = h_pad.reshape(b, n_chunks, chunk, d).swapaxes(0, 1)
+  y_JxBxC = y_pad.reshape(b, n_chunks, chunk).swapaxes(0, 1)
 
   @jax.checkpoint
-  def one_chunk(h_BxKxD, y_BxK):
-    logits = (h_BxKxD.astype(jnp.float32) @ w_DxV.astype(jnp.float32)) / temperature
-    return token_logp_entropy(logits, y_BxK)
+  def one_chunk(h_BxCxD, y_BxC):
+    logits = (h_BxCxD.astype(jnp.float32) @ w_DxV.astype(jnp.float32)) / temperature
+    return token_logp_entropy(logits, y_BxC)
 
-  logp_CxBxK, ent_CxBxK = jax.lax.map(lambda a: one_chunk(*a), (h_CxBxKxD, y_CxBxK))
+  logp_JxBxC, ent_JxBxC = jax.lax.map(lambda a: one_chunk(*a), (h_JxBxCxD, y_JxBxC))
   unchunk = lambda x: x.swapaxes(0, 1).reshape(b, n_chunks * chunk)[:, :t]
-  return unchunk(logp_CxBxK), unchunk(ent_CxBxK)
+  return unchunk(logp_JxBxC), unchunk(ent_JxBxC)

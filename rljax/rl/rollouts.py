@@ -106,8 +106,8 @@ def _insert_demonstrations(ctx: RolloutContext, params, problems, batch: dict) -
   g, n = ctx.cfg.rl.group_size, ctx.cfg.intervention.rlplus_demos
   rows = np.array([q * g + j for q in range(len(problems)) for j in range(g - n, g)])
   demos = [ctx.task.demonstration(problems[r // g]) for r in rows]
-  tokens, mask = ctx.tok.encode_completions(demos, batch["tokens"].shape[1])
-  batch["tokens"][rows], batch["mask"][rows] = tokens, mask
+  tokens_BxT, mask_BxT = ctx.tok.encode_completions(demos, batch["tokens"].shape[1])
+  batch["tokens"][rows], batch["mask"][rows] = tokens_BxT, mask_BxT
   batch["entropy"][rows], batch["offpolicy"][rows] = 0.0, 1.0
   logp_BxT = np.asarray(ctx.score_logp(params, {k: batch[k] for k in SEQUENCE_KEYS}))
   batch["old_logp"][rows] = logp_BxT[rows]
@@ -118,21 +118,23 @@ def _dro_rewards(ctx: RolloutContext, params, r: dict):
   cfg, icfg, batch = ctx.cfg, ctx.cfg.intervention, r["batch"]
   g = cfg.rl.group_size
   owner = [r["problems"][i // g] for i in range(len(r["texts"]))]
-  tokens, mask, ref_mask = ctx.tok.encode_with_reference(
+  tokens_BxT, mask_BxT, ref_mask_BxT = ctx.tok.encode_with_reference(
       [ctx.task.chain_of_thought(t) for t in r["texts"]],
       [ctx.task.reference_answer(p) for p in owner], batch["tokens"].shape[1])
-  logp = np.asarray(ctx.score_logp(params, {"prompt": batch["prompt"],
-                                          "prompt_mask": batch["prompt_mask"],
-                                          "tokens": tokens, "mask": mask}))
-  rewards, keep = np.zeros(len(owner), np.float32), []
+  logp_BxT = np.asarray(ctx.score_logp(params, {"prompt": batch["prompt"],
+                                                 "prompt_mask": batch["prompt_mask"],
+                                                 "tokens": tokens_BxT, "mask": mask_BxT}))
+  rewards_B, keep = np.zeros(len(owner), np.float32), []
   for q in range(len(r["problems"])):
     rows = slice(q * g, (q + 1) * g)
-    n_ref = int(ref_mask[q * g].sum())
+    n_ref = int(ref_mask_BxT[q * g].sum())
     # The reference has the same length in every row of a group: gather it as G x L.
-    lp = np.stack([logp[i][ref_mask[i] > 0][:n_ref] for i in range(q * g, (q + 1) * g)])
-    rewards[rows], sigma = controls.dro_reward(lp, icfg.dro_temperature, icfg.dro_certainty)
+    logp_GxL = np.stack([logp_BxT[i][ref_mask_BxT[i] > 0][:n_ref]
+                         for i in range(q * g, (q + 1) * g)])
+    rewards_B[rows], sigma = controls.dro_reward(logp_GxL, icfg.dro_temperature,
+                                                 icfg.dro_certainty)
     keep.append(sigma >= icfg.dro_filter_threshold)
-  return rewards, np.array(keep)
+  return rewards_B, np.array(keep)
 
 
 def _rewards(ctx: RolloutContext, r: dict, rng: np.random.Generator) -> np.ndarray:

@@ -1,8 +1,8 @@
 """Supervised pretraining: next-token cross-entropy on completions (prompt tokens masked).
 
 Used to build the testbed's base model (correct traces, then noisy ones; see
-`pretrain`), and as the cold-start step for real models. The update step is a module-level function jitted once
-with the state's shardings and donated state.
+`pretrain`). The update step is a module-level function jitted once with the
+state's shardings and donated state.
 """
 
 from __future__ import annotations
