@@ -36,7 +36,7 @@ oracle: $(ORACLE_VENV)/.installed
 demo: setup
 	$(PY) -m launch.train --config $(CONFIG) --workdir $(WORKDIR)
 
-# The suite (about 12 minutes on 2 cores); test-slow adds the minutes-long end-to-end
+# The fast suite (about 14 minutes on 2 cores); test-slow adds the minutes-long end-to-end
 # fault tests (SIGKILL at random moments, then resume); CI runs both (test-all).
 test: setup oracle
 	$(PY) -m pytest -q -m "not slow" tests
