@@ -48,3 +48,10 @@ def by_text(problem, completion):
     import os  # pylint: disable=import-outside-toplevel
     os._exit(3)  # the worker dies as a segfault would kill it
   return len(completion)
+
+
+def length_parity(problem, completion):
+  """1.0 for completions of even length: a reward a random tiny model earns about half
+  the time, so every group has signal (the intervention tests compare mechanics)."""
+  del problem
+  return float(len(completion) % 2 == 0)
