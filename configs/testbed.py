@@ -79,6 +79,10 @@ def get_config(arg: str = ""):
   c.rl.reward_fn = ""                # "module:function" (problem, completion) -> float
   c.rl.reward_timeout_s = 10.0
   c.rl.reward_failure_score = 0.0
+  # The ratio's old log-probs are the training forward's; the sampler's (truncated by
+  # top-k / top-p, decode path) only feed the mismatch metrics and this correction.
+  c.rl.rollout_correction = "none"   # none | token_tis | seq_mask
+  c.rl.rollout_correction_cap = 2.0
 
   c.sampling = ml_collections.ConfigDict(dict(
       max_new_tokens=c.completion_len, temperature=1.0, top_k=0, top_p=1.0,

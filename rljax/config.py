@@ -15,6 +15,7 @@ import typing
 
 from rljax.rl.interventions import InterventionConfig
 from rljax.rl.losses import LossConfig
+from rljax.rl.rollout_correction import CORRECTIONS
 from rljax.model.config import PRESETS
 from rljax.rewards.sandbox import resolve
 from rljax.rl.sampler import SamplingConfig
@@ -23,6 +24,11 @@ from rljax.tasks.text_task import DataConfig
 from rljax.rl import advantages
 
 LR_SCHEDULES = ("constant", "cosine", "linear")
+# Losses whose clip band eps_low / eps_high acts on the ratio, and the size of the
+# |log r| two bfloat16 forwards of the same parameters disagree by (about 1e-3 to 6e-3
+# measured on the real-model configs): a narrower band clips at random.
+_CLIPPED_LOSSES = ("ppo", "clip_cov", "gppo", "gspo", "cispo", "gmpo")
+_BF16_LOGP_NOISE = 1e-2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +132,10 @@ class RLConfig:
     reward_timeout_s: time limit of each reward call (run in an isolated worker process).
     reward_failure_score: the score of a call that raises, times out, crashes or returns
       NaN or a non-number (each kind is counted in the metrics).
+    rollout_correction: none | token_tis | seq_mask: correct for the sampler / trainer
+      mismatch (`rljax.rl.rollout_correction`); the ratio itself is always the trainer's.
+    rollout_correction_cap: the cap of token_tis's weights, and seq_mask's band
+      [1/cap, cap] of a sequence's geometric-mean ratio.
   """
 
   steps: int = 100
@@ -147,8 +157,16 @@ class RLConfig:
   reward_fn: str = ""
   reward_timeout_s: float = 10.0
   reward_failure_score: float = 0.0
+  rollout_correction: str = "none"
+  rollout_correction_cap: float = 2.0
 
   def __post_init__(self):
+    if self.rollout_correction not in CORRECTIONS:
+      raise ValueError(f"rl.rollout_correction {self.rollout_correction!r} is unknown; "
+                       f"valid: {sorted(CORRECTIONS)}")
+    if not self.rollout_correction_cap > 1.0:
+      raise ValueError(f"rl.rollout_correction_cap must be > 1, "
+                       f"got {self.rollout_correction_cap}")
     if self.advantage not in advantages.ESTIMATORS:
       raise ValueError(f"rl.advantage {self.advantage!r} is unknown; "
                        f"valid: {sorted(advantages.ESTIMATORS)}")
@@ -228,6 +246,14 @@ class ExperimentConfig:
                       and demos < self.rl.group_size):
       raise ValueError("intervention.rlplus_demos > 0 needs loss.policy_loss='rlplus', "
                        "rl.advantage='rlplus' and fewer demonstrations than rl.group_size")
+    band = min(self.loss.eps_low, self.loss.eps_high)
+    if (self.model.dtype == "bfloat16" and self.rl.epochs * self.rl.minibatches > 1
+        and self.loss.policy_loss in _CLIPPED_LOSSES and band < _BF16_LOGP_NOISE):
+      raise ValueError(
+          f"loss.eps_low/eps_high ({self.loss.eps_low}, {self.loss.eps_high}) is narrower "
+          f"than bfloat16's forward-to-forward log-prob noise (~{_BF16_LOGP_NOISE}): "
+          f"{self.loss.policy_loss} would clip tokens at random. Use model.dtype='float32', "
+          "or one update per step (rl.epochs = rl.minibatches = 1: the ratio is exactly 1)")
     if self.loss.policy_loss == "rlplus" and not demos:
       raise ValueError("loss.policy_loss='rlplus' needs intervention.rlplus_demos > 0")
 

@@ -30,12 +30,14 @@ from rljax.workdir import Setup, prepare, read_json, write_json
 def _base_eval(setup: Setup, workdir: str) -> dict:
   """The base model's held-out pass@k, entropy and counts (cached in base_eval.json)."""
   path = os.path.join(workdir, "base_eval.json")
-  if os.path.exists(path):
-    return read_json(path)
-  n = setup.cfg.eval.n_samples
-  counts, ent = setup.evaluate(setup.base_params, n, "base")
-  base = dict(setup.summarize(counts, n), entropy=ent, counts=counts.tolist())
-  write_json(base, path)
+  base = read_json(path) if os.path.exists(path) else None
+  if base is None:
+    n = setup.cfg.eval.n_samples
+    counts, ent = setup.evaluate(setup.base_params, n, "base")
+    base = dict(setup.summarize(counts, n), entropy=ent, counts=counts.tolist())
+  if "greedy_pass@1" not in base:  # also for base evaluations cached before it existed
+    base["greedy_pass@1"] = setup.greedy_accuracy(setup.base_params, "base")
+    write_json(base, path)
   return base
 
 
@@ -73,6 +75,8 @@ def _summary(cfg: ExperimentConfig, base: dict, final: dict, final_entropy: floa
   return {
       "base_pass@1": base["pass@1"], f"base_pass@{n}": base[f"pass@{n}"],
       "final_pass@1": final["pass@1"], f"final_pass@{n}": final[f"pass@{n}"],
+      "base_greedy_pass@1": base["greedy_pass@1"],
+      "final_greedy_pass@1": final["greedy_pass@1"],
       "initial_entropy": rows[0]["entropy"] if rows else None,
       "final_entropy": rows[-1]["entropy"] if rows else None,
       "base_eval_entropy": base["entropy"], "final_eval_entropy": final_entropy,
@@ -97,7 +101,8 @@ def run(cfg: ExperimentConfig, workdir: str) -> dict:
 
   with jax.set_mesh(setup.mesh):
     base = _base_eval(setup, workdir)
-    tqdm.write(f"base model: pass@1 {base['pass@1']:.3f}  pass@{n} {base[f'pass@{n}']:.3f}")
+    tqdm.write(f"base model: pass@1 {base['pass@1']:.3f}  pass@{n} {base[f'pass@{n}']:.3f}  "
+               f"greedy {base['greedy_pass@1']:.3f}")
     optimizer, sh, state = setup.rl_state()
 
     def periodic_eval(params, n_eval, step):
@@ -121,6 +126,7 @@ def run(cfg: ExperimentConfig, workdir: str) -> dict:
       return {"steps": int(state.step), "stopped": True}
     counts, ent = setup.evaluate(state.params, n, "final")
     final = setup.summarize(counts, n)
+    final["greedy_pass@1"] = setup.greedy_accuracy(state.params, "final")
 
   summary = _summary(cfg, base, final, ent, counts, int(state.step), time.time() - t0, workdir)
   write_json(summary, os.path.join(workdir, "summary.json"))

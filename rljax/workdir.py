@@ -105,8 +105,9 @@ class Setup:
   base_params: dict
   verifier: RewardGuard | None = None
 
-  def evaluate(self, params, n: int, tag: str):
-    """(correct counts per held-out problem, mean token entropy) from n samples each.
+  def evaluate(self, params, n: int, tag: str, sampling=None):
+    """(correct counts per held-out problem, mean token entropy) from n samples each,
+    with the run's sampling settings unless `sampling` is given.
 
     The task's verifier runs in a `RewardGuard` (a time limit per call, failures score 0).
     """
@@ -114,10 +115,18 @@ class Setup:
       self.verifier = RewardGuard(self.task.reward, self.cfg.rl.reward_timeout_s,
                                   name="verifier")
     return sample_counts(self.graphdef, params, self.task.eval_problems, self.tok, n=n,
-                         prompt_len=self.cfg.prompt_len, sampling=self.cfg.sampling,
+                         prompt_len=self.cfg.prompt_len,
+                         sampling=self.cfg.sampling if sampling is None else sampling,
                          key=prng.eval_key(self.cfg.seed, tag),
                          batch_rollouts=self.cfg.eval.batch_rollouts,
                          verify=lambda calls: self.verifier.score(calls)[0])
+
+  def greedy_accuracy(self, params, tag: str) -> float:
+    """Held-out accuracy of greedy decoding (top-k 1, i.e. temperature 0): on a base whose
+    every step's mode is right, sampled pass@1 alone hides that RL only sharpens."""
+    greedy = dataclasses.replace(self.cfg.sampling, top_k=1)
+    counts, _ = self.evaluate(params, 1, f"{tag}-greedy", sampling=greedy)
+    return float(counts.mean())
 
   def summarize(self, counts, n: int) -> dict:
     return summarize(self.task.eval_problems, counts, n, self.task.eval_tags)

@@ -98,3 +98,15 @@ def test_rlplus_split_uses_on_policy_mean():
   np.testing.assert_allclose(a, np.array([1, 0, 0, 1]) - 1 / 3, rtol=1e-6)
   a = advantages.compute("rlplus", np.ones(4, np.float32), 4, offpolicy_B=off, use_std=True)
   np.testing.assert_allclose(a, 0.0)              # std 0 -> 1, no NaN
+
+
+def test_passk_reads_the_verifier_verdict_not_the_shaped_reward():
+  # A correct answer with an overlong penalty (reward 0.125) is still correct: with the
+  # verdict the group is (N=8, N_pos=3, k=4) of docs/algorithms.md T9.
+  rewards = np.array([0.125, 0.125, 1.0, 0, 0, 0, 0, 0], np.float32)
+  correct = rewards > 0
+  adv = np.asarray(advantages.compute("passk", rewards, 8, k=4, correct_B=correct))
+  np.testing.assert_allclose(adv[:3], 0.277349, atol=1e-5)
+  np.testing.assert_allclose(adv[3:], -0.166409, atol=1e-5)
+  shaped = np.asarray(advantages.compute("passk", rewards, 8, k=4))   # reward > 0.5 only
+  assert not np.allclose(shaped, adv)

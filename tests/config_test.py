@@ -1,7 +1,6 @@
 """A bad config fails before anything is compiled, naming the field and the valid choices."""
 
 import dataclasses
-import os
 
 import pytest
 

@@ -20,8 +20,11 @@ def compare_boundaries(counts_a, counts_b, n: int, names=("rl", "base")) -> dict
     raise ValueError(f"counts must cover the same problems: {a.shape} vs {b.shape}")
   ca, cb = pass_at_k_curve(n, a), pass_at_k_curve(n, b)
   ks = sorted(ca)
+  # The crossover is the first k where the leader changes, counted from the first
+  # strict lead: curves tied at k = 1 have no leader to lose the lead yet.
   lead = [np.sign(ca[k] - cb[k]) for k in ks]
-  crossover = next((k for k, s in zip(ks, lead) if s != lead[0] and s != 0), None)
+  first = next((s for s in lead if s != 0), 0)
+  crossover = next((k for k, s in zip(ks, lead) if first and s == -first), None)
   sa, sb = a > 0, b > 0
   na, nb = names
   return {

@@ -7,7 +7,6 @@ capability-boundary comparison and a pass@k plot.
 
 from __future__ import annotations
 
-import json
 import os
 
 import jax
@@ -45,14 +44,14 @@ def evaluate(cfg, workdir: str, checkpoint: str = "latest", n: int = 128,
       params, name = _params(setup, workdir, which)
       path = os.path.join(out_dir, f"{name}_n{n}.json")
       if os.path.exists(path):
-        with open(path) as f:
-          results[name] = json.load(f)
+        results[name] = read_json(path)
         continue
       tqdm.write(f"sampling {n} completions for each of {len(setup.task.eval_problems)} "
                  f"held-out problems from {name}")
       counts, ent = setup.evaluate(params, n, f"eval-{name}")
       results[name] = dict(setup.summarize(counts, n), n=n, entropy=ent,
-                           counts=counts.tolist())
+                           counts=counts.tolist(),
+                           **{"greedy_pass@1": setup.greedy_accuracy(params, f"eval-{name}")})
       write_json(results[name], path)
   names = list(results)
   report = {"models": {k: {m: v for m, v in r.items() if m != "counts"}

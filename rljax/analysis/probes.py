@@ -22,7 +22,7 @@ import numpy as np
 from flax import nnx
 
 from rljax.rl import sampler as sampler_lib
-from rljax.rl.logprobs import sequence_inputs
+from rljax.rl.logprobs import sequence_inputs, token_logp_entropy
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef",))
@@ -41,7 +41,7 @@ def token_logp_rank(graphdef, params, prompt_BxP, prompt_mask_BxP, tokens_BxT, t
     h_1xLxD, _ = model.hidden(seq, positions_BxT=positions, kv_mask_BxS=kv_mask)
     z_TxV = model.logits(h_1xLxD[0, p - 1:p + t - 1]).astype(jnp.float32) / temperature
     chosen_T = jnp.take_along_axis(z_TxV, tokens[:, None], axis=-1)
-    logp_T = chosen_T[:, 0] - jax.nn.logsumexp(z_TxV, axis=-1)
+    logp_T, _ = token_logp_entropy(z_TxV, tokens)
     rank_T = jnp.sum(z_TxV > chosen_T, axis=-1)
     return logp_T, rank_T
 

@@ -8,6 +8,7 @@ scalar advantage per rollout; the trainer broadcasts it over tokens.
 from __future__ import annotations
 
 import inspect
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -81,19 +82,21 @@ def _comb_ratio(m, n, k: int):
   return jnp.prod(jnp.maximum(m - i, 0.0) / (n - i), axis=-1)
 
 
-def passk(rewards_B, group_size: int, k: int):
+def passk(rewards_B, group_size: int, k: int, correct_B=None):
   """Pass@k training, analytic advantages (Chen et al. 2025, arXiv 2508.10751).
 
   Binary rewards, N = G rollouts, N_neg wrong: R = 1 - C(N_neg, k) / C(N, k),
   sigma = sqrt(R (1 - R)); A_pos = (1 - R) / (sigma + 1e-6),
   A_neg = (1 - R - C(N_neg - 1, k - 1) / C(N - 1, k - 1)) / (sigma + 1e-6).
   N_neg < k gives R = 1 and all-zero advantages. Written with explicit masks
-  (the reference's chained np.where can overwrite A_pos when it is 0).
+  (the reference's chained np.where can overwrite A_pos when it is 0). Correctness is
+  the verifier's verdict `correct_B` when given (a shaped reward, e.g. a correct answer
+  with an overlong penalty, is still correct), else reward > 0.5.
   """
   if not 1 <= k <= group_size:
     raise ValueError(f"passk needs 1 <= k <= group_size, got k={k}, group_size={group_size}")
   r_QxG = _groups(rewards_B, group_size)
-  pos_QxG = r_QxG > 0.5
+  pos_QxG = r_QxG > 0.5 if correct_B is None else _groups(correct_B, group_size) > 0
   n = group_size
   n_neg = (~pos_QxG).sum(axis=1, keepdims=True)
   mean = 1.0 - _comb_ratio(n_neg, n, k)
@@ -156,21 +159,30 @@ ESTIMATORS = {"grpo": grpo, "drgrpo": drgrpo, "rloo": rloo,
 
 
 # What each estimator reads besides the rewards and the group size, from the RL config
-# (`passk_k`, `grpo_passk_norm`) and the step's batch; estimators not listed read nothing.
+# (`passk_k`, `grpo_passk_norm`) and the step's `StepInputs`; estimators not listed
+# read nothing.
 ESTIMATOR_INPUTS = {
-    "passk": lambda cfg, lengths_B, offpolicy_B: {"k": cfg.passk_k},
-    "grpo_passk": lambda cfg, lengths_B, offpolicy_B: {"norm_by_std": cfg.grpo_passk_norm},
-    "reinforce_pp_baseline": lambda cfg, lengths_B, offpolicy_B: {"lengths_B": lengths_B},
-    "rlplus": lambda cfg, lengths_B, offpolicy_B: {"offpolicy_B": offpolicy_B},
+    "passk": lambda cfg, s: {"k": cfg.passk_k, "correct_B": s.correct_B},
+    "grpo_passk": lambda cfg, s: {"norm_by_std": cfg.grpo_passk_norm},
+    "reinforce_pp_baseline": lambda cfg, s: {"lengths_B": s.lengths_B},
+    "rlplus": lambda cfg, s: {"offpolicy_B": s.offpolicy_B},
 }
 
 
-def estimator_inputs(name: str, rl_cfg, lengths_B, offpolicy_B) -> dict:
-  """Keyword arguments of `compute(name, ...)` for a step with these lengths / demonstrations."""
+class StepInputs(NamedTuple):
+  """Per-rollout facts an estimator may read: lengths, demonstration rows, the verdict."""
+
+  lengths_B: object
+  offpolicy_B: object
+  correct_B: object
+
+
+def estimator_inputs(name: str, rl_cfg, step: StepInputs) -> dict:
+  """Keyword arguments of `compute(name, ...)` for a step."""
   if name not in ESTIMATORS:
     raise ValueError(f"Unknown advantage estimator {name!r}; valid: {sorted(ESTIMATORS)}")
   inputs = ESTIMATOR_INPUTS.get(name)
-  return inputs(rl_cfg, lengths_B, offpolicy_B) if inputs else {}
+  return inputs(rl_cfg, step) if inputs else {}
 
 
 def compute(name: str, rewards_B, group_size: int, **hparams):

@@ -55,7 +55,7 @@ class StepContext:
   """What an entropy schedule reads: the configured coefficient and this step's state."""
 
   coef: float
-  icfg: "rljax.rl.interventions.InterventionConfig"
+  icfg: object  # rljax.rl.interventions.InterventionConfig (which imports this module)
   ctrl: ControlState
   step: int
   total_steps: int

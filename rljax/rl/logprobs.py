@@ -15,7 +15,11 @@ import jax.numpy as jnp
 
 
 def entropy_from_logits(logits_xV):
-  """H = logsumexp(z) - sum softmax(z) z, in nats (verl `entropy_from_logits`)."""
+  """H = logsumexp(z) - sum softmax(z) z, in nats (verl `entropy_from_logits`).
+
+  rljax's one entropy function: the training forward's, the sampler's (of its
+  filtered logits, where masked entries have softmax 0) and the probes' all call it.
+  """
   z = logits_xV.astype(jnp.float32)
   lse = jax.nn.logsumexp(z, axis=-1)
   return lse - jnp.sum(jax.nn.softmax(z, axis=-1) * z, axis=-1)
@@ -26,8 +30,7 @@ def token_logp_entropy(logits_xV, tokens_x):
   z = logits_xV.astype(jnp.float32)
   logp_xV = jax.nn.log_softmax(z, axis=-1)
   logp_x = jnp.take_along_axis(logp_xV, tokens_x[..., None], axis=-1)[..., 0]
-  ent_x = -jnp.sum(jnp.exp(logp_xV) * logp_xV, axis=-1)
-  return logp_x, ent_x
+  return logp_x, entropy_from_logits(z)
 
 
 def sequence_inputs(prompt_BxP, prompt_mask_BxP, completion_BxT):

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from rljax.rl import policy_losses
-from rljax.rl.policy_losses import LossInputs
+from rljax.rl.policy_losses import LossInputs, abs0
 from rljax.rl.aggregation import AGG_MODES, aggregate, masked_mean
 
 sg = jax.lax.stop_gradient
@@ -30,11 +30,12 @@ def _k3(delta):
   return jnp.clip(jnp.exp(neg) - 1.0 - neg, -10.0, 10.0)
 
 
-# Schulman's estimators of KL(pi || pi_ref) from delta = logp - ref_logp.
-KL_ESTIMATORS = {"k1": lambda delta: delta, "abs": jnp.abs,
+# Schulman's estimators of KL(pi || pi_ref) from delta = logp - ref_logp. `abs` has
+# derivative 0 at delta = 0 (torch's convention; jnp.abs's is +1 there).
+KL_ESTIMATORS = {"k1": lambda delta: delta, "abs": abs0,
                  "k2": lambda delta: 0.5 * jnp.square(delta), "k3": _k3}
 # A trailing "+" is straight-through: the base estimator's value, k2's gradient.
-KL_KINDS = tuple(KL_ESTIMATORS) + ("k1+", "k3+")
+KL_KINDS = tuple(KL_ESTIMATORS) + tuple(f"{k}+" for k in KL_ESTIMATORS)
 
 
 def kl_penalty(logp, ref_logp, kind: str):

@@ -33,6 +33,8 @@ class LossInputs:
     mask_BxT: 0/1 loss mask (generated tokens up to EOS; interventions may drop some).
     offpolicy_BxT: 1 on demonstration tokens (RL-PLUS), else 0.
     rng: PRNG key for Clip-Cov's random token selection (None where no loss draws).
+    weight_BxT: per-token weights of the policy term (the rollout correction's truncated
+      importance weights, `rljax.rl.rollout_correction`); None = 1.
   """
 
   logp_BxT: jax.Array
@@ -41,6 +43,24 @@ class LossInputs:
   mask_BxT: jax.Array
   offpolicy_BxT: jax.Array | None = None
   rng: jax.Array | None = None
+  weight_BxT: jax.Array | None = None
+
+
+def _agg(x: LossInputs, loss_BxT, agg, norm_constant):
+  """`aggregate` of the per-token loss, each token weighted by `x.weight_BxT` when set
+  (verl's rollout importance weights multiply the per-token policy loss)."""
+  if x.weight_BxT is not None:
+    loss_BxT = loss_BxT * x.weight_BxT
+  return aggregate(loss_BxT, x.mask_BxT, agg, norm_constant)
+
+
+def abs0(x):
+  """|x| whose derivative at x = 0 is 0 (jnp.abs has +1 there, torch 0): x * sign(x).
+
+  An inert penalty (KL-Cov's |log r| on an unchanged token, the `abs` KL estimator at
+  pi = pi_ref) then pushes nothing; elsewhere the gradient is sign(x), as for |x|.
+  """
+  return x * jnp.sign(x)
 
 
 def _frac(x_BxT, mask_BxT):
@@ -79,7 +99,7 @@ def ppo(x: LossInputs, *, agg, norm_constant, eps_low, eps_high, dual_clip_c):
              "clipfrac_low": _frac(clipped_BxT & (adv < 0), mask),
              "ppo_kl": masked_mean(-log_ratio_BxT, mask)}
   loss_BxT = _dual_clip(loss_BxT, adv, mask, dual_clip_c, metrics)
-  return aggregate(loss_BxT, mask, agg, norm_constant), metrics
+  return _agg(x, loss_BxT, agg, norm_constant), metrics
 
 
 def _select_by_rank(priority_BxT, n_select):
@@ -121,7 +141,7 @@ def clip_cov(x: LossInputs, *, agg, norm_constant, eps_low, eps_high, clip_cov_r
   u_BxT = jax.random.uniform(x.rng, x.logp_BxT.shape)
   selected_BxT = _select_by_rank(jnp.where(eligible_BxT, u_BxT, -1.0), n_select) & eligible_BxT
   loss_BxT = jnp.where(l2_BxT > l1_BxT, l2_BxT, l1_BxT) * (1.0 - selected_BxT)
-  return aggregate(loss_BxT, mask, agg, norm_constant), {
+  return _agg(x, loss_BxT, agg, norm_constant), {
       "clipfrac": _frac(selected_BxT, mask), "ppo_kl": masked_mean(-log_ratio_BxT, mask)}
 
 
@@ -140,9 +160,8 @@ def kl_cov(x: LossInputs, *, agg, norm_constant, kl_cov_ratio, kl_cov_coef):
   cov_BxT = _token_cov(x.logp_BxT, adv, mask, 0.0)
   k = jnp.maximum(jnp.floor(mask.sum() * kl_cov_ratio), 1.0)
   selected_BxT = _select_by_rank(jnp.where(valid_BxT, cov_BxT, -jnp.inf), k) & valid_BxT
-  loss_BxT = -adv * ratio_BxT + jnp.where(selected_BxT, kl_cov_coef * jnp.abs(log_ratio_BxT),
-                                          0.0)
-  return aggregate(loss_BxT, mask, agg, norm_constant), {
+  loss_BxT = -adv * ratio_BxT + jnp.where(selected_BxT, kl_cov_coef * abs0(log_ratio_BxT), 0.0)
+  return _agg(x, loss_BxT, agg, norm_constant), {
       "ppo_kl": masked_mean(jnp.abs(log_ratio_BxT), mask),
       "clipfrac": _frac(selected_BxT, mask)}
 
@@ -171,7 +190,7 @@ def gppo(x: LossInputs, *, agg, norm_constant, eps_low, eps_high, dual_clip_c, g
   metrics = {"clipfrac": _frac(low_BxT | high_BxT, mask), "clipfrac_high": _frac(high_BxT, mask),
              "clipfrac_low": _frac(low_BxT, mask), "ppo_kl": masked_mean(-log_ratio_BxT, mask)}
   loss_BxT = _dual_clip(loss_BxT, adv, mask, dual_clip_c, metrics)
-  return aggregate(loss_BxT, mask, agg, norm_constant), metrics
+  return _agg(x, loss_BxT, agg, norm_constant), metrics
 
 
 def gspo(x: LossInputs, *, agg, norm_constant, eps_low, eps_high):
@@ -189,7 +208,7 @@ def gspo(x: LossInputs, *, agg, norm_constant, eps_low, eps_high):
   l1_BxT = -adv * s_BxT
   l2_BxT = -adv * jnp.clip(s_BxT, 1.0 - eps_low, 1.0 + eps_high)
   clipped_BxT = l2_BxT > l1_BxT
-  return aggregate(jnp.where(clipped_BxT, l2_BxT, l1_BxT), mask, agg, norm_constant), {
+  return _agg(x, jnp.where(clipped_BxT, l2_BxT, l1_BxT), agg, norm_constant), {
       "clipfrac": _frac(clipped_BxT, mask), "ppo_kl": masked_mean(-log_ratio_BxT, mask)}
 
 
@@ -203,7 +222,7 @@ def cispo(x: LossInputs, *, agg, norm_constant, eps_low, eps_high):
   weight_BxT = sg(jnp.clip(ratio_BxT, 1.0 - eps_low, 1.0 + eps_high))
   outside_BxT = (ratio_BxT < 1.0 - eps_low) | (ratio_BxT > 1.0 + eps_high)
   loss_BxT = -weight_BxT * x.adv_BxT * x.logp_BxT
-  return aggregate(loss_BxT, x.mask_BxT, agg, norm_constant), {
+  return _agg(x, loss_BxT, agg, norm_constant), {
       "clipfrac": _frac(outside_BxT, x.mask_BxT),
       "ppo_kl": masked_mean(-log_ratio_BxT, x.mask_BxT)}
 
@@ -223,7 +242,8 @@ def gmpo(x: LossInputs, *, agg, norm_constant, eps_low, eps_high):
   l_prime_BxT = sign_BxT * jnp.minimum(sign_BxT * log_ratio_BxT, sign_BxT * clipped_BxT)
   n_B = mask.sum(-1) + 1e-8
   ratio_B = jnp.exp((l_prime_BxT * mask).sum(-1) / n_B)
-  adv_B = (adv * mask).sum(-1) / n_B
+  weighted_adv = adv if x.weight_BxT is None else adv * x.weight_BxT
+  adv_B = (weighted_adv * mask).sum(-1) / n_B
   outside_BxT = (log_ratio_BxT < -eps_low) | (log_ratio_BxT > eps_high)
   return jnp.mean(-adv_B * ratio_B), {
       "clipfrac": _frac(outside_BxT & (adv > 0), mask),
@@ -243,13 +263,13 @@ def sapo(x: LossInputs, *, agg, norm_constant, tau_pos, tau_neg):
   ratio_BxT = jnp.exp(log_ratio_BxT)
   tau_BxT = jnp.where(adv > 0, tau_pos, tau_neg)
   loss_BxT = -jax.nn.sigmoid(tau_BxT * (ratio_BxT - 1.0)) * 4.0 / tau_BxT * adv
-  return aggregate(loss_BxT, x.mask_BxT, "seq-mean-token-mean", norm_constant), {
+  return _agg(x, loss_BxT, "seq-mean-token-mean", norm_constant), {
       "ppo_kl": masked_mean(-log_ratio_BxT, x.mask_BxT)}
 
 
 def gpg(x: LossInputs, *, agg, norm_constant):
   """GPG (Chu et al. 2025, arXiv 2504.02546): plain policy gradient -A logp, no ratio."""
-  return aggregate(-x.adv_BxT * x.logp_BxT, x.mask_BxT, agg, norm_constant), {}
+  return _agg(x, -x.adv_BxT * x.logp_BxT, agg, norm_constant), {}
 
 
 def rlplus(x: LossInputs, *, agg, norm_constant, eps_low, eps_high, rlplus_gamma,
@@ -277,6 +297,6 @@ def rlplus(x: LossInputs, *, agg, norm_constant, eps_low, eps_high, rlplus_gamma
   off_BxT = -r_mis_BxT * adv * (1.0 - sg(p_theta_BxT)) ** rlplus_gamma
   off_mask_BxT = offpolicy * mask
   loss_BxT = jnp.where(off_mask_BxT > 0, off_BxT, on_BxT)
-  return aggregate(loss_BxT, mask, agg, norm_constant), {
+  return _agg(x, loss_BxT, agg, norm_constant), {
       "ppo_kl": masked_mean(-log_ratio_BxT, mask * (1.0 - offpolicy)),
       "offpolicy_frac": masked_mean(offpolicy, mask)}

@@ -1,8 +1,9 @@
 """One RL step's rollouts: sample, verify, shape rewards, filter groups (host side).
 
 A round takes the next prompt batch of the task stream (its index is the run's
-data position), samples G completions each on device, computes reference
-log-probs, and scores them. With DAPO dynamic sampling, rounds repeat until
+data position), samples G completions each on device, scores them with the
+training forward under the policy (old log-probs, entropies) and the reference,
+and verifies them. With DAPO dynamic sampling, rounds repeat until
 enough groups have non-identical correctness (docs/algorithms.md §3).
 
 Everything a round needs comes in a `RolloutContext`; nothing else of the
@@ -39,7 +40,7 @@ class RolloutContext:
     task: prompts, verifier and the text operations of the interventions.
     tok: encodes prompts and completions, decodes samples.
     graphdef: the model's structure (the sampler merges it with the params).
-    score_logp: the jitted (params, sequences) -> token log-probs [B, T].
+    score: the jitted training forward (params, sequences) -> (log-probs, entropies) [B, T].
     reward_guard: runs the reward function in its sandboxed worker.
   """
 
@@ -47,7 +48,7 @@ class RolloutContext:
   task: Task
   tok: BatchTokenizer
   graphdef: object
-  score_logp: Callable
+  score: Callable
   reward_guard: RewardGuard
 
 
@@ -65,6 +66,14 @@ class StepRollouts:
   data_position: int
   dro_filtered: int = 0
   reward_failures: dict = dataclasses.field(default_factory=dict)
+  forward_tokens: dict = dataclasses.field(default_factory=dict)
+
+
+def _forward_tokens(batch: dict, q: int, scorings: int) -> dict:
+  """Tokens the prefill and the scoring forwards of a round ran on (padded shapes)."""
+  b, p = batch["prompt"].shape
+  t = batch["tokens"].shape[1]
+  return {"prefilled": q * p, "scored": scorings * b * (p + t)}
 
 
 def _round(ctx: RolloutContext, params, ref_params, rng, index: int) -> dict:
@@ -78,11 +87,15 @@ def _round(ctx: RolloutContext, params, ref_params, rng, index: int) -> dict:
   # Copies: device_get may hand back read-only views, and demonstrations write rows.
   batch = {"prompt": np.repeat(prompt, g, 0), "prompt_mask": np.repeat(pmask, g, 0),
            "tokens": np.array(out.tokens), "mask": np.array(out.mask),
-           "old_logp": np.array(out.logp), "entropy": np.array(out.entropy),
+           "sampler_logp": np.array(out.logp),
            "offpolicy": np.zeros(len(out.mask), np.float32)}
+  decoded = len(out.mask) * int(np.asarray(out.mask).sum(1).max())
   if cfg.intervention.rlplus_demos:
-    _insert_demonstrations(ctx, params, problems, batch)
-  batch["ref_logp"] = np.asarray(ctx.score_logp(ref_params, {k: batch[k] for k in SEQUENCE_KEYS}))
+    _insert_demonstrations(ctx, problems, batch)
+  # The ratio's old log-probs, the entropies and the reference's log-probs all come from
+  # the training forward (the pre-update parameters), never from the sampler.
+  batch["old_logp"], batch["entropy"] = _score(ctx, params, batch)
+  batch["ref_logp"], _ = _score(ctx, ref_params, batch)
   texts = ctx.tok.decode_completions(batch["tokens"])
   owner = [problems[i // g] for i in range(len(texts))]
   verified, failures = ctx.reward_guard.score(list(zip(owner, texts)))
@@ -94,23 +107,35 @@ def _round(ctx: RolloutContext, params, ref_params, rng, index: int) -> dict:
           "dro_keep": np.ones(len(problems), bool)}
   if cfg.intervention.reward_mode == "dro":
     out["dro_reward"], out["dro_keep"] = _dro_rewards(ctx, params, out)
+  # The policy and reference scorings, and DRO's teacher-forced one.
+  out["forward_tokens"] = dict(
+      _forward_tokens(batch, len(problems), 3 if cfg.intervention.reward_mode == "dro" else 2),
+      decoded=decoded)
   return out
 
 
-def _insert_demonstrations(ctx: RolloutContext, params, problems, batch: dict) -> None:
+def _score(ctx: RolloutContext, params, batch: dict):
+  """(log-probs, entropies) [B, T] of the batch under `params`, scored in chunks of the
+  update's minibatch size: the same shapes as the update's forward, so that without
+  learning the ratio is 1 to within float32 rounding (<= 1e-6)."""
+  b, chunk = len(batch["tokens"]), len(batch["tokens"]) // ctx.cfg.rl.minibatches
+  parts = [jax.device_get(ctx.score(params, {k: batch[k][i:i + chunk] for k in SEQUENCE_KEYS}))
+           for i in range(0, b, chunk)]
+  return tuple(np.concatenate([np.asarray(p[j]) for p in parts]) for j in range(2))
+
+
+def _insert_demonstrations(ctx: RolloutContext, problems, batch: dict) -> None:
   """RL-PLUS: the last `rlplus_demos` rollouts of each group become demonstrations.
 
-  Their behaviour log-probs are the current policy's (one forward pass); their
-  sampler entropy is unknown and set to 0.
+  They are scored by the training forward like every row; they have no sampler
+  log-probs, so theirs are set to 0 and the mismatch metric skips off-policy rows.
   """
   g, n = ctx.cfg.rl.group_size, ctx.cfg.intervention.rlplus_demos
   rows = np.array([q * g + j for q in range(len(problems)) for j in range(g - n, g)])
   demos = [ctx.task.demonstration(problems[r // g]) for r in rows]
   tokens_BxT, mask_BxT = ctx.tok.encode_completions(demos, batch["tokens"].shape[1])
   batch["tokens"][rows], batch["mask"][rows] = tokens_BxT, mask_BxT
-  batch["entropy"][rows], batch["offpolicy"][rows] = 0.0, 1.0
-  logp_BxT = np.asarray(ctx.score_logp(params, {k: batch[k] for k in SEQUENCE_KEYS}))
-  batch["old_logp"][rows] = logp_BxT[rows]
+  batch["sampler_logp"][rows], batch["offpolicy"][rows] = 0.0, 1.0
 
 
 def _dro_rewards(ctx: RolloutContext, params, r: dict):
@@ -121,9 +146,9 @@ def _dro_rewards(ctx: RolloutContext, params, r: dict):
   tokens_BxT, mask_BxT, ref_mask_BxT = ctx.tok.encode_with_reference(
       [ctx.task.chain_of_thought(t) for t in r["texts"]],
       [ctx.task.reference_answer(p) for p in owner], batch["tokens"].shape[1])
-  logp_BxT = np.asarray(ctx.score_logp(params, {"prompt": batch["prompt"],
-                                                 "prompt_mask": batch["prompt_mask"],
-                                                 "tokens": tokens_BxT, "mask": mask_BxT}))
+  logp_BxT = np.asarray(ctx.score(params, {"prompt": batch["prompt"],
+                                            "prompt_mask": batch["prompt_mask"],
+                                            "tokens": tokens_BxT, "mask": mask_BxT})[0])
   rewards_B, keep = np.zeros(len(owner), np.float32), []
   for q in range(len(r["problems"])):
     rows = slice(q * g, (q + 1) * g)
@@ -172,7 +197,7 @@ def collect(ctx: RolloutContext, params, ref_params, rng, data_position: int, st
   cfg, icfg = ctx.cfg, ctx.cfg.intervention
   q, g = cfg.rl.prompts_per_step, cfg.rl.group_size
   reward_rng = prng.reward_rng(cfg.seed, step)
-  rounds, kept, dropped, dro_filtered, failures = [], [], [], 0, {}
+  rounds, kept, dropped, dro_filtered, failures, forward = [], [], [], 0, {}, {}
   max_rounds = icfg.max_gen_rounds if icfg.dynamic_sampling else 1
   while len(rounds) < max_rounds and len(kept) < q:
     r = _round(ctx, params, ref_params, rng, data_position)
@@ -181,6 +206,8 @@ def collect(ctx: RolloutContext, params, ref_params, rng, data_position: int, st
     rounds.append((r, rewards))
     for kind, count in r["reward_failures"].items():
       failures[kind] = failures.get(kind, 0) + count
+    for kind, count in r["forward_tokens"].items():
+      forward[kind] = forward.get(kind, 0) + count
     for j in range(q):
       acc = r["verified"][j * g:(j + 1) * g]
       if not r["dro_keep"][j]:
@@ -198,4 +225,5 @@ def collect(ctx: RolloutContext, params, ref_params, rng, data_position: int, st
   return StepRollouts(problems=problems, batch=batch, texts=texts, verified=verified,
                       rewards=rewards, gen_rounds=len(rounds), filled_groups=filled,
                       data_position=data_position, dro_filtered=dro_filtered,
+                      forward_tokens=forward,
                       reward_failures=failures)

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from rljax.model.attention import KVCache
+from rljax.rl.logprobs import entropy_from_logits
 
 _NEG_INF = -1e30
 
@@ -53,7 +54,9 @@ class Rollout:
   Attributes:
     tokens: [B, T] completion tokens (pad after EOS).
     mask: [B, T] 1.0 on generated tokens up to and including EOS.
-    logp: [B, T] log-prob of each sampled token under the sampling distribution.
+    logp: [B, T] log-prob of each sampled token under the sampling distribution (the
+      filtered one, from the decode path): the trainer uses it only for the
+      sampler/trainer mismatch metric and the optional rollout correction.
     entropy: [B, T] entropy (nats) of the sampling distribution at each step.
   """
 
@@ -99,7 +102,7 @@ def _select(key, logits_BxV, cfg: SamplingConfig):
   logp_BxV = jax.nn.log_softmax(z, axis=-1)
   tok_B = jax.random.categorical(key, z, axis=-1)
   logp_B = jnp.take_along_axis(logp_BxV, tok_B[:, None], axis=-1)[:, 0]
-  return tok_B, logp_B, _entropy(z)
+  return tok_B, logp_B, entropy_from_logits(z)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "cfg", "group_size"))
@@ -121,14 +124,9 @@ def hybrid_sample(graphdef, base_params, expert_params, prompt_QxP, prompt_mask_
   to the RL model recovers most of its gain, RL selected among paths the base
   already had. Returns (Rollout, routed [B, T]: 1.0 where the expert chose).
   """
-  route = lambda base_logits_BxV: _entropy(filter_logits(base_logits_BxV, cfg)) > threshold
+  route = lambda base_logits_BxV: entropy_from_logits(filter_logits(base_logits_BxV, cfg)) > threshold
   return _generate(graphdef, (base_params, expert_params), prompt_QxP, prompt_mask_QxP, key,
                    cfg, group_size, route=route)
-
-
-def _entropy(z_BxV):
-  logp = jax.nn.log_softmax(z_BxV, axis=-1)
-  return -jnp.sum(jnp.where(z_BxV > _NEG_INF / 2, jnp.exp(logp) * logp, 0.0), axis=-1)
 
 
 def _generate(graphdef, params_list, prompt_QxP, prompt_mask_QxP, key, cfg, group_size,

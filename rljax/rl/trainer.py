@@ -4,8 +4,10 @@ Per step: rollouts from `rljax.rl.rollouts.collect` (prompts at the run's data
 position, G completions each, verified and shaped rewards, reference log-probs),
 group advantages broadcast over tokens (HICRA reshapes them on planning tokens),
 then mu epochs x minibatches of the jitted update (`rljax.rl.update`, sharded on
-the mesh, state donated). The old log-probs are the sampler's own (the behaviour
-policy, truncation included). Controllers (`rljax.rl.controllers`: entropy
+the mesh, state donated). The old log-probs are the training forward's under the
+step's pre-update parameters (with one update per step, stop_gradient of the current
+ones: the ratio is exactly 1); the sampler's feed only the mismatch metrics and
+the optional rollout correction. Controllers (`rljax.rl.controllers`: entropy
 coefficient, reference resets) run on the host between steps and are
 checkpointed with the state.
 
@@ -28,7 +30,7 @@ from rljax.analysis import diagnostics, traces
 from rljax.checkpoint import Checkpointer
 from rljax.config import ExperimentConfig
 from rljax.rewards.sandbox import RewardGuard, resolve
-from rljax.rl import advantages, controllers, rollouts
+from rljax.rl import advantages, controllers, rollout_correction, rollouts
 from rljax.rl import interventions as iv
 from rljax.rl.losses import kl_penalty, masked_mean
 from rljax.rl.train_state import TrainState
@@ -49,14 +51,16 @@ class RLTrainer:
     self.cfg, self.task, self.tok = cfg, task, tokenizer
     self.writer, self.evaluate, self.workdir = writer, evaluate, workdir
     self.fns = make_step_fns(graphdef, optimizer, state_shardings, mesh, cfg.loss,
-                             cfg.sampling.temperature, cfg.intervention.reset_optimizer)
+                             cfg.sampling.temperature, cfg.intervention.reset_optimizer,
+                             on_policy=cfg.rl.epochs * cfg.rl.minibatches == 1,
+                             weighted=cfg.rl.rollout_correction == "token_tis")
     self.ckpt = Checkpointer(f"{workdir}/checkpoints", cfg.rl.max_to_keep)
     reward_fn = resolve(cfg.rl.reward_fn) if cfg.rl.reward_fn else task.reward
     self.reward_guard = RewardGuard(reward_fn, cfg.rl.reward_timeout_s,
                                     cfg.rl.reward_failure_score)
     self.rollout_ctx = rollouts.RolloutContext(
         cfg=cfg, task=task, tok=tokenizer, graphdef=graphdef,
-        score_logp=self.fns.score_logp, reward_guard=self.reward_guard)
+        score=self.fns.score, reward_guard=self.reward_guard)
     self.control = controllers.ControlState(entropy_coef=cfg.loss.entropy_coef)
     self._pieces = [tokenizer.piece(i) for i in range(tokenizer.vocab_size)]
     self.data_position = 0
@@ -76,13 +80,14 @@ class RLTrainer:
     tqdm.write(f"signal {signum}: saving a checkpoint after this step, then stopping")
     self.stopped = True
 
-  def _train_batch(self, ro: rollouts.StepRollouts, planning_BxT) -> dict:
-    """Token advantages, loss mask and SFT rows for the update."""
+  def _train_batch(self, ro: rollouts.StepRollouts, planning_BxT) -> tuple[dict, dict]:
+    """(the update's batch: token advantages, loss mask, SFT rows, correction weights;
+    the sampler / trainer mismatch and correction metrics)."""
     cfg, icfg, b = self.cfg, self.cfg.intervention, ro.batch
     adv_B = np.asarray(advantages.compute(
         cfg.rl.advantage, ro.rewards, cfg.rl.group_size,
-        **advantages.estimator_inputs(cfg.rl.advantage, cfg.rl, b["mask"].sum(1),
-                                      b["offpolicy"])))
+        **advantages.estimator_inputs(cfg.rl.advantage, cfg.rl, advantages.StepInputs(
+            b["mask"].sum(1), b["offpolicy"], ro.verified > 0))))
     adv_BxT = adv_B[:, None] * b["mask"]
     if icfg.hicra_alpha:
       adv_BxT = iv.hicra_advantages(adv_BxT, planning_BxT, icfg.hicra_alpha)
@@ -90,10 +95,21 @@ class RLTrainer:
     if icfg.mask_truncated:  # no EOS within the budget: the completion was cut off
       truncated_B = ~(b["tokens"] == cfg.sampling.eos_id).any(axis=1)
       loss_mask_BxT = loss_mask_BxT * (~truncated_B)[:, None]
-    return {"prompt": b["prompt"], "prompt_mask": b["prompt_mask"], "tokens": b["tokens"],
-            "mask": loss_mask_BxT.astype(np.float32), "old_logp": b["old_logp"],
-            "ref_logp": b["ref_logp"], "adv": adv_BxT.astype(np.float32),
-            "sft_mask": (ro.verified > 0).astype(np.float32), "offpolicy": b["offpolicy"]}
+    # Demonstrations have no sampler: the correction applies to sampled rows only.
+    onpolicy_BxT = b["mask"] * (1.0 - b["offpolicy"])[:, None]
+    weight_BxT, keep_B, correction = rollout_correction.correct(
+        cfg.rl.rollout_correction, b["sampler_logp"], b["old_logp"], onpolicy_BxT,
+        cfg.rl.rollout_correction_cap)
+    weight_BxT = np.where(onpolicy_BxT > 0, weight_BxT, 1.0)
+    keep_B = np.maximum(keep_B, b["offpolicy"])
+    batch = {"prompt": b["prompt"], "prompt_mask": b["prompt_mask"], "tokens": b["tokens"],
+             "mask": (loss_mask_BxT * keep_B[:, None]).astype(np.float32),
+             "old_logp": b["old_logp"], "ref_logp": b["ref_logp"],
+             "adv": adv_BxT.astype(np.float32),
+             "sft_mask": (ro.verified > 0).astype(np.float32), "offpolicy": b["offpolicy"],
+             "is_weight": weight_BxT.astype(np.float32)}
+    return batch, {**rollout_correction.mismatch(b["sampler_logp"], b["old_logp"],
+                                                 onpolicy_BxT), **correction}
 
   def _planning_mask(self, tokens_BxT, mask_BxT):
     """(planning-token mask [B, T], each rollout's plan: its planning tokens joined)."""
@@ -121,7 +137,7 @@ class RLTrainer:
                           data_position, step)
     mask_BxT = ro.batch["mask"]
     planning_BxT, plans = self._planning_mask(ro.batch["tokens"], mask_BxT)
-    batch = self._train_batch(ro, planning_BxT)
+    batch, mismatch = self._train_batch(ro, planning_BxT)
     rollout_entropy = float((ro.batch["entropy"] * mask_BxT).sum() / mask_BxT.sum())
     coefs = controllers.loss_coefs(cfg.loss, cfg.intervention, self.control, step,
                                    cfg.rl.steps, rollout_entropy)
@@ -146,6 +162,8 @@ class RLTrainer:
         "entropy_coef": float(coefs["entropy"]), "kl_coef": float(coefs["kl"]),
         "step_time_s": elapsed, "tokens_per_s": float(mask_BxT.sum() / elapsed),
         **{k: float(np.mean([m[k] for m in per_mb])) for k in per_mb[0]},
+        "log_ratio_abs_max": float(max(m["log_ratio_abs_max"] for m in per_mb)),
+        **mismatch,
         "compute_flops": self.control.compute_flops,
         **self._diagnostics(ro, batch["adv"], planning_BxT, plans)}
     return state, metrics, ro
@@ -155,10 +173,12 @@ class RLTrainer:
     """Rewards, accuracy, entropy, KL and lengths of the step; adds its FLOPs to the count."""
     cfg, g, mask_BxT = self.cfg, self.cfg.rl.group_size, ro.batch["mask"]
     n_params = sum(x.size for x in jax.tree.leaves(state.params))
-    gen, prompt = float(mask_BxT.sum()), float(ro.batch["prompt_mask"].sum())
+    # Every forward actually run: all rounds' decode steps, prefills and scorings (the
+    # groups dynamic sampling dropped included), and the updates on padded sequences.
+    f = ro.forward_tokens
     self.control.compute_flops += diagnostics.step_flops(
-        n_params, gen * ro.gen_rounds, prompt / g * ro.gen_rounds, (gen + prompt) * ro.gen_rounds,
-        (gen + prompt) * cfg.rl.epochs)
+        n_params, f["decoded"], f["prefilled"], f["scored"],
+        cfg.rl.epochs * mask_BxT.shape[0] * (mask_BxT.shape[1] + ro.batch["prompt"].shape[1]))
     kl_BxT = kl_penalty(ro.batch["old_logp"], ro.batch["ref_logp"], "k3")
     return {
         "reward_mean": float(ro.rewards.mean()), "reward_std": float(ro.rewards.std()),

@@ -26,19 +26,23 @@ from rljax.rl.train_state import TrainState, apply_if_finite
 
 # The update's minibatch: [B] keys are per rollout, the rest [B, P] / [B, T].
 BATCH_KEYS = ("prompt", "prompt_mask", "tokens", "mask", "old_logp", "ref_logp", "adv",
-              "sft_mask", "offpolicy")
+              "sft_mask", "offpolicy", "is_weight")
 _PER_ROLLOUT = ("sft_mask", "offpolicy")
 SEQUENCE_KEYS = ("prompt", "prompt_mask", "tokens", "mask")
 
 
 def rl_update(graphdef, optimizer, loss_cfg: LossConfig, temperature: float,
-              state: TrainState, mb: dict, key, coefs: dict):
+              on_policy: bool, weighted: bool, state: TrainState, mb: dict, key, coefs: dict):
   """One optimizer step of the GRPO objective on minibatch `mb`; skips non-finite steps.
 
   `mb["mask"]` is the loss mask (forking tokens / truncation already applied),
-  `mb["adv"]` token advantages [B, T], `mb["sft_mask"]` the rows of GPPO's NLL
-  term, `mb["offpolicy"]` the demonstration rows (RL-PLUS). `coefs` (entropy, kl,
-  sft) are traced, so schedules never recompile. `key` feeds losses that draw
+  `mb["adv"]` token advantages [B, T], `mb["old_logp"]` the training forward's
+  log-probs under the step's pre-update parameters, `mb["sft_mask"]` the rows of
+  GPPO's NLL term, `mb["offpolicy"]` the demonstration rows (RL-PLUS),
+  `mb["is_weight"]` the rollout correction's token weights (read when `weighted`).
+  `on_policy` (static: one epoch, one minibatch) takes the old log-probs as
+  stop_gradient of the current ones, so the ratio is exactly 1. `coefs` (entropy,
+  kl, sft) are traced, so schedules never recompile. `key` feeds losses that draw
   random numbers (Clip-Cov).
   """
   mask_BxT = mb["mask"]
@@ -47,14 +51,18 @@ def rl_update(graphdef, optimizer, loss_cfg: LossConfig, temperature: float,
     model = nnx.merge(graphdef, params)
     logp_BxT, ent_BxT = completion_logp_entropy(model, mb["prompt"], mb["prompt_mask"],
                                                 mb["tokens"], temperature=temperature)
-    x = LossInputs(logp_BxT=logp_BxT, old_logp_BxT=mb["old_logp"],
+    old_logp_BxT = jax.lax.stop_gradient(logp_BxT) if on_policy else mb["old_logp"]
+    x = LossInputs(logp_BxT=logp_BxT, old_logp_BxT=old_logp_BxT,
                    adv_BxT=mb["adv"] * mask_BxT, mask_BxT=mask_BxT,
-                   offpolicy_BxT=mb["offpolicy"][:, None] * mask_BxT, rng=key)
+                   offpolicy_BxT=mb["offpolicy"][:, None] * mask_BxT, rng=key,
+                   weight_BxT=mb["is_weight"] if weighted else None)
     loss, metrics = grpo_objective(loss_cfg, x, mb["ref_logp"], ent_BxT,
                                    entropy_coef=coefs["entropy"], kl_coef=coefs["kl"])
     sft = aggregate(-logp_BxT, mask_BxT * mb["sft_mask"][:, None], loss_cfg.agg,
                     loss_cfg.norm_constant)
-    return loss + coefs["sft"] * sft, dict(metrics, sft_loss=sft)
+    log_ratio_max = jnp.max(jnp.abs(logp_BxT - old_logp_BxT) * mask_BxT)
+    return loss + coefs["sft"] * sft, dict(metrics, sft_loss=sft,
+                                           log_ratio_abs_max=log_ratio_max)
 
   (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   new, ok = apply_if_finite(optimizer, state, grads, loss)
@@ -63,20 +71,34 @@ def rl_update(graphdef, optimizer, loss_cfg: LossConfig, temperature: float,
 
 
 def token_logp(graphdef, temperature: float, params, batch: dict):
-  """log pi(token) of a batch's completion tokens under `params` (no gradient), [B, T].
+  """(log pi(token), entropy) of a batch's completion tokens under `params`, each [B, T],
+  from the training forward (full tempered softmax, float32 head), no gradient.
 
-  Used with the reference params (KL), and with the policy's (RL-PLUS behaviour
-  log-probs of demonstrations, DRO's teacher-forced reference certainty).
+  The old log-probs and entropies of a step (the policy's pre-update parameters), the
+  reference log-probs, RL-PLUS's demonstrations and DRO's teacher-forced certainty
+  all come from here, so every ratio and KL compares one forward with itself.
   """
   model = nnx.merge(graphdef, params)
-  logp_BxT, _ = completion_logp_entropy(model, batch["prompt"], batch["prompt_mask"],
-                                        batch["tokens"], temperature=temperature)
-  return logp_BxT * batch["mask"]
+  logp_BxT, ent_BxT = completion_logp_entropy(model, batch["prompt"], batch["prompt_mask"],
+                                              batch["tokens"], temperature=temperature)
+  return logp_BxT * batch["mask"], ent_BxT * batch["mask"]
+
+
+def _is_schedule(node) -> bool:
+  return isinstance(node, optax.ScaleByScheduleState)
 
 
 def reset_reference(optimizer, reinit_optimizer: bool, state: TrainState) -> TrainState:
-  """ProRL: the reference becomes the current policy; optionally a fresh optimizer."""
-  opt_state = optimizer.init(state.params) if reinit_optimizer else state.opt_state
+  """ProRL: the reference becomes the current policy; optionally fresh optimizer moments.
+
+  The learning-rate schedule keeps its count: a reset restarts Adam's moments, not the
+  warmup / decay of the run.
+  """
+  opt_state = state.opt_state
+  if reinit_optimizer:
+    fresh = optimizer.init(state.params)
+    opt_state = jax.tree.map(lambda f, o: o if _is_schedule(f) else f, fresh, opt_state,
+                             is_leaf=_is_schedule)
   return state.replace(ref_params=jax.tree.map(jnp.copy, state.params), opt_state=opt_state)
 
 
@@ -86,29 +108,34 @@ class StepFns:
 
   Attributes:
     update: (state, minibatch, key, coefs) -> (state, metrics); the state is donated.
-    score_logp: (params, {prompt, prompt_mask, tokens, mask}) -> log-probs [B, T].
+    score: (params, {prompt, prompt_mask, tokens, mask}) -> (log-probs, entropies) [B, T].
     reset: state -> state with the reference reset (ProRL); the state is donated.
   """
 
   update: Callable
-  score_logp: Callable
+  score: Callable
   reset: Callable
 
 
 def make_step_fns(graphdef, optimizer, state_shardings: TrainState, mesh, loss_cfg: LossConfig,
-                  temperature: float, reinit_optimizer: bool) -> StepFns:
-  """Compiles the step's functions with shardings on `mesh`."""
+                  temperature: float, reinit_optimizer: bool, on_policy: bool,
+                  weighted: bool) -> StepFns:
+  """Compiles the step's functions with shardings on `mesh`.
+
+  `on_policy`: each step makes one update on all its rollouts (the ratio is then 1
+  exactly); `weighted`: a rollout correction supplies token weights.
+  """
   rep = sharding.replicated(mesh)
   batch_sh = {k: sharding.batch_sharding(mesh, 1 if k in _PER_ROLLOUT else 2)
               for k in BATCH_KEYS}
-  update = jax.jit(functools.partial(rl_update, graphdef, optimizer, loss_cfg, temperature),
+  update = jax.jit(functools.partial(rl_update, graphdef, optimizer, loss_cfg, temperature,
+                                     on_policy, weighted),
                    in_shardings=(state_shardings, batch_sh, rep, rep),
                    out_shardings=(state_shardings, rep), donate_argnums=(0,))
-  score_logp = jax.jit(functools.partial(token_logp, graphdef, temperature),
-                       in_shardings=(state_shardings.params,
-                                     {k: batch_sh[k] for k in SEQUENCE_KEYS}),
-                       out_shardings=batch_sh["tokens"])
+  score = jax.jit(functools.partial(token_logp, graphdef, temperature),
+                  in_shardings=(state_shardings.params, {k: batch_sh[k] for k in SEQUENCE_KEYS}),
+                  out_shardings=(batch_sh["tokens"], batch_sh["tokens"]))
   reset = jax.jit(functools.partial(reset_reference, optimizer, reinit_optimizer),
                   in_shardings=(state_shardings,), out_shardings=state_shardings,
                   donate_argnums=(0,))
-  return StepFns(update=update, score_logp=score_logp, reset=reset)
+  return StepFns(update=update, score=score, reset=reset)

@@ -6,8 +6,6 @@ just its step and a resumed run sees exactly the data it would have seen.
 
 from __future__ import annotations
 
-import numpy as np
-
 from rljax import prng
 from rljax.tasks import testbed
 from rljax.tokenizers.sentencepiece import Tokenizer, train_sentencepiece

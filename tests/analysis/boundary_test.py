@@ -21,3 +21,13 @@ def test_compare_boundaries_crossover_and_sets(tmp_path):
   assert os.path.getsize(tmp_path / "p.png") > 1000
   with pytest.raises(ValueError):
     compare_boundaries([1, 2], [1], 4)
+
+
+def test_no_crossover_when_tied_at_k1_and_rl_never_leads():
+  # pass@1 ties (0.125 each); the base then leads at every larger k: RL never led.
+  rl = [2, 0, 0, 0]
+  base = [1, 1, 0, 0]
+  c = compare_boundaries(rl, base, 4)
+  assert c["rl_curve"][1] == c["base_curve"][1]
+  assert all(c["rl_curve"][k] < c["base_curve"][k] for k in (2, 4))
+  assert c["crossover_k"] is None
