@@ -7,7 +7,7 @@ Methods (each the published recipe's settings, scaled to the testbed where noted
   grpo            plain GRPO (the baseline every study compares against)
   drgrpo          Dr. GRPO: no std in the advantage, constant length normaliser
   clip_higher     DAPO clip-higher, eps 0.2 / 0.28
-  dapo            clip-higher + dynamic sampling + overlong shaping, token-mean
+  dapo            clip-higher + dynamic sampling + overlong shaping (buffer 12 of 64 tokens)
   clip_cov        Clip-Cov; eps 1 / 1 as in the recipe; ratio 2e-2 (recipe 2e-4 is
                   sized for 32k-token micro-batches: on ~7k testbed tokens it selects 1)
   kl_cov          KL-Cov, coef 1; ratio 2e-2 (same scaling); acts once the policy moves
@@ -36,8 +36,11 @@ METHODS = {
     "drgrpo": {"rl.advantage": "drgrpo", "loss.agg": "seq-mean-token-sum-norm",
                "loss.norm_constant": 52.0},
     "clip_higher": {"loss.eps_high": 0.28},
+    # Room for the buffer: the longest correct trace (6 steps) is 51 tokens with EOS, so
+    # the penalty starts after it (at 64 - 12 = 52) and never hits a full solution.
     "dapo": {"loss.eps_high": 0.28, "intervention.dynamic_sampling": True,
-             "intervention.overlong_buffer": 8},
+             "intervention.overlong_buffer": 12, "completion_len": 64,
+             "sampling.max_new_tokens": 64},
     "clip_cov": {"loss.policy_loss": "clip_cov", "loss.eps_low": 1.0, "loss.eps_high": 1.0,
                  "loss.clip_cov_ratio": 2e-2},
     "kl_cov": {"loss.policy_loss": "kl_cov", "loss.kl_cov_ratio": 2e-2, "loss.kl_cov_coef": 1.0},
@@ -76,6 +79,9 @@ def get_config(arg: str = ""):
   c = testbed.get_config(",".join(k if v == "1" else f"{k}={v}" for k, v in opts.items()))
   c.rl.minibatches = 4   # KL-Cov needs the policy to move within a step; same for all
   for key, value in METHODS[method].items():
-    section, field = key.split(".")
-    c[section][field] = value
+    if "." in key:
+      section, field = key.split(".")
+      c[section][field] = value
+    else:  # a top-level field (completion_len)
+      c[key] = value
   return c

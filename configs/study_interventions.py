@@ -34,7 +34,7 @@ def get_config(arg: str = ""):
   for name, settings in interventions.METHODS.items():
     nested = {}
     for key, value in settings.items():
-      section, field = key.split(".")
+      section, field = key.split(".") if "." in key else ("top", key)
       nested.setdefault(section, {})[field] = value
     overrides[name] = nested
   c.study.overrides = ml_collections.ConfigDict(overrides)

@@ -143,6 +143,19 @@ class Setup:
                                                 with_reference=True)
 
 
+def check_overlong_buffer(cfg: ExperimentConfig, task: Task, tok: BatchTokenizer) -> None:
+  """DAPO's overlong penalty must start after the task's longest correct completion:
+  otherwise every full solution is penalised and skipping steps is rewarded."""
+  buffer = cfg.intervention.overlong_buffer
+  longest = task.longest_solution_tokens(tok) if buffer else None
+  if longest is not None and cfg.completion_len - buffer < longest:
+    raise ValueError(
+        f"intervention.overlong_buffer={buffer} starts the overlong penalty at token "
+        f"{cfg.completion_len - buffer}, before the task's longest correct completion "
+        f"({longest} tokens with EOS): raise completion_len to at least {longest + buffer} "
+        f"or shrink the buffer to at most {cfg.completion_len - longest}")
+
+
 def _with_special_ids(cfg: ExperimentConfig, tok: BatchTokenizer) -> ExperimentConfig:
   sampling = dataclasses.replace(cfg.sampling, eos_id=tok.eos_id, pad_id=tok.pad_id)
   return dataclasses.replace(cfg, sampling=sampling)
@@ -161,6 +174,7 @@ def prepare(cfg: ExperimentConfig, workdir: str) -> Setup:
     return _prepare_checkpoint(cfg, mesh)
   task = TestbedTask(cfg.task, cfg.seed)
   tok = _tokenizer(task, cfg, workdir)
+  check_overlong_buffer(cfg, task, tok)
   model_cfg = get_preset(cfg.model.preset, vocab_size=tok.vocab_size, dtype=cfg.model.dtype,
                          max_seq_len=cfg.prompt_len + cfg.completion_len)
   cfg = _with_special_ids(cfg, tok)
@@ -183,5 +197,6 @@ def _prepare_checkpoint(cfg: ExperimentConfig, mesh) -> Setup:
       tok = HFTokenizer.from_dir(path)
   graphdef, state = nnx.split(model, nnx.Param)
   task = TextTask(cfg.data, tok, cfg.seed, cfg.prompt_len)
+  check_overlong_buffer(cfg, task, tok)
   return Setup(_with_special_ids(cfg, tok), mesh, task, tok, model.cfg, graphdef,
                nnx.to_pure_dict(state))

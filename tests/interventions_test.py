@@ -136,3 +136,20 @@ def test_reset_triggers():
   kl = iv.InterventionConfig(reset_kl_threshold=0.1)
   assert controllers.reset_reason(kl, controllers.ControlState(), 1, {"kl": 0.05}) is None
   assert controllers.reset_reason(kl, controllers.ControlState(), 1, {"kl": 0.2}) == "kl"
+
+
+def test_overlong_buffer_must_start_after_the_longest_solution():
+  from configs import interventions, testbed  # pylint: disable=import-outside-toplevel
+  from rljax.config import from_config_dict  # pylint: disable=import-outside-toplevel
+  from rljax.tasks.testbed_task import build_tokenizer  # pylint: disable=import-outside-toplevel
+  from rljax.workdir import check_overlong_buffer  # pylint: disable=import-outside-toplevel
+  dapo = from_config_dict(interventions.get_config("method=dapo"))
+  task = TestbedTask(dapo.task, 0)
+  tok = build_tokenizer(task, dapo.tokenizer_vocab)
+  longest = task.longest_solution_tokens(tok)
+  assert longest == 51     # 6 steps x 7 tokens + 5 ";" + ";#" + 2 digits + EOS
+  check_overlong_buffer(dapo, task, tok)   # the recipe: penalty from token 52 on
+  c = testbed.get_config()
+  c.intervention.overlong_buffer = 8       # the old recipe: from token 44, inside a solution
+  with pytest.raises(ValueError, match="longest correct completion"):
+    check_overlong_buffer(from_config_dict(c), task, tok)

@@ -1,7 +1,8 @@
 """`launch.study`: one run per method on a shared base model, then a side-by-side report.
 
 The study config is an experiment config plus a `study` section: `methods` (comma
-separated names) and `overrides` ({method: {section: {field: value}}}). Every run
+separated names) and `overrides` ({method: {section: {field: value}}}; section
+"top" holds top-level fields such as completion_len). Every run
 gets the same settings except its method's overrides. The first run pretrains
 the base model; the others start from a copy of it (tokenizer, base checkpoint,
 base evaluation), so the comparison is between methods, not base models. A run
@@ -40,7 +41,7 @@ def plan(config_dict) -> dict[str, ExperimentConfig]:
   for method in methods:
     v = copy.deepcopy(values)
     for section, fields in study["overrides"][method].items():
-      v[section].update(fields)
+      (v if section == "top" else v[section]).update(fields)  # "top": top-level fields
     try:
       out[method] = from_config_dict(v)
     except ValueError as e:

@@ -64,6 +64,10 @@ class Task(Protocol):
   def chain_of_thought(self, completion: str) -> str:
     """The reasoning part of a completion, its own final answer removed."""
 
+  def longest_solution_tokens(self, tok) -> int | None:
+    """Tokens (EOS included) of the longest correct completion under `tok`, or None
+    when solutions are free-form; setup refuses an overlong buffer that would cut it."""
+
 
 @dataclasses.dataclass(frozen=True)
 class Restreamed:
@@ -120,3 +124,6 @@ class Restreamed:
 
   def chain_of_thought(self, completion: str) -> str:
     return self.task.chain_of_thought(completion)
+
+  def longest_solution_tokens(self, tok) -> int | None:
+    return self.task.longest_solution_tokens(tok)

@@ -55,6 +55,13 @@ class TestbedTask:
     """An external, correct solution (RL-PLUS's off-policy data)."""
     return testbed.make_trace(problem)
 
+  def longest_solution_tokens(self, tok) -> int:
+    """The longest correct trace in tokens, EOS included: traces have one fixed format
+    per tier, so the held-out problems of the longest tier have it."""
+    longest = max(self.cfg.tiers)
+    traces = [testbed.make_trace(p) for p in self.eval_problems if p.steps == longest]
+    return max(tok.lengths(traces)) + 1
+
   @staticmethod
   def final_answer(completion: str):
     return testbed.extract_answer(completion)

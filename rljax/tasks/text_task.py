@@ -158,6 +158,11 @@ class TextTask:
     return completion[:i] if i >= 0 else completion
 
   @staticmethod
+  def longest_solution_tokens(tok) -> None:
+    del tok
+    return None  # free-form solutions have no known longest length
+
+  @staticmethod
   def demonstration(problem: TextProblem) -> str:
     if problem.solution is None:
       raise ValueError("this dataset has no reference solutions for demonstrations")
