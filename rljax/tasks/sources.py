@@ -104,8 +104,17 @@ def _reasoning_gym_rows(cfg, size: int, seed: int) -> list[dict]:
 
 
 def _reasoning_gym(cfg, seed: int):
-  return (_reasoning_gym_rows(cfg, cfg.train_size, seed),
-          _reasoning_gym_rows(cfg, cfg.eval_size or 200, prng.heldout_data_seed(seed)))
+  """Generated train and held-out sets; training questions that a held-out one repeats
+  are dropped (two seeds of one generator can produce the same problem)."""
+  held = _reasoning_gym_rows(cfg, cfg.eval_size or 200, prng.heldout_data_seed(seed))
+  seen = {_normalised(r["question"]) for r in held}
+  train = [r for r in _reasoning_gym_rows(cfg, cfg.train_size, seed)
+           if _normalised(r["question"]) not in seen]
+  return train, held
+
+
+def _normalised(question: str) -> str:
+  return " ".join(question.split()).lower()
 
 
 def reasoning_gym_reward(problem, completion: str) -> float:

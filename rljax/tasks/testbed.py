@@ -173,14 +173,23 @@ def eval_split(cfg: TestbedConfig) -> list[Problem]:
   return out
 
 
+def canonical(problem: Problem) -> str:
+  """A problem's canonical form: its correct solution trace. Different prompts can share
+  one (`37+8-5=?` and `x+5-8=37` are both solved by `37+8=45;45-5=40;#40`), so held-out
+  data is excluded by this, not by prompt."""
+  return make_trace(problem)
+
+
 class ProblemStream:
   """Training problems, a pure function of (seed, index): resumable from any position.
 
-  Families and tiers are drawn uniformly; held-out prompts are rejected, so the
-  evaluation split never appears in training or pretraining data.
+  Families and tiers are drawn uniformly; problems whose canonical solution is a
+  held-out problem's are rejected, so no evaluation solution appears in training or
+  pretraining data.
   """
 
   def __init__(self, cfg: TestbedConfig, seed: int, exclude: set[str]):
+    """`exclude`: canonical solutions (`canonical`) never to produce."""
     self.cfg, self.seed, self.exclude = cfg, seed, exclude
 
   def batch(self, index: int, size: int, tier: int | None = None) -> list[Problem]:
@@ -191,7 +200,7 @@ class ProblemStream:
       family = self.cfg.families[rng.integers(len(self.cfg.families))]
       steps = self.cfg.tiers[rng.integers(len(self.cfg.tiers))] if tier is None else tier
       p = make_problem(rng, family, steps)
-      if p.prompt not in self.exclude:
+      if canonical(p) not in self.exclude:
         out.append(p)
     return out
 

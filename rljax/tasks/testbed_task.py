@@ -22,7 +22,8 @@ class TestbedTask:
   def __init__(self, cfg: testbed.TestbedConfig, seed: int):
     self.cfg = cfg
     self.eval_problems = testbed.eval_split(cfg)
-    self.stream = testbed.ProblemStream(cfg, seed, {p.prompt for p in self.eval_problems})
+    self.stream = testbed.ProblemStream(cfg, seed,
+                                        {testbed.canonical(p) for p in self.eval_problems})
 
   def train_batch(self, index: int, size: int) -> list[testbed.Problem]:
     return self.stream.batch(index, size)

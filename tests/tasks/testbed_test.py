@@ -45,15 +45,42 @@ def test_eval_split_is_held_out_and_distinct():
   task = TestbedTask(cfg, seed=0)
   held = {p.prompt for p in task.eval_problems}
   assert len(held) == len(task.eval_problems) == 20 * 2 * 3
-  stream = testbed.ProblemStream(cfg, seed=0, exclude=held)
-  for i in range(200):
-    assert not held & {p.prompt for p in stream.batch(i, 32)}
   # Short tiers collide often (x+d-d=yy has ~16k variants): exclusion must hold there too.
   small = testbed.TestbedConfig(tiers=(1,), eval_per_cell=500)
-  held = {p.prompt for p in testbed.eval_split(small)}
-  drawn = {p.prompt for i in range(50)
+  held = {testbed.canonical(p) for p in testbed.eval_split(small)}
+  drawn = {testbed.canonical(p) for i in range(50)
            for p in testbed.ProblemStream(small, 0, held).batch(i, 64)}
   assert not held & drawn
+
+
+def test_prompts_of_both_families_share_a_canonical_solution():
+  arith = testbed.Problem("arith", 2, "37+8-5=?", 40, (37, 8, 5), ("+", "-"))
+  solve = testbed.Problem("solve", 2, "x+5-8=37", 40, (40, 5, 8), ("+", "-"))
+  assert arith.prompt != solve.prompt
+  assert testbed.canonical(arith) == testbed.canonical(solve) == "37+8=45;45-5=40;#40"
+  # Excluding the held-out arith problem excludes the solve problem with its solution.
+  stream = testbed.ProblemStream(testbed.TestbedConfig(), 0, {testbed.canonical(arith)})
+  assert all(testbed.canonical(p) != testbed.canonical(solve)
+             for i in range(20) for p in stream.batch(i, 64))
+
+
+def test_no_held_out_solution_in_any_training_stream():
+  """Over everything the default run draws: the tokenizer corpus, all of pretraining,
+  RL (with every dynamic-sampling round) and the one-shot pool."""
+  from configs import testbed as testbed_config  # pylint: disable=import-outside-toplevel
+  from rljax import prng  # pylint: disable=import-outside-toplevel
+  from rljax.config import from_config_dict  # pylint: disable=import-outside-toplevel
+  cfg = from_config_dict(testbed_config.get_config())
+  task = TestbedTask(cfg.task, cfg.seed)
+  held = {testbed.canonical(p) for p in task.eval_problems}
+  pre = cfg.pretrain.clean_max_steps + cfg.pretrain.noisy_steps
+  drawn = [p for p, _ in [task.noisy_traces(i, cfg.pretrain.batch_size) for i in range(-1, pre)]
+           for p in p]
+  drawn += [p for i in range(cfg.rl.steps * cfg.intervention.max_gen_rounds)
+            for p in task.train_batch(i, cfg.rl.prompts_per_step)]
+  drawn += task.train_batch(prng.ONE_SHOT_POOL_POSITION, 64)
+  assert len(drawn) > 190_000
+  assert not held & {testbed.canonical(p) for p in drawn}
 
 
 def test_stream_is_a_pure_function_of_index():

@@ -113,3 +113,21 @@ def test_corrupt_tokenizer_files_give_clear_messages(tmp_path):
     HFTokenizer.from_dir(str(tmp_path))
   with pytest.raises(ValueError, match="cannot build the tokenizer"):
     HFTokenizer('{"model": {"type": "nonsense"}}', eos_id=0)
+
+
+def test_reasoning_gym_training_drops_questions_the_held_out_set_repeats(monkeypatch):
+  from rljax.tasks import sources  # pylint: disable=import-outside-toplevel
+  from rljax.tasks.text_task import DataConfig  # pylint: disable=import-outside-toplevel
+  rows = lambda qs: [{"question": q, "answer": "1", "tag": "t"} for q in qs]
+  made = {}
+
+  def fake(cfg, size, seed):
+    made[seed] = size
+    return rows(["1 + 1 = ?", "2+2 =  ?"]) if len(made) == 1 else rows(
+        ["1 + 1 = ?", "3 + 3 = ?", "2 + 2 = ?", " 2+2 = ? "])
+  monkeypatch.setattr(sources, "_reasoning_gym_rows", fake)
+  train, held = sources.SOURCES["reasoning_gym"].load(
+      DataConfig(source="reasoning_gym", train_size=4, eval_size=2), seed=0)
+  assert [r["question"] for r in held] == ["1 + 1 = ?", "2+2 =  ?"]
+  # Whitespace and case are normalised; "2 + 2 = ?" differs in spacing inside tokens.
+  assert [r["question"] for r in train] == ["3 + 3 = ?", "2 + 2 = ?"]
