@@ -67,7 +67,7 @@ def get_config(arg: str = ""):
   c.rl.optim = ml_collections.ConfigDict(dict(
       lr=1e-4, schedule="constant", warmup_steps=0, weight_decay=0.0, grad_clip=1.0,
       b1=0.9, b2=0.999))
-  c.rl.eval_every = 25
+  c.rl.eval_every = 10              # held-out points of the entropy law and the sigmoid
   c.rl.eval_samples = 4
   c.rl.checkpoint_every = 25
   c.rl.max_to_keep = 2

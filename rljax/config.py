@@ -147,7 +147,7 @@ class RLConfig:
   passk_k: int = 4
   grpo_passk_norm: bool = False
   optim: OptimConfig = OptimConfig()
-  eval_every: int = 25
+  eval_every: int = 10
   eval_samples: int = 4
   checkpoint_every: int = 25
   max_to_keep: int = 2

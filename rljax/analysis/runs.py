@@ -1,9 +1,10 @@
 """A finished run's workdir turned into the instruments' numbers: fits, boundary, headline.
 
 Reads what the trainer left (`metrics.jsonl`, `summary.json`, `base_eval.json`,
-`eval/*.json`) and applies the entropy law (docs/algorithms.md §4.2) to the per-step (rollout
-entropy, training accuracy) points and the compute sigmoid (§14) to the held-out
-pass@1 measured every `rl.eval_every` steps against the trainer's FLOP count.
+`eval/*.json`) and applies the entropy law (docs/algorithms.md §4.2) to (rollout entropy,
+held-out pass@1) points, as Cui et al. fit it on validation accuracy, and the compute
+sigmoid (§14) to the same held-out pass@1 against the trainer's FLOP count, both
+measured every `rl.eval_every` steps.
 Each fit is also made on the first half of the run only, and its prediction of
 the second half is scored: how far an early window sees.
 """
@@ -55,15 +56,36 @@ def series(rows: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
   return np.asarray(s, float), np.asarray(v, float)
 
 
-def entropy_law(rows: list[dict]) -> dict:
-  """Fit on all steps, and on the first half predicting the second (rmse_heldout)."""
-  steps, ent = series(rows, "entropy")
-  _, acc = series(rows, "accuracy")
-  n = min(len(ent), len(acc))
-  steps, ent, acc = steps[:n], ent[:n], acc[:n]
+# What the entropy law's R is: held-out pass@1 (Cui et al. fit validation accuracy), or
+# the first sampling round's training accuracy (unfiltered by dynamic sampling).
+LAW_AXES = {"heldout": "held-out pass@1 (every rl.eval_every steps, and the base at step 0)",
+            "rollouts": "training accuracy of each step's first, unfiltered sampling round"}
+
+
+def _law_points(rows: list[dict], base_pass1, on: str):
+  """(steps, rollout entropy, R) of the entropy law's points."""
+  if on == "rollouts":
+    pts = [(r["step"], r["entropy"], r["accuracy_first_round"]) for r in rows
+           if r.get("accuracy_first_round") is not None]
+  else:
+    # The base model's held-out pass@1 sits at the entropy of its own first rollouts.
+    pts = ([(0, rows[0]["entropy"], base_pass1)] if rows and base_pass1 is not None else [])
+    pts += [(r["step"], r["entropy"], r["eval/pass@1"]) for r in rows
+            if r.get("eval/pass@1") is not None]
+  pts = [p for p in pts if np.isfinite(p[1]) and np.isfinite(p[2])]
+  return tuple(np.asarray([p[i] for p in pts], float) for i in range(3))
+
+
+def entropy_law(rows: list[dict], base_pass1=None, on: str = "heldout") -> dict:
+  """R = -a exp(H) + b with R from `LAW_AXES[on]`: fitted on all points, and on the first
+  half of the run predicting the rest (rmse_heldout)."""
+  if on not in LAW_AXES:
+    raise ValueError(f"Unknown entropy-law axis {on!r}; valid: {sorted(LAW_AXES)}")
+  steps, ent, acc = _law_points(rows, base_pass1, on)
   full = fit_entropy_law(ent, acc)
-  early = fit_entropy_law(ent, acc, fit_mask=steps <= steps.max() / 2 if n else None)
-  return {"full": full, "early": early, "entropy": ent.tolist(), "accuracy": acc.tolist()}
+  early = fit_entropy_law(ent, acc, fit_mask=steps <= steps.max() / 2 if len(steps) else None)
+  return {"full": full, "early": early, "entropy": ent.tolist(), "accuracy": acc.tolist(),
+          "on": on, "axis": LAW_AXES[on]}
 
 
 def scaling(rows: list[dict], r0: float) -> dict:
@@ -87,7 +109,7 @@ def fits(run: dict) -> tuple[dict, dict]:
   (the sigmoid's bootstrap refits it 200 times; the report needs it in three places)."""
   if "_fits" not in run:
     r0 = (run["summary"] or {}).get("base_pass@1", 0.0)
-    run["_fits"] = (entropy_law(run["rows"]), scaling(run["rows"], r0))
+    run["_fits"] = (entropy_law(run["rows"], r0), scaling(run["rows"], r0))
   return run["_fits"]
 
 

@@ -127,8 +127,10 @@ def build(workdirs: list[str], out_dir: str) -> dict:
            f"Ranked by compute efficiency B: {rank('sigmoid_B')}.", ""]
   md += ["## Training curves", "", f"![curves]({curves_png(all_runs, out_dir)})", ""]
   law_rows, scale_rows = _fit_rows(all_runs)
-  md += ["## Entropy law", "", "R = -a exp(H) + b on (rollout entropy, training accuracy) "
-         "per step; `early` fits the first half and scores its prediction of the rest.", "",
+  axes = sorted({runs.fits(r)[0]["axis"] for r in all_runs})
+  md += ["## Entropy law", "", f"R = -a exp(H) + b, H the rollout entropy and R the "
+         f"{' / '.join(axes)}; `early` fits the first half and scores its prediction of the "
+         "rest.", "",
          f"![entropy law]({law_png(all_runs, out_dir)})", ""] + markdown_table(law_rows) + [""]
   md += ["## Compute scaling", "", "Sigmoid of held-out pass@1 against training FLOPs, R0 = "
          "base pass@1; `early` fits the first half of the compute and predicts the last "

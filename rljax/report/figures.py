@@ -58,7 +58,7 @@ def law_png(all_runs, out_dir):
     ax.plot(grid, f["b"] - f["a"] * np.exp(grid), color=pts.get_facecolor()[0],
             label=f"{run['name']}: a={f['a']:.3f} b={f['b']:.3f} ceiling={f['ceiling']:.3f}")
   ax.set_xlabel("rollout entropy H (nats/token)")
-  ax.set_ylabel("training accuracy R")
+  ax.set_ylabel("R (" + runs.fits(all_runs[0])[0]["on"] + ")")
   ax.set_title("R = -a exp(H) + b")
   ax.legend(fontsize=7)
   return _save(fig, out_dir, "entropy_law.png")

@@ -67,6 +67,7 @@ class StepRollouts:
   dro_filtered: int = 0
   reward_failures: dict = dataclasses.field(default_factory=dict)
   forward_tokens: dict = dataclasses.field(default_factory=dict)
+  first_round_accuracy: float = 0.0
 
 
 def _forward_tokens(batch: dict, q: int, scorings: int) -> dict:
@@ -226,4 +227,7 @@ def collect(ctx: RolloutContext, params, ref_params, rng, data_position: int, st
                       rewards=rewards, gen_rounds=len(rounds), filled_groups=filled,
                       data_position=data_position, dro_filtered=dro_filtered,
                       forward_tokens=forward,
+                      # Unfiltered by dynamic sampling; on-policy rows only (not RL-PLUS's).
+                      first_round_accuracy=float(rounds[0][0]["verified"][
+                          rounds[0][0]["batch"]["offpolicy"] == 0].mean()),
                       reward_failures=failures)

@@ -184,6 +184,7 @@ class RLTrainer:
         "reward_mean": float(ro.rewards.mean()), "reward_std": float(ro.rewards.std()),
         # On-policy rollouts only: RL-PLUS demonstrations are correct by construction.
         "accuracy": float(ro.verified[ro.batch["offpolicy"] == 0].mean()),
+        "accuracy_first_round": ro.first_round_accuracy,
         "entropy": rollout_entropy,
         "kl": float(masked_mean(kl_BxT, mask_BxT)),
         "response_length": float(mask_BxT.sum(1).mean()),

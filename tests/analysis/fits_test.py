@@ -71,3 +71,24 @@ def test_bad_inputs():
     fit_sigmoid([0, 2, 3], [0.6, 0.7, 0.8], r0=0.5)
   with pytest.raises(ValueError, match="equal length"):
     fit_entropy_law([0.1, 0.2], [0.2])
+
+
+def test_run_entropy_law_is_fitted_on_held_out_pass1():
+  """docs/algorithms.md T13's points as held-out evaluations; the training accuracy is
+  noise that a fit on it would follow instead."""
+  from rljax.analysis import runs  # pylint: disable=import-outside-toplevel
+  h = [1.0, 0.8, 0.6, 0.4, 0.3, 0.2, 0.1]
+  r = [-0.2 * np.exp(x) + 0.75 for x in h]
+  rng = np.random.default_rng(0)
+  rows = [{"step": 10 * i, "entropy": x, "accuracy": float(rng.random()),
+           "accuracy_first_round": float(rng.random())} for i, x in enumerate(h)]
+  for row, value in zip(rows[1:], r[1:]):
+    row["eval/pass@1"] = value
+  law = runs.entropy_law(rows, base_pass1=r[0])   # the base at step 0 is the first point
+  assert law["on"] == "heldout" and law["full"]["n_points"] == 7
+  np.testing.assert_allclose([law["full"]["a"], law["full"]["b"]], [0.2, 0.75], atol=1e-6)
+  other = runs.entropy_law(rows, on="rollouts")
+  assert other["accuracy"] == [row["accuracy_first_round"] for row in rows]
+  assert abs(other["full"]["b"] - 0.75) > 1e-3
+  with pytest.raises(ValueError, match="heldout"):
+    runs.entropy_law(rows, on="train")
