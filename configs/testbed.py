@@ -106,11 +106,11 @@ def get_config(arg: str = ""):
       forking_top_frac=1.0,             # 0.2 trains on the top-20% entropy tokens only
       kl_coef_end=placeholder(float), kl_in_reward=False, kl_reward_coef=0.0, kl_reward_estimator="k1",
       reset_every=0, reset_kl_threshold=0.0, reset_patience=0, reset_optimizer=True,
-      dynamic_sampling=False, max_gen_rounds=10,
+      dynamic_sampling=False, dynamic_sampling_filter="auto", max_gen_rounds=10,
       overlong_buffer=0, overlong_factor=1.0, mask_truncated=False,
       sft_coef=0.0, rlplus_demos=0, hicra_alpha=0.0, planning_phrases=(),
       reward_mode="verifier",           # verifier | random | format | wrong_label | dro
-      random_reward_p=0.5,
+      random_reward_p=0.5, wrong_label_samples=8,
       one_shot_pool=0, one_shot_history_steps=20, one_shot_index=-1,
       dro_temperature=0.1, dro_certainty="prob", dro_filter_threshold=0.0))
 

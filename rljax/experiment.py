@@ -55,7 +55,8 @@ def _one_shot_task(setup: Setup, optimizer, sh, workdir: str) -> Restreamed:
     hist_dir = os.path.join(workdir, "one_shot_history")
     writer = MetricsWriter(hist_dir, "metrics")
     trainer = RLTrainer(cfg, setup.graphdef, optimizer, sh, setup.mesh,
-                        Restreamed(task, tuple(pool)), setup.tok, hist_dir, writer)
+                        Restreamed(task, tuple(pool)), setup.tok, hist_dir, writer,
+                        base_params=setup.base_params)
     fresh = train_state.new_state(setup.base_params, optimizer, sh, cfg.seed, True)
     history = one_shot.collect_history(trainer, fresh, pool,
                                        cfg.intervention.one_shot_history_steps)
@@ -116,7 +117,8 @@ def run(cfg: ExperimentConfig, workdir: str) -> dict:
     ckpt_step = Checkpointer(os.path.join(workdir, "checkpoints")).latest_step() or 0
     writer = MetricsWriter(workdir, "metrics", resume_step=ckpt_step)
     trainer = RLTrainer(cfg, setup.graphdef, optimizer, sh, setup.mesh, train_task, setup.tok,
-                        workdir, writer, evaluate=periodic_eval)
+                        workdir, writer, evaluate=periodic_eval,
+                        base_params=setup.base_params)
     state = trainer.restore_or(state)
     state = trainer.run(state)
     writer.close()

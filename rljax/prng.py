@@ -21,6 +21,7 @@ _EVAL = 999_983          # held-out evaluation samples
 _UPDATE = 1_000_003      # per-step keys of the loss (Clip-Cov's token draws)
 _REWARD = 7              # reward controls (the random reward)
 _HELDOUT_DATA = 1_000_003  # a generated dataset's held-out split (reasoning-gym)
+_WRONG_LABEL = 424_243   # the base model's samples that choose wrong labels
 
 PRETRAIN_POSITION = 1_000_000   # pretraining batch i reads stream position 1_000_000 + i
 ONE_SHOT_POOL_POSITION = 2_000_000  # the one-shot RLVR candidate pool
@@ -60,3 +61,10 @@ def eval_key(seed: int, tag: str) -> jax.Array:
 def heldout_data_seed(seed: int) -> int:
   """Seed of a generated dataset's held-out split, disjoint from the training one's."""
   return seed + _HELDOUT_DATA
+
+
+def wrong_label_key(seed: int, canonical: str) -> jax.Array:
+  """Key of the base-model samples that pick wrong labels, folded with the canonical form
+  of the first problem of the sampling call."""
+  key = jax.random.fold_in(jax.random.PRNGKey(seed), _WRONG_LABEL)
+  return jax.random.fold_in(key, zlib.crc32(canonical.encode()))

@@ -20,13 +20,13 @@ class RewardSignals:
 
   Attributes:
     verified_B: the verifier's scores.
-    well_formed_B: an answer can be read off.
-    wrong_label_B: the answer is the task's deliberately wrong label.
+    format_ok_B: the task's format property holds (`Task.format_ok`).
+    wrong_label_B: the answer is the problem's wrong label (`rljax.rewards.wrong_labels`).
     dro_B: DRO's R3 (None unless the mode is "dro").
   """
 
   verified_B: np.ndarray
-  well_formed_B: np.ndarray
+  format_ok_B: np.ndarray
   wrong_label_B: np.ndarray
   dro_B: np.ndarray | None = None
 
@@ -39,7 +39,7 @@ def _random(s: RewardSignals, rng: np.random.Generator, p: float) -> np.ndarray:
 REWARD_MODES = {
     "verifier": lambda s, rng, p: np.asarray(s.verified_B, np.float32),
     "random": _random,                   # 1 with probability random_reward_p
-    "format": lambda s, rng, p: np.asarray(s.well_formed_B, np.float32),
+    "format": lambda s, rng, p: np.asarray(s.format_ok_B, np.float32),
     "wrong_label": lambda s, rng, p: np.asarray(s.wrong_label_B, np.float32),
     "dro": lambda s, rng, p: s.dro_B,    # R3 from the reference answer, no verifier
 }

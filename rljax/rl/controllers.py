@@ -25,6 +25,7 @@ class ControlState:
   best_eval: float = -1.0
   evals_since_best: int = 0
   compute_flops: float = 0.0
+  wrong_labels: dict = dataclasses.field(default_factory=dict)  # canonical -> label
 
 
 def linear(start: float, end: float, step: int, total: int) -> float:

@@ -15,6 +15,10 @@ import numpy as np
 from rljax.rewards.controls import REWARD_MODES
 from rljax.rl.controllers import ENTROPY_SCHEDULES
 
+DYNAMIC_SAMPLING_FILTERS = ("auto", "acc", "reward")
+# Reward modes whose rewards ignore the verifier (the spurious-reward controls).
+CONTROLS = ("random", "format", "wrong_label")
+
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,9 +46,14 @@ class InterventionConfig:
     reset_patience: reset when held-out pass@1 has not improved for this many
       evaluations (0 = off).
     reset_optimizer: re-initialise the optimizer state on a reset (ProRL does).
-    dynamic_sampling: DAPO group filtering: drop groups whose rewards are all equal and
-      sample more prompts until the batch is full, at most max_gen_rounds rounds (then
-      the batch is completed with dropped groups, which carry zero advantage).
+    dynamic_sampling: DAPO group filtering: drop groups with no signal and sample more
+      prompts until the batch is full, at most max_gen_rounds rounds (then the batch is
+      completed with dropped groups, which carry zero advantage).
+    dynamic_sampling_filter: what a group must vary in to be kept: "acc" (the verifier's
+      correctness, DAPO's criterion), "reward" (the rewards used for the advantage), or
+      "auto": "reward" under a reward control (random / format / wrong_label, whose
+      rewards ignore the verifier: filtering on correctness would leak the ground truth
+      into the batch), else "acc".
     max_gen_rounds: cap on sampling rounds per step.
     overlong_buffer: DAPO soft overlong punishment over the last N tokens (0 = off).
     overlong_factor: penalty at the length limit.
@@ -55,10 +64,12 @@ class InterventionConfig:
     hicra_alpha: HICRA advantage amplification on planning tokens (paper: 0.2; 0 = off).
     planning_phrases: strategic phrases whose tokens count as planning (on top of the
       testbed's step structure, where the operation and operand of each step are the plan).
-    reward_mode: verifier | random (1 with prob. random_reward_p) | format (1 for any
-      well-formed answer) | wrong_label (1 only for a deliberately wrong answer) |
-      dro (the reasoning-reflection reward R3 from the reference answer, no verifier).
+    reward_mode: verifier | random (1 with prob. random_reward_p) | format (1 when the
+      task's format property holds, `Task.format_ok`) | wrong_label (1 for the problem's
+      wrong label: the base model's most frequent wrong answer) | dro (the
+      reasoning-reflection reward R3 from the reference answer, no verifier).
     random_reward_p: probability of the random reward.
+    wrong_label_samples: base-model samples per problem that choose its wrong label.
     one_shot_pool: one-shot RLVR: candidate pool size (0 = off); the example whose
       accuracy varied most over one_shot_history_steps of training on the pool is then
       the only training prompt (one_shot_index >= 0 picks a pool index instead).
@@ -85,6 +96,7 @@ class InterventionConfig:
   reset_patience: int = 0
   reset_optimizer: bool = True
   dynamic_sampling: bool = False
+  dynamic_sampling_filter: str = "auto"
   max_gen_rounds: int = 10
   overlong_buffer: int = 0
   overlong_factor: float = 1.0
@@ -95,6 +107,7 @@ class InterventionConfig:
   planning_phrases: tuple[str, ...] = ()
   reward_mode: str = "verifier"
   random_reward_p: float = 0.5
+  wrong_label_samples: int = 8
   one_shot_pool: int = 0
   one_shot_history_steps: int = 20
   one_shot_index: int = -1
@@ -112,6 +125,12 @@ class InterventionConfig:
     if not 0.0 < self.forking_top_frac <= 1.0:
       raise ValueError(f"intervention.forking_top_frac must be in (0, 1], "
                        f"got {self.forking_top_frac}")
+    if self.dynamic_sampling_filter not in DYNAMIC_SAMPLING_FILTERS:
+      raise ValueError(f"intervention.dynamic_sampling_filter {self.dynamic_sampling_filter!r}"
+                       f" is unknown; valid: {list(DYNAMIC_SAMPLING_FILTERS)}")
+    if self.wrong_label_samples < 1:
+      raise ValueError(f"intervention.wrong_label_samples must be >= 1, "
+                       f"got {self.wrong_label_samples}")
     if self.dro_certainty not in ("prob", "logprob"):
       raise ValueError(f"intervention.dro_certainty must be 'prob' or 'logprob', "
                        f"got {self.dro_certainty!r}")
@@ -158,3 +177,10 @@ def phrase_token_mask(pieces: list[str], phrases) -> np.ndarray:
       out[(starts < stop) & (ends > begin)] = 1.0
       begin = text.find(phrase, begin + 1)
   return out
+
+
+def filters_on_reward(cfg: InterventionConfig) -> bool:
+  """Dynamic sampling keeps groups whose rewards vary (True) or whose correctness does."""
+  if cfg.dynamic_sampling_filter == "auto":
+    return cfg.reward_mode in CONTROLS
+  return cfg.dynamic_sampling_filter == "reward"

@@ -24,6 +24,8 @@ from rljax import prng
 from rljax.config import ExperimentConfig
 from rljax.rewards import controls
 from rljax.rewards.sandbox import RewardGuard
+from rljax.rewards.wrong_labels import WrongLabels
+from rljax.rl import interventions as iv
 from rljax.rl import sampler as sampler_lib
 from rljax.rl.losses import kl_penalty
 from rljax.rl.update import SEQUENCE_KEYS
@@ -42,6 +44,7 @@ class RolloutContext:
     graphdef: the model's structure (the sampler merges it with the params).
     score: the jitted training forward (params, sequences) -> (log-probs, entropies) [B, T].
     reward_guard: runs the reward function in its sandboxed worker.
+    wrong_labels: the per-problem wrong labels (reward_mode "wrong_label" only).
   """
 
   cfg: ExperimentConfig
@@ -50,6 +53,7 @@ class RolloutContext:
   graphdef: object
   score: Callable
   reward_guard: RewardGuard
+  wrong_labels: WrongLabels | None = None
 
 
 @dataclasses.dataclass
@@ -68,6 +72,7 @@ class StepRollouts:
   reward_failures: dict = dataclasses.field(default_factory=dict)
   forward_tokens: dict = dataclasses.field(default_factory=dict)
   first_round_accuracy: float = 0.0
+  wrong_label_metrics: dict = dataclasses.field(default_factory=dict)
 
 
 def _forward_tokens(batch: dict, q: int, scorings: int) -> dict:
@@ -102,10 +107,15 @@ def _round(ctx: RolloutContext, params, ref_params, rng, index: int) -> dict:
   verified, failures = ctx.reward_guard.score(list(zip(owner, texts)))
   out = {"problems": problems, "batch": batch, "texts": texts,
           "verified": np.array(verified, np.float32), "reward_failures": failures,
-          "well_formed": np.array([ctx.task.well_formed(t) for t in texts]),
-          "wrong_label": np.array([ctx.task.matches_wrong_label(p, t)
-                                   for p, t in zip(owner, texts)]),
-          "dro_keep": np.ones(len(problems), bool)}
+          "format_ok": np.array([ctx.task.format_ok(t) for t in texts]),
+          "dro_keep": np.ones(len(problems), bool), "wrong_label_metrics": {}}
+  if cfg.intervention.reward_mode == "wrong_label":
+    labels, out["wrong_label_metrics"] = ctx.wrong_labels.labels(problems)
+    out["wrong_label"] = np.array([
+        labels[i // g] is not None and ctx.task.final_answer(t) == labels[i // g]
+        for i, t in enumerate(texts)])
+  else:
+    out["wrong_label"] = np.zeros(len(texts), bool)
   if cfg.intervention.reward_mode == "dro":
     out["dro_reward"], out["dro_keep"] = _dro_rewards(ctx, params, out)
   # The policy and reference scorings, and DRO's teacher-forced one.
@@ -166,7 +176,7 @@ def _dro_rewards(ctx: RolloutContext, params, r: dict):
 def _rewards(ctx: RolloutContext, r: dict, rng: np.random.Generator) -> np.ndarray:
   """The reward mode's rewards [B], then DAPO's overlong shaping and KL-in-reward."""
   icfg, batch = ctx.cfg.intervention, r["batch"]
-  signals = controls.RewardSignals(r["verified"], r["well_formed"], r["wrong_label"],
+  signals = controls.RewardSignals(r["verified"], r["format_ok"], r["wrong_label"],
                                    r.get("dro_reward"))
   rewards_B = controls.controlled_rewards(icfg.reward_mode, signals, rng, icfg.random_reward_p)
   if icfg.overlong_buffer:
@@ -199,6 +209,8 @@ def collect(ctx: RolloutContext, params, ref_params, rng, data_position: int, st
   q, g = cfg.rl.prompts_per_step, cfg.rl.group_size
   reward_rng = prng.reward_rng(cfg.seed, step)
   rounds, kept, dropped, dro_filtered, failures, forward = [], [], [], 0, {}, {}
+  label_metrics = {}
+  on_reward = iv.filters_on_reward(icfg)
   max_rounds = icfg.max_gen_rounds if icfg.dynamic_sampling else 1
   while len(rounds) < max_rounds and len(kept) < q:
     r = _round(ctx, params, ref_params, rng, data_position)
@@ -209,17 +221,21 @@ def collect(ctx: RolloutContext, params, ref_params, rng, data_position: int, st
       failures[kind] = failures.get(kind, 0) + count
     for kind, count in r["forward_tokens"].items():
       forward[kind] = forward.get(kind, 0) + count
+    for kind, value in r["wrong_label_metrics"].items():
+      label_metrics[kind] = label_metrics.get(kind, 0.0) + value
+    signal = rewards if on_reward else r["verified"]
     for j in range(q):
-      acc = r["verified"][j * g:(j + 1) * g]
       if not r["dro_keep"][j]:
         rewards[j * g:(j + 1) * g] = 0.0  # DRO filter: no comparative signal in this group
         dro_filtered += 1
-      # DRO has no verifier: its own variance filter decides; otherwise DAPO's
-      # criterion, correctness that differs within the group (verl's default "acc").
+      # DRO has no verifier: its own variance filter decides; otherwise a group must vary
+      # in correctness (DAPO's "acc") or, under a reward control, in its rewards.
       informative = r["dro_keep"][j] and (icfg.reward_mode == "dro" or g == 1
-                                          or acc.std() > 0)
+                                          or signal[j * g:(j + 1) * g].std() > 0)
       (kept if informative or not icfg.dynamic_sampling else dropped).append(
           (len(rounds) - 1, j))
+  if "wrong_label/unlabelled_frac" in label_metrics:  # a mean over the rounds
+    label_metrics["wrong_label/unlabelled_frac"] /= len(rounds)
   filled = max(q - len(kept), 0)
   picks = kept[:q] + dropped[:filled]
   problems, batch, texts, verified, rewards = _take_groups(rounds, picks, g)
@@ -230,4 +246,4 @@ def collect(ctx: RolloutContext, params, ref_params, rng, data_position: int, st
                       # Unfiltered by dynamic sampling; on-policy rows only (not RL-PLUS's).
                       first_round_accuracy=float(rounds[0][0]["verified"][
                           rounds[0][0]["batch"]["offpolicy"] == 0].mean()),
-                      reward_failures=failures)
+                      reward_failures=failures, wrong_label_metrics=label_metrics)

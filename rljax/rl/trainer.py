@@ -30,6 +30,7 @@ from rljax.analysis import diagnostics, traces
 from rljax.checkpoint import Checkpointer
 from rljax.config import ExperimentConfig
 from rljax.rewards.sandbox import RewardGuard, resolve
+from rljax.rewards.wrong_labels import WrongLabels
 from rljax.rl import advantages, controllers, rollout_correction, rollouts
 from rljax.rl import interventions as iv
 from rljax.rl.losses import kl_penalty, masked_mean
@@ -47,7 +48,9 @@ class RLTrainer:
   """Owns the compiled functions and controllers of one run; `run()` trains to `cfg.rl.steps`."""
 
   def __init__(self, cfg: ExperimentConfig, graphdef, optimizer, state_shardings, mesh,
-               task: Task, tokenizer: BatchTokenizer, workdir: str, writer, evaluate=None):
+               task: Task, tokenizer: BatchTokenizer, workdir: str, writer, evaluate=None,
+               base_params=None):
+    """`base_params`: the base model's, needed by the wrong-label control."""
     self.cfg, self.task, self.tok = cfg, task, tokenizer
     self.writer, self.evaluate, self.workdir = writer, evaluate, workdir
     self.fns = make_step_fns(graphdef, optimizer, state_shardings, mesh, cfg.loss,
@@ -58,10 +61,20 @@ class RLTrainer:
     reward_fn = resolve(cfg.rl.reward_fn) if cfg.rl.reward_fn else task.reward
     self.reward_guard = RewardGuard(reward_fn, cfg.rl.reward_timeout_s,
                                     cfg.rl.reward_failure_score)
+    self.wrong_labels = None
+    if cfg.intervention.reward_mode == "wrong_label":
+      if base_params is None:
+        raise ValueError("reward_mode 'wrong_label' needs the base model's parameters")
+      self.wrong_labels = WrongLabels(
+          task, tokenizer, graphdef, base_params, cfg.sampling, cfg.prompt_len,
+          cfg.intervention.wrong_label_samples, cfg.rl.prompts_per_step, cfg.seed,
+          verify=lambda calls: self.reward_guard.score(calls)[0])
     self.rollout_ctx = rollouts.RolloutContext(
         cfg=cfg, task=task, tok=tokenizer, graphdef=graphdef,
-        score=self.fns.score, reward_guard=self.reward_guard)
+        score=self.fns.score, reward_guard=self.reward_guard, wrong_labels=self.wrong_labels)
     self.control = controllers.ControlState(entropy_coef=cfg.loss.entropy_coef)
+    if self.wrong_labels is not None:  # one dict: checkpoints store the labels
+      self.wrong_labels.cache = self.control.wrong_labels
     self._pieces = [tokenizer.piece(i) for i in range(tokenizer.vocab_size)]
     self.data_position = 0
     self.stopped = False  # set by SIGTERM / SIGINT: checkpoint saved, run not finished
@@ -73,6 +86,8 @@ class RLTrainer:
     restored, meta = self.ckpt.restore(state)
     self.data_position = int(meta["data_position"])
     self.control = controllers.ControlState(**meta["control"])
+    if self.wrong_labels is not None:
+      self.wrong_labels.cache = self.control.wrong_labels
     return restored
 
   def _on_signal(self, signum, frame):
@@ -191,7 +206,9 @@ class RLTrainer:
         "zero_var_frac": float((ro.verified.reshape(-1, g).std(1) == 0).mean()),
         "gen_rounds": ro.gen_rounds, "filled_groups": ro.filled_groups,
         "dro_filtered_groups": ro.dro_filtered,
-        **{f"reward_failures/{k}": v for k, v in ro.reward_failures.items()}}
+        **{f"reward_failures/{k}": v for k, v in ro.reward_failures.items()},
+        **ro.wrong_label_metrics,
+        "zero_reward_var_frac": float((ro.rewards.reshape(-1, g).std(1) == 0).mean())}
 
   def _diagnostics(self, ro: rollouts.StepRollouts, adv_BxT, planning_BxT, plans) -> dict:
     """The entropy-mechanism diagnostics of `rljax.analysis.diagnostics` on the step."""

@@ -39,11 +39,12 @@ class Task(Protocol):
   def final_answer(self, completion: str):
     """The answer a completion commits to (None if it gives none)."""
 
-  def well_formed(self, completion: str) -> bool:
-    """An answer can be read off (the format-only reward's criterion)."""
+  def format_ok(self, completion: str) -> bool:
+    """The format reward's property: a surface property of the output that the base
+    meets only sometimes (each task documents which)."""
 
-  def matches_wrong_label(self, problem, completion: str) -> bool:
-    """The completion gives the task's deliberately wrong label (a spurious-reward control)."""
+  def canonical(self, problem) -> str:
+    """The problem's canonical form (per-problem caches, held-out exclusion)."""
 
   def tag(self, problem) -> str:
     """The group a training problem's accuracy is logged under (e.g. its tier)."""
@@ -101,11 +102,11 @@ class Restreamed:
   def final_answer(self, completion: str):
     return self.task.final_answer(completion)
 
-  def well_formed(self, completion: str) -> bool:
-    return self.task.well_formed(completion)
+  def format_ok(self, completion: str) -> bool:
+    return self.task.format_ok(completion)
 
-  def matches_wrong_label(self, problem, completion: str) -> bool:
-    return self.task.matches_wrong_label(problem, completion)
+  def canonical(self, problem) -> str:
+    return self.task.canonical(problem)
 
   def tag(self, problem) -> str:
     return self.task.tag(problem)

@@ -68,17 +68,17 @@ class TestbedTask:
     return testbed.extract_answer(completion)
 
   @staticmethod
-  def well_formed(completion: str) -> bool:
-    """An answer can be read off (the format-only reward's criterion)."""
-    return testbed.extract_answer(completion) is not None
+  def format_ok(completion: str) -> bool:
+    """The format reward's surface property: an answer can be read off and its last digit
+    is even. The base writes well-formed traces almost always (99.6% measured), so
+    well-formedness alone would reward everything; the even last digit, independent of
+    correctness, holds for about half of its answers (48.6%)."""
+    answer = testbed.extract_answer(completion)
+    return answer is not None and answer % 2 == 0
 
   @staticmethod
-  def wrong_label(problem: testbed.Problem) -> int:
-    """A deliberately wrong label for the spurious-reward controls: answer + 37 mod 100."""
-    return (problem.answer + 37) % 100
-
-  def matches_wrong_label(self, problem: testbed.Problem, completion: str) -> bool:
-    return testbed.extract_answer(completion) == self.wrong_label(problem)
+  def canonical(problem: testbed.Problem) -> str:
+    return testbed.canonical(problem)
 
   @staticmethod
   def planning_mask(pieces: list[str]) -> list[float]:

@@ -136,13 +136,14 @@ class TextTask:
     return extract_answer(completion)
 
   @staticmethod
-  def well_formed(completion: str) -> bool:
+  def format_ok(completion: str) -> bool:
+    """The format reward's property: the answer is in \\boxed{} (Shao et al.'s format
+    reward; instruct models meet it only sometimes)."""
     return last_boxed(completion) is not None
 
   @staticmethod
-  def matches_wrong_label(problem: TextProblem, completion: str) -> bool:
-    del problem, completion
-    return False  # no wrong-label control for real data
+  def canonical(problem: TextProblem) -> str:
+    return " ".join(problem.question.split()).lower()
 
   @staticmethod
   def planning_mask(pieces: list[str]) -> list[float]:
