@@ -68,6 +68,27 @@ def config_from_hf(hf: dict, dtype: str = "float32", max_seq_len: int | None = N
       max_seq_len=max_seq_len or hf.get("max_position_embeddings", 2048), dtype=dtype)
 
 
+def infer_family(cfg: ModelConfig) -> str:
+  """The checkpoint family a model's own config implies: QK-norm is Qwen3's, a QKV bias
+  without it Qwen2's, neither Llama's."""
+  if cfg.qk_norm and cfg.qkv_bias:
+    raise ValueError("no checkpoint family has both a QKV bias and QK-norm (qwen2 has the "
+                     "bias, qwen3 the norm): this model cannot be exported")
+  if cfg.qk_norm:
+    return "qwen3"
+  return "qwen2" if cfg.qkv_bias else "llama"
+
+
+def _check_family(cfg: ModelConfig, family: str) -> None:
+  """An explicit family must match the tensors: a loader fills what the config promises
+  and the file lacks (biases, norms) at random."""
+  ok = {"qwen2": cfg.qkv_bias and not cfg.qk_norm, "qwen3": cfg.qk_norm and not cfg.qkv_bias,
+        "llama": not cfg.qk_norm}[family]
+  if not ok:
+    raise ValueError(f"family {family!r} contradicts the model (qkv_bias={cfg.qkv_bias}, "
+                     f"qk_norm={cfg.qk_norm}); its config implies {infer_family(cfg)!r}")
+
+
 def config_to_hf(cfg: ModelConfig, family: str) -> dict:
   """The `config.json` of `cfg` as `family` (qwen2 | qwen3 | llama)."""
   if family not in FAMILIES:
@@ -202,11 +223,17 @@ def build(cfg: ModelConfig, tensor, mesh=None, source: str = "checkpoint"):
   return nnx.merge(graphdef, abs_state)
 
 
-def save(model: Transformer, path: str, family: str = "qwen2", tokenizer_dir: str | None = None
-         ) -> None:
+def save(model: Transformer, path: str, family: str | None = None,
+         tokenizer_dir: str | None = None) -> None:
   """Writes config.json + model.safetensors (float32) that `transformers` loads; copies the
-  tokenizer files of `tokenizer_dir` when given."""
+  tokenizer files of `tokenizer_dir` when given. The family (qwen2 | qwen3 | llama) is
+  the model's own (`infer_family`); an explicit one that contradicts it is refused."""
   cfg = model.cfg
+  if family is None:
+    family = infer_family(cfg)
+  if family not in FAMILIES:
+    raise ValueError(f"family {family!r} unknown; valid: {list(FAMILIES)}")
+  _check_family(cfg, family)
   os.makedirs(path, exist_ok=True)
   params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
   tensors = {name: np.asarray(to_hf(np.asarray(jax.device_get(_get(params, target)),

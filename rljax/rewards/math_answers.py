@@ -1,7 +1,8 @@
 """Answer extraction and math-equivalence rewards for real reasoning data.
 
 `extract_answer` takes the last `\\boxed{...}` (balanced braces), else the text
-after the last `####` (GSM8K's format), else the last number. `math_reward`
+after the last `####` (GSM8K's format); only with `last_number` (an option, off by
+default: it credits any number a rambling completion ends on) the last number. `math_reward`
 compares it with the reference answer through `math-verify` (symbolic and
 numeric equivalence: 1/2 == 0.5 == \\frac{1}{2}). Model output is never passed
 to eval/exec; math-verify parses with sympy under its own time limits, inputs are
@@ -33,7 +34,7 @@ def last_boxed(text: str) -> str | None:
   return None
 
 
-def extract_answer(text: str) -> str | None:
+def extract_answer(text: str, last_number: bool = False) -> str | None:
   """The final answer of a completion (see module doc), or None."""
   text = text[-MAX_CHARS:]
   boxed = last_boxed(text)
@@ -42,14 +43,16 @@ def extract_answer(text: str) -> str | None:
   if "####" in text:
     tail = text.rsplit("####", 1)[1].strip().split("\n")[0]
     return tail.replace(",", "").strip() or None
+  if not last_number:
+    return None
   numbers = _NUMBER.findall(text)
   return numbers[-1].replace(",", "") if numbers else None
 
 
-def math_reward(problem, completion: str) -> float:
+def math_reward(problem, completion: str, last_number: bool = False) -> float:
   """1.0 when the completion's final answer equals `problem.answer` mathematically."""
   from math_verify import parse, verify  # pylint: disable=import-outside-toplevel
-  pred = extract_answer(completion)
+  pred = extract_answer(completion, last_number)
   if pred is None:
     return 0.0
   gold = parse(f"${problem.answer}$", parsing_timeout=2)
@@ -57,3 +60,8 @@ def math_reward(problem, completion: str) -> float:
   if not gold or not guess:
     return float(pred.strip() == problem.answer.strip())
   return float(verify(gold, guess, timeout_seconds=2))
+
+
+def math_reward_last_number(problem, completion: str) -> float:
+  """`math_reward` that falls back to the completion's last number (data.last_number_fallback)."""
+  return math_reward(problem, completion, last_number=True)

@@ -15,7 +15,8 @@ import dataclasses
 import numpy as np
 from tqdm.auto import tqdm
 
-from rljax.rewards.math_answers import extract_answer, last_boxed
+from rljax.rewards.math_answers import (extract_answer, last_boxed, math_reward,
+                                        math_reward_last_number)
 from rljax.tasks.sources import SOURCES
 
 TEMPLATES = {
@@ -39,6 +40,8 @@ class DataConfig:
     eval_size: held-out problems used (0: all).
     prompt_template: one of TEMPLATES.
     skip_bad_rows: malformed rows are skipped and counted instead of stopping.
+    last_number_fallback: math answers without \\boxed{} or #### are read as the last
+      number of the completion (off: such a completion has no answer).
   """
 
   source: str = ""
@@ -51,6 +54,7 @@ class DataConfig:
   eval_size: int = 0
   prompt_template: str = "chat"
   skip_bad_rows: bool = False
+  last_number_fallback: bool = False
 
   def __post_init__(self):
     if self.source and self.source not in SOURCES:
@@ -99,6 +103,8 @@ class TextTask:
     if not self.train or not self.eval_problems:
       raise ValueError(f"data.source {cfg.source!r}: no problems fit prompt_len {prompt_len}")
     self.reward = SOURCES[cfg.source].reward
+    if cfg.last_number_fallback and self.reward is math_reward:
+      self.reward = math_reward_last_number
 
   def _problems(self, rows, tokenizer, prompt_len):
     out, too_long = [], 0

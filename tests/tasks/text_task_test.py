@@ -58,10 +58,15 @@ def test_math500_every_reference_answer_verifies():
 
 @pytest.mark.parametrize("text,answer", [
     ("x \\boxed{\\frac{1}{2}} y", "\\frac{1}{2}"), ("a \\boxed{1} then \\boxed{{2}}", "{2}"),
-    ("so #### 1,234\nmore", "1234"), ("it is 3 or maybe 4.5", "4.5"), ("none", None),
+    ("so #### 1,234\nmore", "1234"), ("it is 3 or maybe 4.5", None), ("none", None),
     ("\\boxed{unclosed", None)])
 def test_extract_answer(text, answer):
   assert extract_answer(text) == answer
+
+
+def test_last_number_fallback_is_an_option():
+  assert extract_answer("it is 3 or maybe 4.5", last_number=True) == "4.5"
+  assert extract_answer("\\boxed{2} or 4.5", last_number=True) == "2"
 
 
 def test_math_reward_equivalences_and_mismatches():
