@@ -96,6 +96,7 @@ def get_config(arg: str = ""):
       dual_clip_c=placeholder(float), clip_cov_ratio=2e-4, clip_cov_lb=1.0, clip_cov_ub=5.0,
       kl_cov_ratio=2e-4, kl_cov_coef=1.0, gppo_beta1=1.0, gppo_beta2=1.0,
       gppo_only_high=False, tau_pos=1.0, tau_neg=1.05, rlplus_gamma=0.5, rlplus_clip=False,
+      rlplus_seq_sum=True,
       entropy_coef=0.0, kl_coef=0.0, kl_estimator="k3"))
 
   # Exploration interventions, all off by default (rljax/rl/interventions.py documents each).

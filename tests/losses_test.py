@@ -227,3 +227,14 @@ def test_rlplus_offpolicy_token_t10(p_old, p_theta, r_mis, a_c):
   # On-policy tokens are the unclipped -A r of the published script.
   loss_on, _ = pl("rlplus", lp, old, ones, ones, offpolicy=0 * ones)
   np.testing.assert_allclose(loss_on, -p_theta / p_old, rtol=1e-5)
+
+
+def test_rlplus_aggregates_per_sequence_sum_by_default():
+  lp = jnp.log(jnp.array([[0.5, 0.5, 0.5], [0.5, 0.5, 0.5]]))
+  mask = jnp.array([[1., 1., 1.], [1., 0., 0.]])
+  adv = jnp.array([[1.] * 3, [1.] * 3]) * mask
+  x = losses.LossInputs(lp, lp, adv, mask, jnp.zeros((2, 3)))
+  seq_sum, _ = losses.policy_loss("rlplus", x)   # on-policy tokens: -A r = -1 each
+  np.testing.assert_allclose(seq_sum, -(3 / 3 + 1 / 3) / 2, rtol=1e-6)   # sum / T, mean
+  token_mean, _ = losses.policy_loss("rlplus", x, rlplus_seq_sum=False)
+  np.testing.assert_allclose(token_mean, -1.0, rtol=1e-6)

@@ -128,3 +128,29 @@ def test_greedy_accuracy_is_reported_and_deterministic(tmp_path):
     a = setup.greedy_accuracy(setup.base_params, "one")
     b = setup.greedy_accuracy(setup.base_params, "two")
   assert a == b == summary["base_greedy_pass@1"]
+
+
+def test_forking_tokens_normalise_by_the_selected_tokens():
+  """With the top-50% entropy tokens as the loss mask, token-mean terms divide by the
+  selected count (Wang et al.'s 80/20 loss), not by every generated token."""
+  from rljax.rl import interventions as iv  # pylint: disable=import-outside-toplevel
+  ent = np.array([[0.1, 0.9, 0.5, 0.7], [0.2, 0.8, 0.0, 0.0]], np.float32)
+  mask = np.array([[1, 1, 1, 1], [1, 1, 0, 0]], np.float32)
+  keep = iv.forking_token_mask(ent, mask, 0.5)
+  assert keep.sum() == 3                      # 0.9, 0.8, 0.7 of the 6 valid tokens
+  logp = jnp.full((2, 4), -1.0)
+  adv = jnp.asarray(np.array([[1.0] * 4, [2.0] * 4], np.float32) * keep)
+  loss, _ = losses.policy_loss("gpg", losses.LossInputs(logp, logp, adv, jnp.asarray(keep)))
+  np.testing.assert_allclose(loss, (1.0 + 1.0 + 2.0) / 3, rtol=1e-6)   # -A logp over 3
+
+
+@pytest.mark.parametrize("threshold,filtered", [(0.0, False), (1.0, True)])
+def test_dro_wiring_end_to_end(tmp_path, threshold, filtered):
+  rows = _rows(tmp_path, 1, intervention=dict(reward_mode="dro",
+                                              dro_filter_threshold=threshold))
+  (r,) = rows
+  if filtered:  # sigma <= 1 always: every group is filtered and carries no reward
+    assert r["dro_filtered_groups"] == 4 and r["reward_mean"] == 0.0
+  else:  # R3 is a certainty-weighted probability: in (0, 1), never the verifier's 0 / 1
+    assert r["dro_filtered_groups"] == 0 and 0.0 < r["reward_mean"] < 1.0
+    assert r["reward_std"] > 0

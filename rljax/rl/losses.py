@@ -103,7 +103,9 @@ class LossConfig:
     kl_cov_ratio, kl_cov_coef: KL-Cov (§6).
     gppo_beta1, gppo_beta2, gppo_only_high: GPPO (§7).
     tau_pos, tau_neg: SAPO (§17).
-    rlplus_gamma, rlplus_clip: RL-PLUS (§11); needs intervention.rlplus_demos > 0.
+    rlplus_gamma, rlplus_clip, rlplus_seq_sum: RL-PLUS (§11); needs
+      intervention.rlplus_demos > 0. rlplus_seq_sum: the reference script's per-sequence
+      sum over T (default) instead of `agg`.
     entropy_coef: entropy bonus; positive raises entropy (verl subtracts it).
     kl_coef: weight of KL(pi || pi_ref) in the loss.
     kl_estimator: one of `KL_KINDS`.
@@ -127,6 +129,7 @@ class LossConfig:
   tau_neg: float = 1.05
   rlplus_gamma: float = 0.5
   rlplus_clip: bool = False
+  rlplus_seq_sum: bool = True
   entropy_coef: float = 0.0
   kl_coef: float = 0.0
   kl_estimator: str = "k3"

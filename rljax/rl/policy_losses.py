@@ -273,7 +273,7 @@ def gpg(x: LossInputs, *, agg, norm_constant):
 
 
 def rlplus(x: LossInputs, *, agg, norm_constant, eps_low, eps_high, rlplus_gamma,
-           rlplus_clip):
+           rlplus_clip, rlplus_seq_sum):
   """RL-PLUS (Dong et al. 2025, arXiv 2508.00222; `rlplus_core_alg.py`).
 
   On-policy tokens: -A r (clipped to [1-eps_low, max(1+eps_high)] only when
@@ -281,7 +281,9 @@ def rlplus(x: LossInputs, *, agg, norm_constant, eps_low, eps_high, rlplus_gamma
   tokens, `x.offpolicy_BxT` = 1: multiple importance sampling with the unknown
   demonstrator approximated as pi_w = (pi_old + 1) / 2, so
   r_MIS = pi_theta / (0.75 pi_old + 0.25), and the exploration-based advantage
-  A_c = A (1 - sg(pi_theta))^gamma; loss -r_MIS A_c.
+  A_c = A (1 - sg(pi_theta))^gamma; loss -r_MIS A_c. With `rlplus_seq_sum` (the
+  reference script's aggregation) each sequence's token losses are summed and divided
+  by T, then averaged over sequences (seq-mean-token-sum-norm); else `agg`.
   """
   if x.offpolicy_BxT is None:
     raise ValueError("policy loss 'rlplus' needs LossInputs(offpolicy_BxT=...) "
@@ -297,6 +299,7 @@ def rlplus(x: LossInputs, *, agg, norm_constant, eps_low, eps_high, rlplus_gamma
   off_BxT = -r_mis_BxT * adv * (1.0 - sg(p_theta_BxT)) ** rlplus_gamma
   off_mask_BxT = offpolicy * mask
   loss_BxT = jnp.where(off_mask_BxT > 0, off_BxT, on_BxT)
+  agg = "seq-mean-token-sum-norm" if rlplus_seq_sum else agg
   return _agg(x, loss_BxT, agg, norm_constant), {
       "ppo_kl": masked_mean(-log_ratio_BxT, mask * (1.0 - offpolicy)),
       "offpolicy_frac": masked_mean(offpolicy, mask)}
