@@ -29,7 +29,8 @@ def _sampling(cfg, **sampling):
   return dataclasses.replace(cfg, sampling=dataclasses.replace(cfg.sampling, **sampling))
 
 
-@pytest.mark.parametrize("sampling", [dict(top_k=3), dict(top_p=0.7)])
+@pytest.mark.parametrize("sampling", [
+    dict(top_k=3), pytest.param(dict(top_p=0.7), marks=pytest.mark.slow)])
 def test_one_update_per_step_is_exactly_on_policy(tmp_path, sampling):
   cfg = _sampling(tiny_config(2, minibatches=1, epochs=1), **sampling)
   experiment.run(cfg, str(tmp_path))
@@ -51,6 +52,7 @@ def test_four_minibatches_without_learning_have_ratio_one(tmp_path):
     assert r["log_ratio_abs_max"] <= 1e-6 and r["clipfrac"] == 0.0   # GSPO's band holds
 
 
+@pytest.mark.slow  # a bfloat16 run
 def test_bfloat16_reports_its_ratio_noise_and_refuses_a_narrower_band(tmp_path):
   cfg = tiny_config(1, minibatches=4, prompts_per_step=8)
   cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, dtype="bfloat16"))
@@ -111,11 +113,13 @@ def test_rollout_corrections():
   np.testing.assert_allclose(mm["mismatch/logp_abs_max"], np.log(10.0), rtol=1e-6)
 
 
+@pytest.mark.slow  # a run
 def test_token_tis_weights_reach_the_loss(tmp_path):
   rows = _rows(tmp_path, 1, rollout_correction="token_tis")
   assert 0 < rows[0]["rollout_correction/weight_mean"] <= 2.0
 
 
+@pytest.mark.slow  # a run
 def test_greedy_accuracy_is_reported_and_deterministic(tmp_path):
   summary = experiment.run(tiny_config(1), str(tmp_path))
   assert 0.0 <= summary["base_greedy_pass@1"] <= 1.0
@@ -144,7 +148,8 @@ def test_forking_tokens_normalise_by_the_selected_tokens():
   np.testing.assert_allclose(loss, (1.0 + 1.0 + 2.0) / 3, rtol=1e-6)   # -A logp over 3
 
 
-@pytest.mark.parametrize("threshold,filtered", [(0.0, False), (1.0, True)])
+@pytest.mark.parametrize("threshold,filtered", [
+    (0.0, False), pytest.param(1.0, True, marks=pytest.mark.slow)])
 def test_dro_wiring_end_to_end(tmp_path, threshold, filtered):
   rows = _rows(tmp_path, 1, intervention=dict(reward_mode="dro",
                                               dro_filter_threshold=threshold))

@@ -13,8 +13,9 @@ from rljax.metrics import read_rows
 from tests.trainer_test import tiny_config
 
 
-@pytest.mark.parametrize("criterion,key", [("reward", "zero_reward_var_frac"),
-                                           ("acc", "zero_var_frac")])
+@pytest.mark.parametrize("criterion,key", [
+    ("reward", "zero_reward_var_frac"),
+    pytest.param("acc", "zero_var_frac", marks=pytest.mark.slow)])
 def test_dynamic_sampling_keeps_groups_by_its_criterion(tmp_path, criterion, key):
   cfg = tiny_config(2, dict(reward_mode="random", dynamic_sampling=True, max_gen_rounds=3,
                             dynamic_sampling_filter=criterion),
