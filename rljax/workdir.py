@@ -169,7 +169,7 @@ def prepare(cfg: ExperimentConfig, workdir: str) -> Setup:
   """
   os.makedirs(workdir, exist_ok=True)
   mesh = sharding.make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.model)
-  check_mesh(cfg, mesh.shape["data"] * mesh.shape["fsdp"])
+  check_mesh(cfg, sharding.batch_devices(mesh))
   if cfg.model.checkpoint:
     return _prepare_checkpoint(cfg, mesh)
   task = TestbedTask(cfg.task, cfg.seed)
@@ -177,6 +177,7 @@ def prepare(cfg: ExperimentConfig, workdir: str) -> Setup:
   check_overlong_buffer(cfg, task, tok)
   model_cfg = get_preset(cfg.model.preset, vocab_size=tok.vocab_size, dtype=cfg.model.dtype,
                          max_seq_len=cfg.prompt_len + cfg.completion_len)
+  sharding.check_model_fits_mesh(model_cfg, mesh)
   cfg = _with_special_ids(cfg, tok)
   with jax.set_mesh(mesh):
     graphdef, base_params = _base_params(cfg, model_cfg, task, tok, mesh, workdir)

@@ -209,6 +209,7 @@ def build(cfg: ModelConfig, tensor, mesh=None, source: str = "checkpoint"):
   if mesh is None:
     shardings = jax.tree.map(lambda _: jax.devices()[0], shapes)
   else:
+    sharding.check_model_fits_mesh(cfg, mesh)  # before a single tensor is read
     shardings = sharding.param_shardings(abs_state, mesh)
   params = jax.tree.map(lambda _: None, shapes)
   for name, (target, to_rljax, _) in weight_map(cfg).items():

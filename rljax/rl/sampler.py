@@ -5,6 +5,12 @@ Decoding never returns to the host: the loop stops when every sequence has
 emitted EOS or T tokens were generated. Everything is shape-static, so one
 compiled sampler serves every training step.
 
+Under a mesh (`jax.set_mesh`) the sampler lays itself out: the weights are gathered
+once per call into `sharding.SAMPLE_RULES` (split over model, whole on fsdp, so no
+FSDP all-gather per decoded token), and the prompts, the KV cache, the loop's
+buffers and the outputs are split over data x fsdp on their rollout axis (the
+prompts only when Q divides; the cache's KV heads also over model).
+
 Axis letters: Q prompts, G samples per prompt, B = Q*G rollouts, P prompt
 length (left-padded), T max completion length, V vocab.
 """
@@ -19,6 +25,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from rljax import sharding
 from rljax.model.attention import KVCache
 from rljax.rl.logprobs import entropy_from_logits
 
@@ -136,32 +143,19 @@ def _generate(graphdef, params_list, prompt_QxP, prompt_mask_QxP, key, cfg, grou
   With one model it samples from it. With two, `route(logits of model 0)` says per
   row whether model 1's logits choose this step's token.
   """
-  models = [nnx.merge(graphdef, p) for p in params_list]
+  models = [nnx.merge(graphdef, sharding.constrain_params(graphdef, p, sharding.SAMPLE_RULES))
+            for p in params_list]
   q, p = prompt_QxP.shape
   t_max = cfg.max_new_tokens
   b = q * group_size
-  s = p + t_max
-
-  prompt_mask = prompt_mask_QxP.astype(bool)
-  positions_QxP = jnp.maximum(jnp.cumsum(prompt_mask, axis=1) - 1, 0)
-  kv_mask_QxS = jnp.concatenate([prompt_mask, jnp.ones((q, t_max), bool)], axis=1)
-  caches, logits = [], []
-  for model in models:
-    cache = KVCache.zeros(model.cfg, q, s, jnp.dtype(model.cfg.dtype))
-    h_QxPxD, cache = model.hidden(prompt_QxP, positions_BxT=positions_QxP,
-                                  kv_mask_BxS=kv_mask_QxS, cache=cache, cache_start=0)
-    caches.append(cache.repeat(group_size))
-    logits.append(jnp.repeat(model.logits(h_QxPxD[:, -1]), group_size, axis=0))
-
-  kv_mask_BxS = jnp.repeat(kv_mask_QxS, group_size, axis=0)
-  prompt_len_B = jnp.repeat(jnp.sum(prompt_mask, axis=1), group_size)
+  caches, logits, kv_mask_BxS, prompt_len_B = _prefill(models, prompt_QxP, prompt_mask_QxP,
+                                                       t_max, group_size)
+  zeros_BxT = sharding.constrain_batch(jnp.zeros((b, t_max), jnp.float32))
   state = _LoopState(
       t=jnp.array(0, jnp.int32), caches=tuple(caches), logits=tuple(logits),
-      done_B=jnp.zeros((b,), bool),
-      tokens_BxT=jnp.full((b, t_max), cfg.pad_id, jnp.int32),
-      logp_BxT=jnp.zeros((b, t_max), jnp.float32),
-      ent_BxT=jnp.zeros((b, t_max), jnp.float32),
-      routed_BxT=jnp.zeros((b, t_max), jnp.float32))
+      done_B=sharding.constrain_batch(jnp.zeros((b,), bool)),
+      tokens_BxT=sharding.constrain_batch(jnp.full((b, t_max), cfg.pad_id, jnp.int32)),
+      logp_BxT=zeros_BxT, ent_BxT=zeros_BxT, routed_BxT=zeros_BxT)
 
   def cond(st: _LoopState):
     return (st.t < t_max) & ~jnp.all(st.done_B)
@@ -182,8 +176,8 @@ def _generate(graphdef, params_list, prompt_QxP, prompt_mask_QxP, key, cfg, grou
       h_Bx1xD, cache = model.hidden(
           tok_B[:, None], positions_BxT=(prompt_len_B + st.t)[:, None],
           kv_mask_BxS=kv_mask_BxS, cache=cache, cache_start=p + st.t)
-      caches.append(cache)
-      logits.append(model.logits(h_Bx1xD[:, 0]))
+      caches.append(_constrain_cache(cache))
+      logits.append(sharding.constrain_batch(model.logits(h_Bx1xD[:, 0])))
     return _LoopState(t=st.t + 1, caches=tuple(caches), logits=tuple(logits),
                       done_B=st.done_B | (tok_B == cfg.eos_id), tokens_BxT=tokens,
                       logp_BxT=logp, ent_BxT=ent, routed_BxT=routed)
@@ -192,7 +186,51 @@ def _generate(graphdef, params_list, prompt_QxP, prompt_mask_QxP, key, cfg, grou
   mask = completion_mask(state.tokens_BxT, cfg.eos_id)
   rollout = Rollout(tokens=state.tokens_BxT, mask=mask,
                     logp=state.logp_BxT * mask, entropy=state.ent_BxT * mask)
-  return rollout, state.routed_BxT * mask
+  return jax.tree.map(sharding.constrain_batch, (rollout, state.routed_BxT * mask))
+
+
+def _constrain_cache(cache: KVCache) -> KVCache:
+  mesh = sharding.ambient_mesh()
+  if mesh is None or cache.k.shape[1] % sharding.batch_devices(mesh):
+    return cache
+  spec = sharding.cache_spec(cache.k.shape[3], mesh)
+  return KVCache(k=jax.lax.with_sharding_constraint(cache.k, spec),
+                 v=jax.lax.with_sharding_constraint(cache.v, spec))
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "group_size"))
+def prefill(graphdef, params, prompt_QxP, prompt_mask_QxP, *, max_new_tokens: int,
+            group_size: int):
+  """The decode loop's starting point: (KV cache [L, B, P + T, K, H], next-token logits
+  [B, V]), each prompt's entry repeated for its G samples, laid out as `sample` does."""
+  model = nnx.merge(graphdef, sharding.constrain_params(graphdef, params, sharding.SAMPLE_RULES))
+  caches, logits, _, _ = _prefill([model], prompt_QxP, prompt_mask_QxP, max_new_tokens,
+                                  group_size)
+  return caches[0], logits[0]
+
+
+def _prefill(models, prompt_QxP, prompt_mask_QxP, t_max: int, group_size: int):
+  """Prefills each model's cache once per prompt, then repeats it for the G samples.
+
+  Returns (caches, next-token logits [B, V] per model, kv_mask [B, S], prompt lengths [B]).
+  """
+  prompt_QxP, prompt_mask_QxP = map(sharding.constrain_batch, (prompt_QxP, prompt_mask_QxP))
+  q, p = prompt_QxP.shape
+  s = p + t_max
+  prompt_mask = prompt_mask_QxP.astype(bool)
+  positions_QxP = jnp.maximum(jnp.cumsum(prompt_mask, axis=1) - 1, 0)
+  kv_mask_QxS = jnp.concatenate([prompt_mask, jnp.ones((q, t_max), bool)], axis=1)
+  caches, logits = [], []
+  for model in models:
+    cache = KVCache.zeros(model.cfg, q, s, jnp.dtype(model.cfg.dtype))
+    h_QxPxD, cache = model.hidden(prompt_QxP, positions_BxT=positions_QxP,
+                                  kv_mask_BxS=kv_mask_QxS, cache=cache, cache_start=0)
+    caches.append(_constrain_cache(cache.repeat(group_size)))
+    logits.append(sharding.constrain_batch(
+        jnp.repeat(model.logits(h_QxPxD[:, -1]), group_size, axis=0)))
+  kv_mask_BxS = sharding.constrain_batch(jnp.repeat(kv_mask_QxS, group_size, axis=0))
+  prompt_len_B = jnp.repeat(jnp.sum(prompt_mask, axis=1), group_size)
+  return caches, logits, kv_mask_BxS, prompt_len_B
 
 
 def completion_mask(tokens_BxT, eos_id: int):
