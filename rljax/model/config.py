@@ -10,6 +10,14 @@ from __future__ import annotations
 import dataclasses
 
 
+# Names of `jax.checkpoint_policies` by config value (None: no rematerialisation).
+REMAT_POLICIES = {
+    "none": None,
+    "full": "nothing_saveable",
+    "dots": "dots_with_no_batch_dims_saveable",
+}
+
+
 @dataclasses.dataclass(frozen=True)
 class RopeScaling:
   """Llama-3.1 "llama3" RoPE frequency scaling (HF `rope_scaling`)."""
@@ -40,6 +48,12 @@ class ModelConfig:
     tie_embeddings: the output projection reuses the input embedding.
     max_seq_len: the longest sequence (prompt + completion) the model serves.
     dtype: activation dtype ("float32" or "bfloat16"); params stay float32.
+    scan_layers: the decoder blocks' weights stacked on a leading layer axis and run by
+      one `lax.scan`, so compile time does not grow with depth (the parameter tree then
+      has `layers` instead of `blocks`; HF import/export convert).
+    remat: what the backward keeps of each block (`REMAT_POLICIES`): "none" keeps every
+      activation, "full" recomputes the block from its input, "dots" keeps the matmul
+      outputs and recomputes the rest.
   """
 
   vocab_size: int
@@ -57,12 +71,17 @@ class ModelConfig:
   tie_embeddings: bool = False
   max_seq_len: int = 2048
   dtype: str = "float32"
+  scan_layers: bool = False
+  remat: str = "none"
 
   def __post_init__(self):
     if self.n_heads % self.n_kv_heads:
       raise ValueError(
           f"ModelConfig.n_heads ({self.n_heads}) must be a multiple of "
           f"n_kv_heads ({self.n_kv_heads})")
+    if self.remat not in REMAT_POLICIES:
+      raise ValueError(f"ModelConfig.remat {self.remat!r} is unknown; valid: "
+                       f"{sorted(REMAT_POLICIES)}")
     if self.dtype not in ("float32", "bfloat16"):
       raise ValueError(
           f"ModelConfig.dtype must be 'float32' or 'bfloat16', got {self.dtype!r}")

@@ -15,6 +15,8 @@ and merges as a `tokenizers` JSON; the chat template is in `metadata(path)`.
 
 from __future__ import annotations
 
+import dataclasses
+
 import glob
 import importlib.util
 import json
@@ -92,8 +94,9 @@ def _unpermute(w_OxI: np.ndarray, n_heads: int) -> np.ndarray:
           .swapaxes(1, 2).reshape(w_OxI.shape))
 
 
-def load(path: str, mesh=None, dtype: str = "float32", max_seq_len: int | None = None):
-  """The dequantised model of a GGUF file (see module doc)."""
+def load(path: str, mesh=None, dtype: str = "float32", max_seq_len: int | None = None,
+         **layout):
+  """The dequantised model of a GGUF file (see module doc); `layout` as in `hf.load`."""
   import gguf  # pylint: disable=import-outside-toplevel
   reader = _reader(path)
   meta = {k: f.contents() for k, f in reader.fields.items()
@@ -104,7 +107,9 @@ def load(path: str, mesh=None, dtype: str = "float32", max_seq_len: int | None =
   arch = meta["general.architecture"]
   if f"{arch}.vocab_size" not in meta and "token_embd.weight" in tensors:
     meta[f"{arch}.vocab_size"] = int(tensors["token_embd.weight"].shape[-1])
-  cfg = config_from_gguf(meta, dtype, max_seq_len, has_output="output.weight" in tensors)
+  cfg = dataclasses.replace(
+      config_from_gguf(meta, dtype, max_seq_len, has_output="output.weight" in tensors),
+      **layout)
   by_hf = {hf_name(n): t for n, t in tensors.items()}
 
   def tensor(name):

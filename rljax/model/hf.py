@@ -14,6 +14,7 @@ Layout: HF stores projections as [out, in] matrices; rljax keeps heads explicit
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import os
@@ -25,7 +26,7 @@ from flax import nnx
 from rljax import sharding
 from rljax.model import safetensors_io
 from rljax.model.config import ModelConfig, RopeScaling
-from rljax.model.transformer import Transformer
+from rljax.model.transformer import Transformer, unstack_blocks
 
 FAMILIES = ("qwen2", "qwen3", "llama")
 
@@ -183,13 +184,16 @@ def _get(tree: dict, path: tuple):
   return tree
 
 
-def load(path: str, mesh=None, dtype: str = "float32", max_seq_len: int | None = None):
-  """The model of a Hugging Face directory, its parameters placed on `mesh` (see module doc)."""
+def load(path: str, mesh=None, dtype: str = "float32", max_seq_len: int | None = None,
+         **layout):
+  """The model of a Hugging Face directory, its parameters placed on `mesh` (see module doc).
+
+  `layout`: execution fields of `ModelConfig` (`scan_layers`, `remat`)."""
   config_path = os.path.join(path, "config.json")
   if not os.path.exists(config_path):
     raise FileNotFoundError(f"no config.json in {path}")
   with open(config_path) as f:
-    cfg = config_from_hf(json.load(f), dtype, max_seq_len)
+    cfg = dataclasses.replace(config_from_hf(json.load(f), dtype, max_seq_len), **layout)
   readers = _tensor_readers(path)  # each file's header is read once
 
   def tensor(name):
@@ -212,14 +216,24 @@ def build(cfg: ModelConfig, tensor, mesh=None, source: str = "checkpoint"):
     sharding.check_model_fits_mesh(cfg, mesh)  # before a single tensor is read
     shardings = sharding.param_shardings(abs_state, mesh)
   params = jax.tree.map(lambda _: None, shapes)
+  stacking = {}  # scanned layout: path -> host buffer [L, ...], placed once its last layer is in
   for name, (target, to_rljax, _) in weight_map(cfg).items():
     raw = tensor(name)
     value = to_rljax(np.asarray(raw, np.float32))
-    want = _get(shapes, target).shape
-    if value.shape != want:
+    layer = None
+    if cfg.scan_layers and target[0] == "blocks":
+      target, layer = ("layers", *target[2:]), target[1]
+    want = _get(shapes, target).shape[0 if layer is None else 1:]
+    if value.shape != tuple(want):
       raise ValueError(f"{source}: tensor {name} has shape {raw.shape}; the config "
-                       f"implies {want} after conversion")
-    _set(params, target, jax.device_put(value, _get(shardings, target)))
+                       f"implies {tuple(want)} after conversion")
+    if layer is None:
+      _set(params, target, jax.device_put(value, _get(shardings, target)))
+      continue
+    buffer = stacking.setdefault(target, np.empty(_get(shapes, target).shape, np.float32))
+    buffer[layer] = value
+    if layer == cfg.n_layers - 1:
+      _set(params, target, jax.device_put(stacking.pop(target), _get(shardings, target)))
   nnx.replace_by_pure_dict(abs_state, params)
   return nnx.merge(graphdef, abs_state)
 
@@ -237,6 +251,8 @@ def save(model: Transformer, path: str, family: str | None = None,
   _check_family(cfg, family)
   os.makedirs(path, exist_ok=True)
   params = nnx.to_pure_dict(nnx.state(model, nnx.Param))
+  if cfg.scan_layers:
+    params = unstack_blocks(params)
   tensors = {name: np.asarray(to_hf(np.asarray(jax.device_get(_get(params, target)),
                                                np.float32)))
              for name, (target, _, to_hf) in weight_map(cfg).items()}

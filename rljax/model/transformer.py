@@ -4,6 +4,13 @@ Pre-norm blocks: x + attn(norm(x)), then x + mlp(norm(x)); final RMSNorm; LM hea
 tied to the embedding or separate. The family differences are `ModelConfig` flags.
 Hot loops use the functional form: `graphdef, params = nnx.split(model, nnx.Param)`
 once, then `nnx.merge(graphdef, params)` inside jitted functions.
+
+Two layouts of the blocks (`ModelConfig.scan_layers`): a list `blocks[i]` run one
+after the other (XLA compiles every block: compile time grows with depth), or one
+`layers` Block whose weights carry a leading layer axis, run by `lax.scan` (one block
+compiled; the KV cache is carried and layer i writes its slice in place). Both are
+initialised from the same random stream, so a seed gives the same weights in either;
+`stack_blocks` / `unstack_blocks` convert a parameter dict between them.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from rljax.model.attention import Attention, KVCache
-from rljax.model.config import ModelConfig
+from rljax.model.config import REMAT_POLICIES, ModelConfig
 from rljax.model.layers import RMSNorm, SwiGLU, param, rope_inv_freq
 
 
@@ -41,7 +48,11 @@ class Transformer(nnx.Module):
     # std d^-1/2: the first RMSNorm rescales inputs, and tied heads start with O(1) logits.
     self.embed = param(rngs, (cfg.vocab_size, cfg.d_model), ("vocab", "embed"),
                        cfg.d_model ** -0.5)
-    self.blocks = nnx.List([Block(cfg, rngs) for _ in range(cfg.n_layers)])
+    blocks = [Block(cfg, rngs) for _ in range(cfg.n_layers)]
+    if cfg.scan_layers:
+      self.layers = _stacked(blocks)
+    else:
+      self.blocks = nnx.List(blocks)
     self.final_norm = RMSNorm(cfg.d_model, cfg.norm_eps, "embed", rngs)
     if not cfg.tie_embeddings:
       self.lm_head = param(rngs, (cfg.d_model, cfg.vocab_size), ("embed", "vocab"),
@@ -68,9 +79,24 @@ class Transformer(nnx.Module):
       kv_mask_BxS = jnp.ones((b, s), bool)
     inv_freq = rope_inv_freq(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
     x_BxTxD = self.embed[...][tokens_BxT].astype(jnp.dtype(cfg.dtype))
-    for i, block in enumerate(self.blocks):
-      x_BxTxD, cache = block(x_BxTxD, positions_BxT, inv_freq, kv_mask_BxS,
-                             cache, i, cache_start)
+    remat = _remat(cfg)
+
+    def apply(block, x_BxTxD, cache, layer):
+      return block(x_BxTxD, positions_BxT, inv_freq, kv_mask_BxS, cache, layer, cache_start)
+
+    if cfg.scan_layers:
+      block_def, stacked = nnx.split(self.layers)
+
+      def body(carry, xs):
+        layer_state, layer = xs
+        x_BxTxD, cache = remat(apply)(nnx.merge(block_def, layer_state), *carry, layer)
+        return (x_BxTxD, cache), None
+
+      (x_BxTxD, cache), _ = jax.lax.scan(body, (x_BxTxD, cache),
+                                         (stacked, jnp.arange(cfg.n_layers)))
+    else:
+      for i, block in enumerate(self.blocks):
+        x_BxTxD, cache = remat(apply, static_argnums=(3,))(block, x_BxTxD, cache, i)
     return self.final_norm(x_BxTxD), cache
 
   def head_weight_DxV(self) -> jax.Array:
@@ -85,6 +111,47 @@ class Transformer(nnx.Module):
     h_BxTxD, cache = self.hidden(tokens_BxT, **kwargs)
     logits_BxTxV = self.logits(h_BxTxD)
     return logits_BxTxV if cache is None else (logits_BxTxV, cache)
+
+
+def _remat(cfg: ModelConfig):
+  """`jax.checkpoint` (nnx-aware) with the config's policy, or the identity."""
+  name = REMAT_POLICIES[cfg.remat]
+  if name is None:
+    return lambda f, **_: f
+  policy = getattr(jax.checkpoint_policies, name)
+  return lambda f, **kw: nnx.remat(f, policy=policy, **kw)
+
+
+def _stacked(blocks: list) -> Block:
+  """One Block whose every weight is the blocks' weights stacked on a new leading
+  `layers` axis (a logical name that stays unsharded)."""
+  block_def, first = nnx.split(blocks[0])
+  states = [first] + [nnx.split(b)[1] for b in blocks[1:]]
+
+  def stack(*variables):
+    v = variables[0]
+    axes = v.get_metadata().get("out_sharding") or (None,) * v.get_value().ndim
+    return v.replace(jnp.stack([x.get_value() for x in variables]),
+                     out_sharding=("layers", *axes))
+
+  return nnx.merge(block_def, jax.tree.map(stack, *states,
+                                           is_leaf=lambda x: isinstance(x, nnx.Variable)))
+
+
+def stack_blocks(params: dict) -> dict:
+  """A parameter dict with `blocks` {0: ..., 1: ...} -> the scanned layout's `layers`."""
+  out = {k: v for k, v in params.items() if k != "blocks"}
+  blocks = [params["blocks"][i] for i in sorted(params["blocks"])]
+  out["layers"] = jax.tree.map(lambda *xs: jnp.stack(xs), *blocks)
+  return out
+
+
+def unstack_blocks(params: dict) -> dict:
+  """The inverse of `stack_blocks`."""
+  out = {k: v for k, v in params.items() if k != "layers"}
+  n = jax.tree.leaves(params["layers"])[0].shape[0]
+  out["blocks"] = {i: jax.tree.map(lambda x, i=i: x[i], params["layers"]) for i in range(n)}
+  return out
 
 
 def init_model(cfg: ModelConfig, seed: int) -> Transformer:
