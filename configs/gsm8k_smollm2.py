@@ -14,6 +14,6 @@ from configs import real_model
 def get_config(arg: str = ""):
   opts = real_model.options(arg)
   c = real_model.real_config("smollm2", "gsm8k", "chat", "runlocal" in opts,
-                             int(opts.get("seed", 0)))
+                             int(opts.get("seed", 0)), preset="smollm2-135m")
   c.model.dtype = "float32" if "runlocal" in opts else "bfloat16"
   return c

@@ -15,7 +15,8 @@ from configs import real_model
 def get_config(arg: str = ""):
   opts = real_model.options(arg)
   c = real_model.real_config(opts.get("checkpoint", "checkpoints/Qwen2.5-Math-1.5B"), "math500",
-                       "qwen_math", "runlocal" in opts, int(opts.get("seed", 0)))
+                       "qwen_math", "runlocal" in opts, int(opts.get("seed", 0)),
+                       preset="qwen2.5-1.5b")
   c.data.eval_size = 8 if "runlocal" in opts else 100
   c.prompt_len = 160 if "runlocal" in opts else 1024
   c.completion_len = c.sampling.max_new_tokens = 48 if "runlocal" in opts else 3000

@@ -15,10 +15,15 @@ def options(arg: str) -> dict:
 
 
 def real_config(checkpoint: str, source: str, prompt_template: str, runlocal: bool,
-                seed: int = 0):
+                seed: int = 0, preset: str = "qwen2.5-0.5b"):
+  """`preset` names the checkpoint's architecture for `--dry_run` before it is downloaded
+  (the checkpoint's own config.json is used once it is on disk)."""
   c = testbed.get_config(f"seed={seed}")
   c.model.checkpoint = checkpoint
+  c.model.preset = preset
   c.model.dtype = "bfloat16"
+  c.model.scan_layers = not runlocal   # compile time independent of depth
+  c.model.remat = "full"
   c.data.source = source
   c.data.prompt_template = prompt_template
   c.prompt_len, c.completion_len = 512, 1024
@@ -31,6 +36,7 @@ def real_config(checkpoint: str, source: str, prompt_template: str, runlocal: bo
   c.eval.update(n_samples=8, batch_rollouts=512)
   if runlocal:
     c.model.dtype = "float32"
+    c.model.remat = "none"
     c.prompt_len, c.completion_len = 160, 48
     c.data.eval_size = 8
     c.rl.update(steps=3, prompts_per_step=2, group_size=4, minibatches=1, eval_every=0,

@@ -32,6 +32,8 @@ def get_config(arg: str = ""):
   c.model.preset = "testbed"
   c.model.checkpoint = ""            # real weights (HF dir / .gguf / "smollm2"): see configs/gsm8k_*.py
   c.model.dtype = "float32"
+  c.model.scan_layers = False        # True: one lax.scan over stacked blocks (deep models)
+  c.model.remat = "none"             # none | full | dots: what the backward keeps per block
 
   c.task = ml_collections.ConfigDict()
   c.task.families = ("arith", "solve")

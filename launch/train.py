@@ -1,5 +1,6 @@
 """Trains with a config file: python -m launch.train --config configs/testbed.py --workdir DIR."""
 
+import os
 import sys
 
 from absl import app, flags, logging
@@ -12,13 +13,46 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metr
 _DISTRIBUTED = flags.DEFINE_bool(
     "distributed", False, "Call jax.distributed.initialize() first (TPU pod slices, "
     "multi-host GPU): every host runs this same command.")
+_DRY_RUN = flags.DEFINE_bool(
+    "dry_run", False, "Print the per-device memory plan of the run on its mesh and exit: "
+    "abstract shapes only, nothing allocated, no weights read, nothing written.")
+_SIMULATE = flags.DEFINE_integer(
+    "simulate_devices", 0, "Run on this many simulated CPU devices (e.g. 32 with --dry_run "
+    "to size a pod slice on a laptop).")
+_DEVICE_GIB = flags.DEFINE_float(
+    "device_memory_gib", 0.0, "With --dry_run: the target device's memory (e.g. 16 for a "
+    "TPU v5e chip, 32 for v4, 80 for an H100); default: what this machine's devices have.")
 flags.mark_flags_as_required(["config", "workdir"])
+
+
+def _simulate(n: int) -> None:
+  """n CPU devices; read when JAX's backend starts, so before anything touches a device."""
+  os.environ["JAX_PLATFORMS"] = "cpu"
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                             + f" --xla_force_host_platform_device_count={n}")
+
+
+def _dry_run(cfg) -> None:
+  from rljax import sharding, sizing  # pylint: disable=import-outside-toplevel
+  mesh = sharding.make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.model)
+  plan = sizing.plan(cfg, mesh)
+  if _DEVICE_GIB.value:
+    plan["device_bytes"] = int(_DEVICE_GIB.value * 1024 ** 3)
+  print(sizing.format_plan(plan))
 
 
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
+  if _SIMULATE.value:
+    _simulate(_SIMULATE.value)
   cfg = cli.config_or_exit(_CONFIG.value)  # imports after flag parsing: no work at import
+  if _DRY_RUN.value:
+    try:
+      _dry_run(cfg)
+    except ValueError as e:
+      sys.exit(f"error: {e}")
+    return
   if _DISTRIBUTED.value:
     import jax  # pylint: disable=import-outside-toplevel
     jax.distributed.initialize()

@@ -24,12 +24,14 @@ import os
 
 import jax
 import numpy as np
+from flax import nnx
 
 from rljax import sharding
 from rljax.config import ExperimentConfig, check_mesh
 from rljax.model import hf
 from rljax.model.config import ModelConfig, get_preset
 from rljax.rl import train_state
+from rljax.rl.sampler import cast_for_sampling
 
 _GIB = 1024 ** 3
 _HEAD_CHUNK = 128  # `rljax.rl.logprobs.completion_logp_entropy`'s default chunk
@@ -80,7 +82,7 @@ def plan(cfg: ExperimentConfig, mesh) -> dict:
   graphdef, abs_state = train_state.abstract_model(m)
   optimizer = train_state.make_optimizer(cfg.rl.optim, cfg.rl.steps)
   sh = train_state.state_shardings(graphdef, abs_state, optimizer, mesh, with_reference=True)
-  abs_params = train_state.nnx.to_pure_dict(abs_state)
+  abs_params = nnx.to_pure_dict(abs_state)
   abs_opt = jax.eval_shape(optimizer.init, abs_params)
   sample_sh = sharding.param_shardings(abs_state, mesh, sharding.SAMPLE_RULES)
 
@@ -95,7 +97,8 @@ def plan(cfg: ExperimentConfig, mesh) -> dict:
       "parameters": params,
       "optimizer state": _per_device_bytes(abs_opt, sh.opt_state),
       "reference": params,
-      "sampling weights (gathered over fsdp)": _per_device_bytes(abs_params, sample_sh),
+      "sampling weights (gathered over fsdp)": _per_device_bytes(
+          jax.eval_shape(lambda p: cast_for_sampling(p, m.dtype), abs_params), sample_sh),
       "KV cache": kv_cache,
       "sampler logits": (rollouts // bd) * m.vocab_size * 4 * 2,
       "update activations (estimate)": activation_bytes(

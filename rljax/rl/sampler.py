@@ -143,8 +143,7 @@ def _generate(graphdef, params_list, prompt_QxP, prompt_mask_QxP, key, cfg, grou
   With one model it samples from it. With two, `route(logits of model 0)` says per
   row whether model 1's logits choose this step's token.
   """
-  models = [nnx.merge(graphdef, sharding.constrain_params(graphdef, p, sharding.SAMPLE_RULES))
-            for p in params_list]
+  models = [nnx.merge(graphdef, _sampling_weights(graphdef, p)) for p in params_list]
   q, p = prompt_QxP.shape
   t_max = cfg.max_new_tokens
   b = q * group_size
@@ -203,10 +202,28 @@ def prefill(graphdef, params, prompt_QxP, prompt_mask_QxP, *, max_new_tokens: in
             group_size: int):
   """The decode loop's starting point: (KV cache [L, B, P + T, K, H], next-token logits
   [B, V]), each prompt's entry repeated for its G samples, laid out as `sample` does."""
-  model = nnx.merge(graphdef, sharding.constrain_params(graphdef, params, sharding.SAMPLE_RULES))
+  model = nnx.merge(graphdef, _sampling_weights(graphdef, params))
   caches, logits, _, _ = _prefill([model], prompt_QxP, prompt_mask_QxP, max_new_tokens,
                                   group_size)
   return caches[0], logits[0]
+
+
+def _sampling_weights(graphdef, params: dict) -> dict:
+  """The weights as the decode loop reads them, made once per call: the blocks' matmul
+  weights and biases in the compute dtype (the forward casts them at every use, so the
+  values are the same and a bfloat16 model gathers half the bytes), norms, embedding
+  and LM head in float32 (the log-probs stay float32), laid out by `SAMPLE_RULES`."""
+  params = cast_for_sampling(params, nnx.merge(graphdef, params).cfg.dtype)
+  return sharding.constrain_params(graphdef, params, sharding.SAMPLE_RULES)
+
+
+def cast_for_sampling(params: dict, dtype) -> dict:
+  """The blocks' matmul weights and biases in `dtype`; norms, embedding and head as they are."""
+  def cast(path, x):
+    keys = [str(getattr(k, "key", k)) for k in path]
+    in_block = keys[0] in ("blocks", "layers") and not any("norm" in k for k in keys)
+    return x.astype(dtype) if in_block else x
+  return jax.tree_util.tree_map_with_path(cast, params)
 
 
 def _prefill(models, prompt_QxP, prompt_mask_QxP, t_max: int, group_size: int):
