@@ -11,8 +11,15 @@ from launch import cli
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, summary.")
 _DISTRIBUTED = flags.DEFINE_bool(
-    "distributed", False, "Call jax.distributed.initialize() first (TPU pod slices, "
-    "multi-host GPU): every host runs this same command.")
+    "distributed", False, "Join a multi-process run first (TPU pod slices, multi-host GPU): "
+    "every host runs this same command. On TPU VMs the cluster is read from the "
+    "environment; elsewhere pass the three flags below.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", "", "host:port of process 0 (with --distributed, off TPU).")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", 0, "Processes in the run.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", -1, "This process's index, 0-based.")
+_JOIN_TIMEOUT = flags.DEFINE_integer(
+    "join_timeout_s", 300, "Seconds to wait for every process to join before failing.")
 _DRY_RUN = flags.DEFINE_bool(
     "dry_run", False, "Print the per-device memory plan of the run on its mesh and exit: "
     "abstract shapes only, nothing allocated, no weights read, nothing written.")
@@ -53,15 +60,16 @@ def main(argv):
     except ValueError as e:
       sys.exit(f"error: {e}")
     return
-  if _DISTRIBUTED.value:
-    import jax  # pylint: disable=import-outside-toplevel
-    jax.distributed.initialize()
-  from rljax import experiment
+  from rljax import distributed, experiment  # pylint: disable=import-outside-toplevel
   try:
+    if _DISTRIBUTED.value:
+      distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
+                             _JOIN_TIMEOUT.value)
     summary = experiment.run(cfg, _WORKDIR.value)
-  except cli.user_errors() as e:
+  except (distributed.DistributedError, *cli.user_errors()) as e:
     sys.exit(f"error: {e}")
-  print({k: v for k, v in summary.items() if not isinstance(v, (dict, list))})
+  if distributed.is_main():
+    print({k: v for k, v in summary.items() if not isinstance(v, (dict, list))})
   if summary.get("stopped"):
     sys.exit(143)  # 128 + SIGTERM: schedulers read this as "preempted", not "done"
 

@@ -1,7 +1,8 @@
 """Per-step metrics: `metrics.jsonl` rows, TensorBoard scalars, and a console progress bar.
 
 On resume the JSONL log is cut back to the restored step, so a run that stopped
-after its last checkpoint ends with no duplicated and no missing rows.
+after its last checkpoint ends with no duplicated and no missing rows. In a
+multi-process run only process 0 writes (the metrics are the same on every process).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 import math
 import os
 
+import jax
 import numpy as np
 
 
@@ -25,8 +27,11 @@ class MetricsWriter:
   """Appends one JSON row per step to `path` and mirrors scalars to TensorBoard."""
 
   def __init__(self, workdir: str, name: str = "metrics", resume_step: int = 0):
-    os.makedirs(workdir, exist_ok=True)
     self.path = os.path.join(workdir, f"{name}.jsonl")
+    self.tb = None
+    if jax.process_index() != 0:
+      return
+    os.makedirs(workdir, exist_ok=True)
     self._truncate_after(resume_step)
     from tensorboardX import SummaryWriter  # heavy import, only when writing
     self.tb = SummaryWriter(os.path.join(workdir, "tensorboard", name))
@@ -49,6 +54,8 @@ class MetricsWriter:
     os.replace(tmp, self.path)
 
   def write(self, step: int, metrics: dict) -> None:
+    if self.tb is None:
+      return
     row = {"step": int(step), **{k: _plain(v) for k, v in metrics.items()}}
     with open(self.path, "a") as f:
       f.write(json.dumps(row) + "\n")
@@ -58,7 +65,8 @@ class MetricsWriter:
     self.tb.flush()
 
   def close(self) -> None:
-    self.tb.close()
+    if self.tb is not None:
+      self.tb.close()
 
 
 def read_rows(path: str) -> list[dict]:

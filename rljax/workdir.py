@@ -20,7 +20,7 @@ import os
 import jax
 from flax import nnx
 
-from rljax import prng, sharding
+from rljax import distributed, prng, sharding
 from rljax.analysis.evaluation import sample_counts, summarize
 from rljax.checkpoint import Checkpointer
 from rljax.config import ExperimentConfig, check_mesh
@@ -39,7 +39,10 @@ from rljax.tokenizers.sentencepiece import Tokenizer
 
 
 def write_json(obj, path):
-  """Atomic JSON write: a crash leaves the old file or the new one, never half of one."""
+  """Atomic JSON write: a crash leaves the old file or the new one, never half of one.
+  Process 0 writes; the others (multi-process runs) hold the same object and skip."""
+  if not distributed.is_main():
+    return
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
     json.dump(obj, f, indent=2, sort_keys=True)
@@ -53,11 +56,10 @@ def read_json(path):
 
 def _tokenizer(task, cfg, workdir) -> Tokenizer:
   path = os.path.join(workdir, "tokenizer.model")
-  if os.path.exists(path):
-    return Tokenizer.load(path)
-  tok = build_tokenizer(task, cfg.tokenizer_vocab)
-  tok.save(path)
-  return tok
+  if not os.path.exists(path) and distributed.is_main():
+    build_tokenizer(task, cfg.tokenizer_vocab).save(path)
+  distributed.barrier("tokenizer")  # the others load what process 0 trained
+  return Tokenizer.load(path)
 
 
 def _base_params(cfg, model_cfg, task, tok, mesh, workdir):

@@ -11,6 +11,7 @@ import collections
 import jax
 import numpy as np
 
+from rljax import distributed
 from rljax.rl import sampler as sampler_lib
 from rljax.analysis.passk import pass_at_k_curve
 
@@ -30,12 +31,15 @@ def sample_counts(graphdef, params, problems, tokenizer, *, n: int, prompt_len: 
     prompts, pmask = tokenizer.encode_prompts([p.prompt for p in padded], prompt_len)
     out = sampler_lib.sample(graphdef, params, prompts, pmask,
                              jax.random.fold_in(key, start), cfg=sampling, group_size=n)
-    out = jax.device_get(out)
+    out = distributed.to_host(out)
     texts = tokenizer.decode_completions(out.tokens)
     keep = len(chunk) * n
     ent_sum += float(out.entropy[:keep].sum())
     tok_sum += float(out.mask[:keep].sum())
-    scores = np.asarray(verify([(chunk[i // n], texts[i]) for i in range(keep)]))
+    # Each process verifies its share of the batch (padding included, so that shares
+    # are equal); every process gets all scores.
+    calls = [(padded[i // n], texts[i]) for i in range(q * n if distributed.multi() else keep)]
+    scores = distributed.score_shares(lambda c: (verify(c), {}), calls)[0][:keep]
     counts[start:start + len(chunk)] = (scores > 0).reshape(len(chunk), n).sum(1)
   return counts, ent_sum / max(tok_sum, 1.0)
 

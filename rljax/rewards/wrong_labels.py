@@ -20,7 +20,7 @@ import collections
 import jax
 import numpy as np
 
-from rljax import prng
+from rljax import distributed, prng
 from rljax.rl import sampler as sampler_lib
 
 
@@ -52,7 +52,7 @@ class WrongLabels:
                                                       self.prompt_len)
       # Deterministic given the run's problem order; checkpoints keep the cache.
       key = prng.wrong_label_key(self.seed, chunk[0][0])
-      out = jax.device_get(sampler_lib.sample(self.graphdef, self.base_params, prompt_QxP,
+      out = distributed.to_host(sampler_lib.sample(self.graphdef, self.base_params, prompt_QxP,
                                               pmask_QxP, key, cfg=self.sampling,
                                               group_size=self.samples))
       texts = self.tok.decode_completions(np.asarray(out.tokens))

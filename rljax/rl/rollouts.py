@@ -20,7 +20,7 @@ from typing import Callable
 import jax
 import numpy as np
 
-from rljax import prng
+from rljax import distributed, prng
 from rljax.config import ExperimentConfig
 from rljax.rewards import controls
 from rljax.rewards.sandbox import RewardGuard
@@ -87,9 +87,9 @@ def _round(ctx: RolloutContext, params, ref_params, rng, index: int) -> dict:
   cfg, g = ctx.cfg, ctx.cfg.rl.group_size
   problems = ctx.task.train_batch(index, cfg.rl.prompts_per_step)
   prompt, pmask = ctx.tok.encode_prompts([p.prompt for p in problems], cfg.prompt_len)
-  out = jax.device_get(sampler_lib.sample(ctx.graphdef, params, prompt, pmask,
-                                          prng.rollout_key(rng, index),
-                                          cfg=cfg.sampling, group_size=g))
+  out = distributed.to_host(sampler_lib.sample(ctx.graphdef, params, prompt, pmask,
+                                               prng.rollout_key(rng, index),
+                                               cfg=cfg.sampling, group_size=g))
   # Copies: device_get may hand back read-only views, and demonstrations write rows.
   batch = {"prompt": np.repeat(prompt, g, 0), "prompt_mask": np.repeat(pmask, g, 0),
            "tokens": np.array(out.tokens), "mask": np.array(out.mask),
@@ -104,7 +104,8 @@ def _round(ctx: RolloutContext, params, ref_params, rng, index: int) -> dict:
   batch["ref_logp"], _ = _score(ctx, ref_params, batch)
   texts = ctx.tok.decode_completions(batch["tokens"])
   owner = [problems[i // g] for i in range(len(texts))]
-  verified, failures = ctx.reward_guard.score(list(zip(owner, texts)))
+  # Each process verifies its own share of the rollouts; all get every score.
+  verified, failures = distributed.score_shares(ctx.reward_guard.score, list(zip(owner, texts)))
   out = {"problems": problems, "batch": batch, "texts": texts,
           "verified": np.array(verified, np.float32), "reward_failures": failures,
           "format_ok": np.array([ctx.task.format_ok(t) for t in texts]),
@@ -130,7 +131,8 @@ def _score(ctx: RolloutContext, params, batch: dict):
   update's minibatch size: the same shapes as the update's forward, so that without
   learning the ratio is 1 to within float32 rounding (<= 1e-6)."""
   b, chunk = len(batch["tokens"]), len(batch["tokens"]) // ctx.cfg.rl.minibatches
-  parts = [jax.device_get(ctx.score(params, {k: batch[k][i:i + chunk] for k in SEQUENCE_KEYS}))
+  parts = [distributed.to_host(ctx.score(params, {k: batch[k][i:i + chunk]
+                                                  for k in SEQUENCE_KEYS}))
            for i in range(0, b, chunk)]
   return tuple(np.concatenate([np.asarray(p[j]) for p in parts]) for j in range(2))
 
@@ -157,9 +159,9 @@ def _dro_rewards(ctx: RolloutContext, params, r: dict):
   tokens_BxT, mask_BxT, ref_mask_BxT = ctx.tok.encode_with_reference(
       [ctx.task.chain_of_thought(t) for t in r["texts"]],
       [ctx.task.reference_answer(p) for p in owner], batch["tokens"].shape[1])
-  logp_BxT = np.asarray(ctx.score(params, {"prompt": batch["prompt"],
-                                            "prompt_mask": batch["prompt_mask"],
-                                            "tokens": tokens_BxT, "mask": mask_BxT})[0])
+  logp_BxT = distributed.to_host(ctx.score(params, {"prompt": batch["prompt"],
+                                                    "prompt_mask": batch["prompt_mask"],
+                                                    "tokens": tokens_BxT, "mask": mask_BxT})[0])
   rewards_B, keep = np.zeros(len(owner), np.float32), []
   for q in range(len(r["problems"])):
     rows = slice(q * g, (q + 1) * g)

@@ -16,7 +16,7 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
-from rljax import sharding
+from rljax import distributed, sharding
 from rljax.rl.logprobs import completion_logp_entropy
 from rljax.rl.train_state import TrainState, apply_if_finite
 
@@ -43,10 +43,13 @@ def sft_update(graphdef, optimizer, state: TrainState, batch: dict, lr_scale):
 def make_sft_step(graphdef, optimizer, state_shardings, mesh):
   batch_sh = {k: sharding.batch_sharding(mesh, 2)
               for k in ("prompt", "prompt_mask", "tokens", "mask")}
-  return jax.jit(functools.partial(sft_update, graphdef, optimizer),
-                 in_shardings=(state_shardings, batch_sh, sharding.replicated(mesh)),
-                 out_shardings=(state_shardings, sharding.replicated(mesh)),
-                 donate_argnums=(0,))
+  rep = sharding.replicated(mesh)
+  step = jax.jit(functools.partial(sft_update, graphdef, optimizer),
+                 in_shardings=(state_shardings, batch_sh, rep),
+                 out_shardings=(state_shardings, rep), donate_argnums=(0,))
+  # Host batches become global arrays, each process placing its rows (`rljax.distributed`).
+  return lambda state, batch, lr_scale: step(state, distributed.to_global(batch, batch_sh),
+                                             distributed.to_global(lr_scale, rep))
 
 
 def pretrain(state: TrainState, step_fn, batches, cfg, writer=None, desc: str = "pretrain",
@@ -78,7 +81,7 @@ def pretrain(state: TrainState, step_fn, batches, cfg, writer=None, desc: str = 
     i += 1
     bar.update(1)
     if i % cfg.log_every == 0:
-      loss = float(np.mean(jax.device_get(losses)))
+      loss = float(np.mean(distributed.to_host(losses)))
       losses = []
       phase = "clean" if switch is None else "noisy"
       bar.set_postfix(loss=f"{loss:.4f}", phase=phase)

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from rljax import prng
+from rljax import distributed, prng
 from rljax.analysis import diagnostics, traces
 from rljax.checkpoint import Checkpointer
 from rljax.config import ExperimentConfig
@@ -68,7 +68,7 @@ class RLTrainer:
       self.wrong_labels = WrongLabels(
           task, tokenizer, graphdef, base_params, cfg.sampling, cfg.prompt_len,
           cfg.intervention.wrong_label_samples, cfg.rl.prompts_per_step, cfg.seed,
-          verify=lambda calls: self.reward_guard.score(calls)[0])
+          verify=lambda calls: distributed.score_shares(self.reward_guard.score, calls)[0])
     self.rollout_ctx = rollouts.RolloutContext(
         cfg=cfg, task=task, tok=tokenizer, graphdef=graphdef,
         score=self.fns.score, reward_guard=self.reward_guard, wrong_labels=self.wrong_labels)
@@ -170,7 +170,7 @@ class RLTrainer:
                                    coefs)
         per_mb.append(m)
     state = state.replace(step=jnp.asarray(step + 1, jnp.int32))
-    per_mb = jax.device_get(per_mb)
+    per_mb = distributed.to_host(per_mb)
     elapsed = time.time() - t0
     metrics = {
         **self._rollout_metrics(ro, state, rollout_entropy),
@@ -259,7 +259,7 @@ class RLTrainer:
               f"{self.ckpt.latest_step()}) is untouched.")
         state = self._control(state, done, metrics)
         self.writer.write(done, metrics)
-        if cfg.rl.trace_every and done % cfg.rl.trace_every == 0:
+        if cfg.rl.trace_every and done % cfg.rl.trace_every == 0 and distributed.is_main():
           traces.write(self.workdir, done, ro, self.task, cfg.rl.trace_rollouts)
         bar.set_postfix(acc=f"{metrics['accuracy']:.3f}", ent=f"{metrics['entropy']:.3f}")
         if done % cfg.rl.checkpoint_every == 0 or done == cfg.rl.steps or self.stopped:

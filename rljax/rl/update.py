@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from rljax import sharding
+from rljax import distributed, sharding
 from rljax.rl.aggregation import aggregate
 from rljax.rl.logprobs import completion_logp_entropy
 from rljax.rl.losses import LossConfig, LossInputs, grpo_objective
@@ -128,14 +128,24 @@ def make_step_fns(graphdef, optimizer, state_shardings: TrainState, mesh, loss_c
   rep = sharding.replicated(mesh)
   batch_sh = {k: sharding.batch_sharding(mesh, 1 if k in _PER_ROLLOUT else 2)
               for k in BATCH_KEYS}
+  seq_sh = {k: batch_sh[k] for k in SEQUENCE_KEYS}
   update = jax.jit(functools.partial(rl_update, graphdef, optimizer, loss_cfg, temperature,
                                      on_policy, weighted),
                    in_shardings=(state_shardings, batch_sh, rep, rep),
                    out_shardings=(state_shardings, rep), donate_argnums=(0,))
   score = jax.jit(functools.partial(token_logp, graphdef, temperature),
-                  in_shardings=(state_shardings.params, {k: batch_sh[k] for k in SEQUENCE_KEYS}),
+                  in_shardings=(state_shardings.params, seq_sh),
                   out_shardings=(batch_sh["tokens"], batch_sh["tokens"]))
+  # Host batches (the same on every process) become global arrays, each process placing
+  # its own rows (`rljax.distributed`); with one process they pass through unchanged.
+  def update_fn(state, mb, key, coefs):
+    mb = distributed.to_global(mb, {k: batch_sh[k] for k in mb})
+    return update(state, mb, key, distributed.to_global(coefs, {k: rep for k in coefs}))
+
+  def score_fn(params, seqs):
+    return score(params, distributed.to_global(seqs, {k: seq_sh[k] for k in seqs}))
+
   reset = jax.jit(functools.partial(reset_reference, optimizer, reinit_optimizer),
                   in_shardings=(state_shardings,), out_shardings=state_shardings,
                   donate_argnums=(0,))
-  return StepFns(update=update, score=score, reset=reset)
+  return StepFns(update=update_fn, score=score_fn, reset=reset)
