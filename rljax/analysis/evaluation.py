@@ -39,7 +39,7 @@ def sample_counts(graphdef, params, problems, tokenizer, *, n: int, prompt_len: 
     # Each process verifies its share of the batch (padding included, so that shares
     # are equal); every process gets all scores.
     calls = [(padded[i // n], texts[i]) for i in range(q * n if distributed.multi() else keep)]
-    scores = distributed.score_shares(lambda c: (verify(c), {}), calls)[0][:keep]
+    scores = np.asarray(distributed.score_shares(lambda c: (verify(c), {}), calls)[0])[:keep]
     counts[start:start + len(chunk)] = (scores > 0).reshape(len(chunk), n).sum(1)
   return counts, ent_sum / max(tok_sum, 1.0)
 
