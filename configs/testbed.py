@@ -120,7 +120,7 @@ def get_config(arg: str = ""):
   # Real datasets (model.checkpoint set): see rljax/tasks/text_task.py DataConfig.
   c.data = ml_collections.ConfigDict(dict(
       source="", train_path="", eval_path="", question_field="question",
-      answer_field="answer", reasoning_gym_task="basic_arithmetic", train_size=2000,
+      answer_field="answer", tfds_data_dir="", reasoning_gym_task="basic_arithmetic", train_size=2000,
       eval_size=0, prompt_template="chat", skip_bad_rows=False, last_number_fallback=False))
 
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, model=1))

@@ -82,17 +82,25 @@ def _parquet(cfg, seed: int):
 
 
 def _tfds(cfg, seed: int):
+  """A prepared TFDS dataset ("name[/config][:split]"). ArrayRecord datasets are read by
+  `tfds.data_source` (random access, no TensorFlow); TFRecord ones need TensorFlow."""
   del seed
   try:
     import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
   except ImportError as e:
     raise ValueError("data.source 'tfds' needs tensorflow-datasets: "
                      "pip install 'rljax[tfds]'") from e
+  data_dir = cfg.tfds_data_dir or None
+  decode = lambda ex: {k: v.decode() if isinstance(v, bytes) else v for k, v in ex.items()}
 
-  def read(path, split):
-    name, _, tsplit = path.partition(":")
-    return [{k: v.decode() if isinstance(v, bytes) else v for k, v in ex.items()}
-            for ex in tfds.as_numpy(tfds.load(name, split=tsplit or split))]
+  def read(path, default_split):
+    name, _, split = path.partition(":")
+    try:
+      source = tfds.data_source(name, split=split or default_split, data_dir=data_dir)
+      return [decode(source[i]) for i in range(len(source))]
+    except NotImplementedError:  # a TFRecord dataset: no random access without TensorFlow
+      ds = tfds.load(name, split=split or default_split, data_dir=data_dir)
+      return [decode(ex) for ex in tfds.as_numpy(ds)]
   return _fields(cfg, read(cfg.train_path, "train")), _fields(cfg, read(cfg.eval_path, "test"))
 
 

@@ -33,7 +33,8 @@ class DataConfig:
   Attributes:
     source: a name in `rljax.tasks.sources.SOURCES` ("" keeps the built-in testbed).
     train_path, eval_path: files for gsm8k / math500 / jsonl / parquet ("" : the
-      copies in third_party/data), or "split" names for tfds (e.g. "gsm8k/main:train").
+      copies in third_party/data), or "name[:split]" for tfds (e.g. "gsm8k/main:train").
+    tfds_data_dir: where tfds finds prepared datasets ("" : its default, TFDS_DATA_DIR).
     question_field, answer_field: row fields of jsonl / parquet / tfds sources.
     reasoning_gym_task: dataset name for source "reasoning_gym".
     train_size: reasoning-gym problems generated for training.
@@ -49,6 +50,7 @@ class DataConfig:
   eval_path: str = ""
   question_field: str = "question"
   answer_field: str = "answer"
+  tfds_data_dir: str = ""
   reasoning_gym_task: str = "basic_arithmetic"
   train_size: int = 2000
   eval_size: int = 0
