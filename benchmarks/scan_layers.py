@@ -14,7 +14,6 @@ import time
 
 import jax
 import numpy as np
-from flax import nnx
 
 from rljax import sharding
 from rljax.config import OptimConfig

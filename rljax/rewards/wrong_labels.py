@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import collections
 
-import jax
 import numpy as np
 
 from rljax import distributed, prng
