@@ -75,6 +75,9 @@ def _run(path, mesh):
                "embed": state.params["embed"], "up": state.params["blocks"][1]["mlp"]["up"]}
     layouts = {k: (v.sharding.spec, v.addressable_shards[0].data.shape)
                for k, v in weights.items()}
+    whole = [jax.tree_util.keystr(path) for path, v in
+             jax.tree_util.tree_flatten_with_path(state.params)[0]
+             if v.ndim >= 2 and v.addressable_shards[0].data.shape == v.shape]
     state, metrics = fns.update(state, batch, jax.random.key(0),
                                 {"entropy": np.float32(0.0), "kl": np.float32(0.04),
                                  "sft": np.float32(0.0)})
@@ -85,7 +88,7 @@ def _run(path, mesh):
                 tokens_shard=out.tokens.addressable_shards[0].data.shape,
                 cache_split=cache.k.sharding.is_equivalent_to(cache_sh, 5),
                 cache_shard=cache.k.addressable_shards[0].data.shape, logp=np.asarray(logp),
-                layouts=layouts, loss=float(metrics["loss"]),
+                layouts=layouts, whole=whole, loss=float(metrics["loss"]),
                 grad_norm=float(metrics["grad_norm"]),
                 clipfrac=float(metrics["clipfrac"]),
                 params=jax.tree.map(np.asarray, state.params))
@@ -106,6 +109,9 @@ def test_sharded_work_matches_one_device(base_dir, single, shape):
   assert got["layouts"]["q"][1] == (32 // fsdp, 4 // model, 8)   # [embed, q_heads, head_dim]
   assert got["layouts"]["embed"][1] == (64 // model, 32 // fsdp)   # [vocab, embed]
   assert got["layouts"]["up"][1] == (32 // fsdp, 64 // model)      # [embed, mlp]
+  if fsdp * model > 1:  # every matrix is split (biases [heads, head_dim] only over model)
+    assert got["whole"] == [] or (fsdp > 1 and model == 1
+                                  and all("bias" in p for p in got["whole"])), got["whole"]
   assert got["tokens_split"] and got["cache_split"]
   assert got["tokens_shard"] == (Q * G // (data * fsdp), SAMPLING.max_new_tokens)
   # [L, B, S, K, H]: 2 KV heads split over model when model divides them.
