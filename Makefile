@@ -36,13 +36,16 @@ oracle: $(ORACLE_VENV)/.installed
 demo: setup
 	$(PY) -m launch.train --config $(CONFIG) --workdir $(WORKDIR)
 
-# The fast suite (about 14 minutes on 2 cores); test-slow adds the minutes-long end-to-end
-# fault tests (SIGKILL at random moments, then resume); CI runs both (test-all).
+# The fast suite; test-slow adds the minutes-long end-to-end tests (SIGKILL at random
+# moments then resume, multi-process runs, every mesh); CI runs both (test-all). Two
+# workers, one test file each at a time (module fixtures are built once): XLA compiles
+# on one thread, so the second core is otherwise idle for much of the suite.
+PYTEST_WORKERS ?= 2
 test: setup oracle
-	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile -m "not slow" tests
 
 test-slow: setup oracle
-	$(PY) -m pytest -q -m slow tests
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile -m slow tests
 
 test-all: test test-slow
 
