@@ -82,8 +82,9 @@ def _parquet(cfg, seed: int):
 
 
 def _tfds(cfg, seed: int):
-  """A prepared TFDS dataset ("name[/config][:split]"). ArrayRecord datasets are read by
-  `tfds.data_source` (random access, no TensorFlow); TFRecord ones need TensorFlow."""
+  """A prepared TFDS dataset ("name[/config][:split]") in ArrayRecord format, read by
+  `tfds.data_source` (random access, no TensorFlow). A TFRecord-only dataset is rebuilt
+  once with `tfds build NAME --file_format=array_record`."""
   del seed
   try:
     import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
@@ -95,12 +96,8 @@ def _tfds(cfg, seed: int):
 
   def read(path, default_split):
     name, _, split = path.partition(":")
-    try:
-      source = tfds.data_source(name, split=split or default_split, data_dir=data_dir)
-      return [decode(source[i]) for i in range(len(source))]
-    except NotImplementedError:  # a TFRecord dataset: no random access without TensorFlow
-      ds = tfds.load(name, split=split or default_split, data_dir=data_dir)
-      return [decode(ex) for ex in tfds.as_numpy(ds)]
+    source = tfds.data_source(name, split=split or default_split, data_dir=data_dir)
+    return [decode(source[i]) for i in range(len(source))]
   return _fields(cfg, read(cfg.train_path, "train")), _fields(cfg, read(cfg.eval_path, "test"))
 
 
