@@ -32,7 +32,7 @@ from jax.experimental import multihost_utils
 
 
 class DistributedError(RuntimeError):
-  """The processes of a run could not all join, or the devices do not match the mesh."""
+  """The processes of a run could not all join, or their rows cannot be split."""
 
 
 def initialize(coordinator_address: str = "", num_processes: int = 0, process_id: int = -1,
@@ -79,16 +79,6 @@ def initialize(coordinator_address: str = "", num_processes: int = 0, process_id
   if all(given) and jax.process_count() != num_processes:
     raise DistributedError(f"distributed: {jax.process_count()} processes joined, "
                            f"{num_processes} expected")
-
-
-def check_devices(mesh_shape: dict) -> None:
-  """Every process joined and the global devices are what the mesh needs."""
-  need = int(np.prod(list(mesh_shape.values())))
-  if jax.device_count() != need:
-    raise DistributedError(
-        f"the mesh {mesh_shape} needs {need} devices; {jax.device_count()} joined "
-        f"({jax.process_count()} processes x {jax.local_device_count()} local). On a pod "
-        f"slice, start the command on every worker (--worker=all), not on worker 0 only.")
 
 
 def is_main() -> bool:
