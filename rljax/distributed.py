@@ -5,9 +5,11 @@ Every process (one per TPU VM worker or GPU host) runs the same command. After
 
 How a step's data moves (the trainer's host logic stays global and deterministic):
 
-* Host arrays are global and identical on every process (the same seed gives the
-  same prompts). `to_global` hands each process's share of the rows, and only that
-  share, to its own devices (`jax.make_array_from_process_local_data`).
+* Each process reads its own shard of a dataset and draws and encodes only its own
+  share of each step's prompts; `gather_objects` / `gather_shares` then give every
+  process the whole step (problems and prompt arrays, a few KB), so the host arrays
+  are global and identical on every process. `to_global` hands each process's rows,
+  and only those, to its own devices (`jax.make_array_from_process_local_data`).
 * Device results come back with `to_host`: all rows on every process (an allgather
   over the processes), so every process takes the same host decisions (dynamic
   sampling's rounds, controllers, resets) without another round of communication.
@@ -23,8 +25,10 @@ single-host run computes exactly what it did before.
 from __future__ import annotations
 
 import os
+import pickle
 import sys
 import threading
+from typing import NamedTuple
 
 import jax
 import numpy as np
@@ -126,6 +130,32 @@ def to_host(tree):
   return jax.tree.map(one, tree)
 
 
+class Shard(NamedTuple):
+  """Shard `index` of `count` of a dataset: the part one process reads.
+
+  Shard p of k holds the contiguous rows [p*n//k, (p+1)*n//k) of n (sizes differ by at
+  most one): contiguous, so a parquet reader opens only the row groups it needs.
+  """
+
+  index: int = 0
+  count: int = 1
+
+  @classmethod
+  def of_process(cls) -> "Shard":
+    return cls(jax.process_index(), jax.process_count())
+
+  def rows(self, n: int) -> range:
+    return range(self.index * n // self.count, (self.index + 1) * n // self.count)
+
+  def describe(self, n: int) -> str:
+    r = self.rows(n)
+    return f"shard {self.index} of {self.count}: rows [{r.start}, {r.stop}) of {n}"
+
+
+def process_count() -> int:
+  return jax.process_count()
+
+
 def share(n: int) -> slice:
   """This process's contiguous share of n host items (n divisible by the process count)."""
   p, k = jax.process_index(), jax.process_count()
@@ -134,11 +164,30 @@ def share(n: int) -> slice:
   return slice(p * n // k, (p + 1) * n // k)
 
 
+def local_count(n: int) -> int:
+  """How many of n items each process holds (n divisible by the process count)."""
+  s = share(n)
+  return s.stop - s.start
+
+
 def gather_shares(local: np.ndarray) -> np.ndarray:
   """Each process's share (same shape on every process), concatenated in process order."""
   if not multi():
     return np.asarray(local)
   return np.asarray(multihost_utils.process_allgather(np.asarray(local), tiled=True))
+
+
+def gather_objects(local: list) -> list:
+  """Each process's list of picklable items (lengths may differ), concatenated in process
+  order on every process: the problems behind a step's prompts."""
+  if not multi():
+    return list(local)
+  data = np.frombuffer(pickle.dumps(list(local)), np.uint8)
+  sizes = gather_shares(np.array([data.size], np.int64))
+  padded = np.zeros(int(sizes.max()), np.uint8)
+  padded[:data.size] = data
+  every = np.asarray(multihost_utils.process_allgather(padded))  # [processes, max size]
+  return [x for row, n in zip(every, sizes) for x in pickle.loads(row[:n].tobytes())]
 
 
 def score_shares(score, items: list):

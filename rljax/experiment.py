@@ -23,7 +23,7 @@ from rljax.metrics import MetricsWriter, read_rows
 from rljax.rewards.sandbox import FAILURE_KINDS
 from rljax.rl import one_shot, train_state
 from rljax.rl.trainer import RLTrainer
-from rljax.tasks.base import Restreamed
+from rljax.tasks.base import Restreamed, global_batch
 from rljax.workdir import Setup, prepare, read_json, write_json
 
 
@@ -44,7 +44,7 @@ def _base_eval(setup: Setup, workdir: str) -> dict:
 def _one_shot_task(setup: Setup, optimizer, sh, workdir: str) -> Restreamed:
   """One-shot RLVR: the selected pool example (cached in `workdir/one_shot.json`)."""
   cfg, task = setup.cfg, setup.task
-  pool = task.train_batch(prng.ONE_SHOT_POOL_POSITION, cfg.intervention.one_shot_pool)
+  pool = global_batch(task, prng.ONE_SHOT_POOL_POSITION, cfg.intervention.one_shot_pool)
   path = os.path.join(workdir, "one_shot.json")
   if os.path.exists(path):
     chosen = read_json(path)["index"]

@@ -81,11 +81,20 @@ def _forward_tokens(batch: dict, q: int, scorings: int) -> dict:
   return {"prefilled": q * p, "scored": scorings * b * (p + t)}
 
 
+def _prompts(ctx: RolloutContext, index: int):
+  """(problems, prompt ids [Q, P], prompt mask [Q, P]) of batch `index`: each process
+  draws and encodes its own share, then all shares are gathered, in process order (the
+  rows `distributed.to_global` then places on this process's devices)."""
+  local = ctx.task.train_batch(index, distributed.local_count(ctx.cfg.rl.prompts_per_step))
+  prompt, pmask = ctx.tok.encode_prompts([p.prompt for p in local], ctx.cfg.prompt_len)
+  return (distributed.gather_objects(local), distributed.gather_shares(prompt),
+          distributed.gather_shares(pmask))
+
+
 def _round(ctx: RolloutContext, params, ref_params, rng, index: int) -> dict:
   """Samples, verifies and (for DRO) scores prompt batch `index` of the stream."""
   cfg, g = ctx.cfg, ctx.cfg.rl.group_size
-  problems = ctx.task.train_batch(index, cfg.rl.prompts_per_step)
-  prompt, pmask = ctx.tok.encode_prompts([p.prompt for p in problems], cfg.prompt_len)
+  problems, prompt, pmask = _prompts(ctx, index)
   out = distributed.to_host(sampler_lib.sample(ctx.graphdef, params, prompt, pmask,
                                                prng.rollout_key(rng, index),
                                                cfg=cfg.sampling, group_size=g))

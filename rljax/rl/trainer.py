@@ -52,6 +52,11 @@ class RLTrainer:
                base_params=None):
     """`base_params`: the base model's, needed by the wrong-label control."""
     self.cfg, self.task, self.tok = cfg, task, tokenizer
+    if cfg.rl.prompts_per_step % distributed.process_count():
+      raise distributed.DistributedError(
+          f"rl.prompts_per_step ({cfg.rl.prompts_per_step}) must be a multiple of the "
+          f"process count ({distributed.process_count()}): each process draws and encodes "
+          f"its own share of a step's prompts")
     self.writer, self.evaluate, self.workdir = writer, evaluate, workdir
     self.fns = make_step_fns(graphdef, optimizer, state_shardings, mesh, cfg.loss,
                              cfg.sampling.temperature, cfg.intervention.reset_optimizer,

@@ -8,12 +8,17 @@ these members and nothing else. A problem is any object with a `prompt` string.
 
 Optional capabilities are declared, not probed: `steps_verify` is None for a
 task that cannot check a solution's intermediate steps.
+
+In a multi-host run `train_batch` is this process's share of a batch (a task over
+files holds only its shard of them); `global_batch` gathers the whole batch.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from typing import Any, Callable, Protocol, Sequence
+
+from rljax import distributed
 
 
 class Task(Protocol):
@@ -30,7 +35,8 @@ class Task(Protocol):
   steps_verify: Callable[[Any, str], bool] | None
 
   def train_batch(self, index: int, size: int) -> list:
-    """Problems of training batch `index` (a pure function of the index: exact resume)."""
+    """This process's `size` problems of training batch `index` (the whole batch with
+    one process; a pure function of the index: exact resume)."""
 
   def reward(self, problem, completion: str) -> float:
     """The verifier's score (1.0 right, 0.0 wrong). Runs in the reward sandbox's worker,
@@ -70,6 +76,20 @@ class Task(Protocol):
     when solutions are free-form; setup refuses an overlong buffer that would cut it."""
 
 
+def global_batch(task: Task, index: int, size: int) -> list:
+  """Batch `index` of `size` problems, whole and in the same order on every process:
+  each process draws its share and the shares are gathered in process order."""
+  return distributed.gather_objects(task.train_batch(index, distributed.local_count(size)))
+
+
+def share_of_stream(batch: Callable[[int, int], list], index: int, size: int) -> list:
+  """This process's `size` problems of batch `index` of a stream every process can draw
+  whole (procedural, or replicated): the global batch of size x processes, cut, so a
+  run computes the same batches whatever its process count."""
+  n = size * distributed.process_count()
+  return batch(index, n)[distributed.share(n)]
+
+
 @dataclasses.dataclass(frozen=True)
 class Restreamed:
   """`task` with its training stream replaced (one-shot RLVR's pool and single example).
@@ -91,6 +111,9 @@ class Restreamed:
     return self.task.steps_verify
 
   def train_batch(self, index: int, size: int) -> list:
+    return share_of_stream(self._cycle, index, size)
+
+  def _cycle(self, index: int, size: int) -> list:
     n = len(self.problems)
     return [self.problems[(index * size + k) % n] for k in range(size)]
 

@@ -3,7 +3,8 @@
 A malformed row (invalid JSON, not an object, a missing or non-string field, an
 empty prompt, a prompt over the length limit) raises `DatasetError` naming
 `path:line` and the reason, or, with `skip_bad=True`, is skipped and counted by
-reason (the first few are reported).
+reason (the first few are reported). With a `Shard`, only that shard's rows are
+parsed and validated (one process's part of a multi-host run).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import collections
 import json
 
 from tqdm.auto import tqdm
+
+from rljax.distributed import Shard
 
 
 class DatasetError(ValueError):
@@ -35,11 +38,13 @@ def _problem(row, fields, prompt_field, too_long) -> str | None:
 
 
 def read_jsonl(path: str, fields: tuple[str, ...], prompt_field: str, *, too_long=None,
-               skip_bad: bool = False, report_first: int = 5) -> tuple[list[dict], dict]:
+               skip_bad: bool = False, report_first: int = 5,
+               shard: Shard | None = None) -> tuple[list[dict], dict]:
   """(rows, {reason kind: count of skipped rows}) of a JSON-lines file.
 
   `too_long(prompt) -> str | None` returns why a prompt is over the limit (e.g. its
-  token count), or None when it fits.
+  token count), or None when it fits. `shard`: read only its rows, numbered by
+  non-blank line (a counting pass first; lines of other shards are never parsed).
   """
   try:
     f = open(path, encoding="utf-8")
@@ -47,8 +52,18 @@ def read_jsonl(path: str, fields: tuple[str, ...], prompt_field: str, *, too_lon
     raise DatasetError(f"cannot open dataset {path}: {e.strerror}") from e
   rows, skipped, reported = [], collections.Counter(), 0
   with f:
+    wanted = None
+    if shard is not None:
+      wanted = shard.rows(sum(1 for line in f if line.strip()))
+      f.seek(0)
+    row_no = -1
     for line_no, line in enumerate(f, 1):
       if not line.strip():
+        continue
+      row_no += 1
+      if wanted is not None and row_no not in wanted:
+        if row_no >= wanted.stop:
+          break
         continue
       try:
         row = json.loads(line)
@@ -65,5 +80,6 @@ def read_jsonl(path: str, fields: tuple[str, ...], prompt_field: str, *, too_lon
         reported += 1
         tqdm.write(f"skipping {path}:{line_no}: {reason}")
   if not rows:
-    raise DatasetError(f"{path} has no usable rows (skipped: {dict(skipped)})")
+    where = "" if shard is None else f" in {shard.describe(len(wanted))}"
+    raise DatasetError(f"{path} has no usable rows{where} (skipped: {dict(skipped)})")
   return rows, dict(skipped)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from rljax import prng
 from rljax.tasks import testbed
+from rljax.tasks.base import share_of_stream
 from rljax.tokenizers.sentencepiece import Tokenizer, train_sentencepiece
 
 
@@ -26,7 +27,8 @@ class TestbedTask:
                                         {testbed.canonical(p) for p in self.eval_problems})
 
   def train_batch(self, index: int, size: int) -> list[testbed.Problem]:
-    return self.stream.batch(index, size)
+    # Procedural: every process can draw the whole batch and keep its share.
+    return share_of_stream(self.stream.batch, index, size)
 
   @staticmethod
   def reward(problem: testbed.Problem, completion: str) -> float:

@@ -5,7 +5,9 @@ Rows become `TextProblem`s whose `prompt` is rendered with the model's prompt
 template (its chat template, Qwen2.5-Math's system prompt, or a plain
 question/answer format for base models). The training stream is a seeded
 permutation of the training rows, epoch after epoch, so a run's data position is
-its step and a resumed run sees exactly the data it would have seen.
+its step and a resumed run sees exactly the data it would have seen. In a
+multi-host run each process holds only its shard of the training rows
+(`rljax.distributed.Shard`), and its stream permutes that shard.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import dataclasses
 import numpy as np
 from tqdm.auto import tqdm
 
+from rljax.distributed import Shard
 from rljax.rewards.math_answers import (extract_answer, last_boxed, math_reward,
                                         math_reward_last_number)
 from rljax.tasks.sources import SOURCES
@@ -96,9 +99,15 @@ class TextTask:
 
   steps_verify = None
 
-  def __init__(self, cfg: DataConfig, tokenizer, seed: int, prompt_len: int):
+  def __init__(self, cfg: DataConfig, tokenizer, seed: int, prompt_len: int,
+               shard: Shard | None = None):
+    """`shard`: the part of the training rows this task holds (default: this process's)."""
     self.cfg, self.seed = cfg, seed
-    train, held = SOURCES[cfg.source].load(cfg, seed)
+    shard = Shard.of_process() if shard is None else shard
+    train, held = SOURCES[cfg.source].load(cfg, seed, shard)
+    if shard.count > 1:
+      tqdm.write(f"data: {cfg.source} shard {shard.index} of {shard.count}: "
+                 f"{len(train)} training rows")
     held = held[:cfg.eval_size] if cfg.eval_size else held
     self.train = self._problems(train, tokenizer, prompt_len)
     self.eval_problems = self._problems(held, tokenizer, prompt_len)
@@ -123,7 +132,8 @@ class TextTask:
     return out
 
   def train_batch(self, index: int, size: int) -> list[TextProblem]:
-    """Problems index*size .. of the seeded stream (a fresh permutation each epoch)."""
+    """Problems index*size .. of the seeded stream of this shard's rows (a fresh
+    permutation each epoch): this process's share of batch `index`."""
     n, out = len(self.train), []
     for k in range(index * size, (index + 1) * size):
       epoch, i = divmod(k, n)

@@ -1,6 +1,7 @@
 """Two local processes x 4 CPU devices (jax.distributed on localhost, gloo) train like
-one process with 8 devices, across a checkpoint save and restore; a missing process
-fails fast with a message that names it."""
+one process with 8 devices, across a checkpoint save and restore; each process reads
+only its shard of a dataset and draws only its share of the prompts, and every process
+sees the whole step; a missing process fails fast with a message that names it."""
 
 import json
 import os
@@ -103,3 +104,63 @@ def test_a_missing_process_fails_fast_and_says_so(tmp_path):
   assert rc != 0
   assert "process 0 of 2" in err and "could not join the run within 5 s" in err
   assert "--worker=all" in err
+
+
+def _write_jsonl(path, questions):
+  with open(path, "w") as f:
+    f.writelines(json.dumps({"question": q, "answer": "1"}) + "\n" for q in questions)
+
+
+def test_each_process_reads_its_shard_and_sees_the_whole_step(tmp_path):
+  train = [f"What is {i} + 0?" for i in range(12)]
+  _write_jsonl(tmp_path / "train.jsonl", train)
+  _write_jsonl(tmp_path / "eval.jsonl", ["What is 100 + 0?", "What is 101 + 0?"])
+  port = _free_port()
+  procs = [subprocess.Popen([sys.executable, "-m", "tests.scale.shard_driver", str(port), str(i),
+                             str(tmp_path)], cwd=ROOT, env=_env(4), stderr=subprocess.PIPE,
+                            text=True) for i in range(2)]
+  for p in procs:
+    assert p.wait(timeout=300) == 0, p.stderr.read()[-3000:]
+  a, b = (json.load(open(tmp_path / f"process_{i}.json")) for i in range(2))
+  assert a["train"] == train[:6] and b["train"] == train[6:]  # disjoint shards, all rows
+  assert a["eval"] == b["eval"] and len(a["eval"]) == 2       # the held-out split whole
+  for sa, sb in zip(a["steps"], b["steps"]):
+    # Each process drew two prompts from its own shard; both hold all four, in process order.
+    assert set(sa["local"]) <= set(train[:6]) and set(sb["local"]) <= set(train[6:])
+    assert sa["questions"] == sb["questions"] == sa["local"] + sb["local"]
+    assert sa["prompt_ids"] == sb["prompt_ids"] and sa["prompt_mask"] == sb["prompt_mask"]
+  assert a["pool"] == b["pool"] and len(set(a["pool"])) == 6
+
+
+@pytest.mark.slow
+def test_two_processes_train_on_their_own_shards_of_a_dataset(tmp_path):
+  """A real-data recipe (tiny random Qwen2, JSON-lines data) on 2 processes: each reads
+  half the rows, and a step's rollouts come from both halves."""
+  from tests.real_model_test import _tiny_qwen_dir  # pylint: disable=import-outside-toplevel
+  ckpt, run = tmp_path / "qwen", tmp_path / "run"
+  _tiny_qwen_dir(str(ckpt))
+  train = [f"Add {i} and one." for i in range(16)]
+  _write_jsonl(tmp_path / "train.jsonl", train)
+  _write_jsonl(tmp_path / "eval.jsonl", ["Add 100 and one.", "Add 101 and one."])
+  port = _free_port()
+  args = [sys.executable, "-m", "launch.train", "--config",
+          f"configs/gsm8k_qwen2p5_0p5b.py:runlocal,checkpoint={ckpt}", "--workdir", str(run),
+          "--config.rl.steps=2", "--config.rl.prompts_per_step=4", "--config.rl.trace_rollouts=16",
+          "--config.data.source=jsonl",
+          f"--config.data.train_path={tmp_path / 'train.jsonl'}",
+          f"--config.data.eval_path={tmp_path / 'eval.jsonl'}", "--config.data.eval_size=2",
+          "--config.completion_len=16", "--config.sampling.max_new_tokens=16",
+          "--distributed", f"--coordinator_address=localhost:{port}", "--num_processes=2"]
+  procs = [subprocess.Popen(args + [f"--process_id={i}"], cwd=ROOT, env=_env(4),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+           for i in range(2)]
+  outs = [p.communicate(timeout=900) for p in procs]
+  for p, (_, err) in zip(procs, outs):
+    assert p.returncode == 0, err[-3000:]
+  for i, (out, _) in enumerate(outs):
+    assert f"data: jsonl shard {i} of 2: 8 training rows" in out
+  assert [r["step"] for r in _rows(run)] == [1, 2]
+  with open(run / "traces" / "step_000001.jsonl") as f:
+    prompts = [json.loads(line)["prompt"] for line in f]
+  drawn = {q for q in train for p in prompts if q in p}
+  assert len(drawn) == 4 and drawn & set(train[:8]) and drawn & set(train[8:])

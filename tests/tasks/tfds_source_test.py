@@ -3,6 +3,7 @@
 import pytest
 import tensorflow_datasets as tfds  # in the test extras (optional for users: rljax[tfds])
 
+from rljax.distributed import Shard
 from rljax.tasks.sources import SOURCES
 from rljax.tasks.text_task import DataConfig
 
@@ -34,6 +35,11 @@ def test_tfds_source_reads_a_prepared_dataset(tmp_path):
   assert sorted(r["question"] for r in train) == [f"What is {i} + 1?" for i in range(6)]
   assert sorted(r["answer"] for r in held) == ["101", "102", "103"]
   assert all(r["tag"] == "tfds" for r in train + held)
+  # Per-host reading: two shards split the training records, and both hold all held-out ones.
+  parts = [source.load(cfg, 0, Shard(p, 2)) for p in range(2)]
+  assert [len(t) for t, _ in parts] == [3, 3]
+  assert sorted(r["question"] for t, _ in parts for r in t) == sorted(r["question"] for r in train)
+  assert all(h == held for _, h in parts)
 
 
 def test_tfds_source_names_a_missing_dataset(tmp_path):
