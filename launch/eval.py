@@ -33,8 +33,7 @@ def main(argv):
                                    probe_n=_PROBE_N.value)
   except cli.user_errors() as e:
     sys.exit(f"error: {e}")
-  for name, r in report["models"].items():
-    print(f"{name}: pass@1 {r['pass@1']:.3f}  pass@{_N.value} {r[f'pass@{_N.value}']:.3f}")
+  print(evaluate_workdir.format_report(report, _N.value))
   if "comparison" in report:
     c = report["comparison"]
     print({k: v for k, v in c.items() if not k.endswith("_curve")})

@@ -27,14 +27,19 @@ from rljax.tasks.base import Restreamed, global_batch
 from rljax.workdir import Setup, prepare, read_json, write_json
 
 
+def _listed(counts):
+  return None if counts is None else counts.tolist()
+
+
 def _base_eval(setup: Setup, workdir: str) -> dict:
   """The base model's held-out pass@k, entropy and counts (cached in base_eval.json)."""
   path = os.path.join(workdir, "base_eval.json")
   base = read_json(path) if os.path.exists(path) else None
   if base is None:
     n = setup.cfg.eval.n_samples
-    counts, ent = setup.evaluate(setup.base_params, n, "base")
-    base = dict(setup.summarize(counts, n), entropy=ent, counts=counts.tolist())
+    samples = setup.evaluate(setup.base_params, n, "base")
+    base = dict(setup.summarize(samples, n), entropy=samples.entropy,
+                counts=samples.counts.tolist(), cot_counts=_listed(samples.cot_counts))
   if "greedy_pass@1" not in base:  # also for base evaluations cached before it existed
     base["greedy_pass@1"] = setup.greedy_accuracy(setup.base_params, "base")
     write_json(base, path)
@@ -82,9 +87,12 @@ def _summary(cfg: ExperimentConfig, base: dict, final: dict, final_entropy: floa
       "final_entropy": rows[-1]["entropy"] if rows else None,
       "base_eval_entropy": base["entropy"], "final_eval_entropy": final_entropy,
       "steps": steps, "wall_time_s": wall_time_s,
-      "tiers": {k: {"base": base[k], "final": final[k]} for k in sorted(final) if "/" in k},
-      "base_curve": {k: v for k, v in base.items() if k.startswith("pass@")},
-      "final_curve": {k: v for k, v in final.items() if k.startswith("pass@")},
+      # .get: a base evaluation cached by an older version may lack newer instruments.
+      "tiers": {k: {"base": base.get(k), "final": final[k]} for k in sorted(final) if "/" in k},
+      **{f"{name}_{kind}": {k: v for k, v in ev.items() if k.startswith(prefix)}
+         for name, ev in (("base", base), ("final", final))
+         for kind, prefix in (("curve", "pass@"), ("cot_curve", "cot_pass@"),
+                              ("cover", "cover@"))},
       "final_counts": counts.tolist(),
       "reward_failures": {k: int(sum(r.get(f"reward_failures/{k}", 0) for r in rows))
                           for k in FAILURE_KINDS},
@@ -107,9 +115,8 @@ def run(cfg: ExperimentConfig, workdir: str) -> dict:
     optimizer, sh, state = setup.rl_state()
 
     def periodic_eval(params, n_eval, step):
-      counts, _ = setup.evaluate(params, n_eval, f"rl{step}")
-      return {f"eval/{k}": v for k, v in setup.summarize(counts, n_eval).items()
-              if "/" not in k}
+      summary = setup.summarize(setup.evaluate(params, n_eval, f"rl{step}"), n_eval)
+      return {f"eval/{k}": v for k, v in summary.items() if "/" not in k}
 
     train_task = setup.task
     if cfg.intervention.one_shot_pool:
@@ -126,8 +133,9 @@ def run(cfg: ExperimentConfig, workdir: str) -> dict:
       tqdm.write(f"stopped at step {int(state.step)} by a signal; checkpoint saved in "
                  f"{workdir}/checkpoints; run the same command again to resume")
       return {"steps": int(state.step), "stopped": True}
-    counts, ent = setup.evaluate(state.params, n, "final")
-    final = setup.summarize(counts, n)
+    samples = setup.evaluate(state.params, n, "final")
+    ent, counts = samples.entropy, samples.counts
+    final = setup.summarize(samples, n)
     final["greedy_pass@1"] = setup.greedy_accuracy(state.params, "final")
 
   summary = _summary(cfg, base, final, ent, counts, int(state.step), time.time() - t0, workdir)

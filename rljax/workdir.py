@@ -21,7 +21,7 @@ import jax
 from flax import nnx
 
 from rljax import distributed, prng, sharding
-from rljax.analysis.evaluation import sample_counts, summarize
+from rljax.analysis.evaluation import Samples, sample_counts, summarize
 from rljax.checkpoint import Checkpointer
 from rljax.config import ExperimentConfig, check_mesh
 from rljax.metrics import MetricsWriter
@@ -108,8 +108,9 @@ class Setup:
   verifier: RewardGuard | None = None
 
   def evaluate(self, params, n: int, tag: str, sampling=None):
-    """(correct counts per held-out problem, mean token entropy) from n samples each,
-    with the run's sampling settings unless `sampling` is given.
+    """`Samples` (right answers and right answers with verified steps per held-out
+    problem, mean token entropy) from n samples each, with the run's sampling settings
+    unless `sampling` is given.
 
     The task's verifier runs in a `RewardGuard` (a time limit per call, failures score 0).
     """
@@ -121,17 +122,18 @@ class Setup:
                          sampling=self.cfg.sampling if sampling is None else sampling,
                          key=prng.eval_key(self.cfg.seed, tag),
                          batch_rollouts=self.cfg.eval.batch_rollouts,
-                         verify=lambda calls: self.verifier.score(calls)[0])
+                         verify=lambda calls: self.verifier.score(calls)[0],
+                         steps_verify=self.task.steps_verify)
 
   def greedy_accuracy(self, params, tag: str) -> float:
     """Held-out accuracy of greedy decoding (top-k 1, i.e. temperature 0): on a base whose
     every step's mode is right, sampled pass@1 alone hides that RL only sharpens."""
     greedy = dataclasses.replace(self.cfg.sampling, top_k=1)
-    counts, _ = self.evaluate(params, 1, f"{tag}-greedy", sampling=greedy)
-    return float(counts.mean())
+    return float(self.evaluate(params, 1, f"{tag}-greedy", sampling=greedy).counts.mean())
 
-  def summarize(self, counts, n: int) -> dict:
-    return summarize(self.task.eval_problems, counts, n, self.task.eval_tags)
+  def summarize(self, samples: Samples, n: int) -> dict:
+    return summarize(self.task.eval_problems, samples.counts, n, self.task.eval_tags,
+                     cot_counts=samples.cot_counts)
 
   def rl_state(self):
     """(optimizer, state shardings, a fresh RL TrainState around the base parameters)."""

@@ -89,6 +89,9 @@ def test_study_then_report(tmp_path):
   assert proc.returncode == 0, proc.stderr[-2000:]
   md = _check_report(tmp_path / "cli_report")
   assert "outside base top-1" in md and "gain recovered" in md
+  # launch.eval's boundary instruments: intervals, CoT-pass@k, Cover, crossover, cells.
+  assert "CoT-pass@4" in md and "crossover k*" in md and "| only_step" in md
+  assert "Held-out evaluations during training" in md
 
 
 def test_study_rejects_unknown_method():

@@ -182,6 +182,21 @@ def test_eval_command_compares_with_base(tmp_path):
   assert len(counts) == 4 and all(0 <= x <= 8 for x in counts)   # 2 families x 1 tier x 2
   assert c["only_step2"] + c["only_base"] + c["both"] + c["neither"] == len(counts)
   assert os.path.exists(os.path.join(tmp_path, "eval", "passk_step2_vs_base_n8.png"))
+  # The boundary instruments: intervals around every estimate, CoT counts within the
+  # right answers (the testbed verifies steps), a solvable-set table per tier.
+  with open(os.path.join(tmp_path, "eval", "step2_n8.json")) as f:
+    cot = json.load(f)["cot_counts"]
+  assert all(0 <= d <= c for d, c in zip(cot, counts))
+  for name in ("step2", "base"):
+    for group, t in report["boundary"][name].items():
+      for curve in ("pass@k", "cot_pass@k"):
+        assert all(r["lo"] <= r["mean"] <= r["hi"] for r in t[curve].values()), (name, group)
+  assert report["boundary"]["step2"]["all"]["pass@k"][8]["mean"] == c["step2_curve"][8]
+  cells = report["solvable_sets"]["all"]
+  assert sum(cell["count"] for cell in cells.values()) == 4
+  assert set(report["crossover"]) == set(report["solvable_sets"]) and "all" in report["crossover"]
+  text = evaluate_workdir.format_report(report, 8)
+  assert "cot_pass@8" in text and "crossover k* (all)" in text
   p = report["probes"]
   assert 0 <= p["frac_outside_base_top1"] <= 1 and p["frac_outside_base_top5"] <= \
       p["frac_outside_base_top1"]

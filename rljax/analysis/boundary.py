@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from rljax.analysis.intervals import crossover
 from rljax.analysis.passk import pass_at_k_curve
 
 
@@ -20,19 +21,27 @@ def compare_boundaries(counts_a, counts_b, n: int, names=("rl", "base")) -> dict
     raise ValueError(f"counts must cover the same problems: {a.shape} vs {b.shape}")
   ca, cb = pass_at_k_curve(n, a), pass_at_k_curve(n, b)
   ks = sorted(ca)
-  # The crossover is the first k where the leader changes, counted from the first
-  # strict lead: curves tied at k = 1 have no leader to lose the lead yet.
-  lead = [np.sign(ca[k] - cb[k]) for k in ks]
-  first = next((s for s in lead if s != 0), 0)
-  crossover = next((k for k, s in zip(ks, lead) if first and s == -first), None)
   sa, sb = a > 0, b > 0
   na, nb = names
   return {
-      f"{na}_curve": ca, f"{nb}_curve": cb, "crossover_k": crossover,
+      f"{na}_curve": ca, f"{nb}_curve": cb,
+      "crossover_k": crossover([ca[k] for k in ks], [cb[k] for k in ks], ks),
       f"{na}_coverage": float(sa.mean()), f"{nb}_coverage": float(sb.mean()),
       f"only_{na}": int((sa & ~sb).sum()), f"only_{nb}": int((~sa & sb).sum()),
       "both": int((sa & sb).sum()), "neither": int((~sa & ~sb).sum()),
   }
+
+
+def solvable_sets(counts_a, counts_b, labels, names=("rl", "base"), examples: int = 3) -> dict:
+  """The solvable-set table (only a, only b, both, neither: solved = at least one of the
+  n samples right) with the counts and up to `examples` problem labels per cell."""
+  sa, sb = np.asarray(counts_a) > 0, np.asarray(counts_b) > 0
+  na, nb = names
+  cells = {f"only_{na}": sa & ~sb, f"only_{nb}": ~sa & sb, "both": sa & sb,
+           "neither": ~sa & ~sb}
+  return {cell: {"count": int(m.sum()),
+                 "examples": [labels[i] for i in np.flatnonzero(m)[:examples]]}
+          for cell, m in cells.items()}
 
 
 def plot_curves(curves: dict, path: str, title: str = "pass@k") -> None:

@@ -1,19 +1,24 @@
 """`launch.eval`: n samples per held-out problem from a checkpoint (or the base), pass@k.
 
-Writes WORKDIR/eval/<name>_n<n>.json (per-problem correct counts, the pass@k curve
-for k = 1, 2, 4, ..., n, per-tier figures) and, with a comparison model, the
-capability-boundary comparison and a pass@k plot.
+Writes WORKDIR/eval/<name>_n<n>.json (per-problem correct counts, and right answers
+with verified steps; the pass@k curve for k = 1, 2, 4, ..., n; greedy accuracy) and
+WORKDIR/eval/report_n<n>.json: per model, overall and per tag (tier or regime),
+pass@k and CoT-pass@k with bootstrap intervals over problems and Cover@tau
+(`rljax.analysis.intervals`); with a comparison model, the crossover k* with its
+interval, the solvable-set table per tag with example problems, and a pass@k plot.
 """
 
 from __future__ import annotations
 
+import collections
 import os
 
 import jax
+import numpy as np
 from tqdm.auto import tqdm
 
-from rljax.analysis import probes
-from rljax.analysis.boundary import compare_boundaries, plot_curves
+from rljax.analysis import intervals, probes
+from rljax.analysis.boundary import compare_boundaries, plot_curves, solvable_sets
 from rljax.checkpoint import CheckpointError, Checkpointer
 from rljax.workdir import prepare, read_json, write_json
 
@@ -29,6 +34,24 @@ def _params(setup, workdir: str, which: str):
   _, _, template = setup.rl_state()
   state, _ = ckpt.restore(template, step)
   return state.params, f"step{step}"
+
+
+def _groups(task) -> dict[str, np.ndarray]:
+  """Held-out problem indices: "all", then each tag (tier, regime) in name order."""
+  tags = collections.defaultdict(list)
+  for i, p in enumerate(task.eval_problems):
+    for t in task.eval_tags(p):
+      tags[t].append(i)
+  return {"all": np.arange(len(task.eval_problems)),
+          **{t: np.asarray(v) for t, v in sorted(tags.items())}}
+
+
+def _tables(result: dict, n: int, groups: dict, seed: int) -> dict:
+  """pass@k / CoT-pass@k with intervals and Cover@tau, per group of problems."""
+  counts, cot = np.asarray(result["counts"]), result.get("cot_counts")
+  return {g: intervals.boundary_table(n, counts[idx],
+                                      None if cot is None else np.asarray(cot)[idx], seed=seed)
+          for g, idx in groups.items()}
 
 
 def evaluate(cfg, workdir: str, checkpoint: str = "latest", n: int = 128,
@@ -48,15 +71,30 @@ def evaluate(cfg, workdir: str, checkpoint: str = "latest", n: int = 128,
         continue
       tqdm.write(f"sampling {n} completions for each of {len(setup.task.eval_problems)} "
                  f"held-out problems from {name}")
-      counts, ent = setup.evaluate(params, n, f"eval-{name}")
-      results[name] = dict(setup.summarize(counts, n), n=n, entropy=ent,
-                           counts=counts.tolist(),
+      samples = setup.evaluate(params, n, f"eval-{name}")
+      results[name] = dict(setup.summarize(samples, n), n=n, entropy=samples.entropy,
+                           counts=samples.counts.tolist(),
+                           cot_counts=(None if samples.cot_counts is None
+                                       else samples.cot_counts.tolist()),
                            **{"greedy_pass@1": setup.greedy_accuracy(params, f"eval-{name}")})
       write_json(results[name], path)
   names = list(results)
-  report = {"models": {k: {m: v for m, v in r.items() if m != "counts"}
-                       for k, r in results.items()}}
+  groups = _groups(setup.task)
+  report = {"models": {k: {m: v for m, v in r.items() if m not in ("counts", "cot_counts")}
+                       for k, r in results.items()},
+            "boundary": {k: _tables(r, n, groups, cfg.seed) for k, r in results.items()}}
   if len(names) == 2:
+    report["crossover"] = {
+        g: intervals.crossover_with_interval(
+            n, np.asarray(results[names[0]]["counts"])[idx],
+            np.asarray(results[names[1]]["counts"])[idx], seed=cfg.seed)
+        for g, idx in groups.items()}
+    labels = [p.prompt for p in setup.task.eval_problems]
+    report["solvable_sets"] = {
+        g: solvable_sets(np.asarray(results[names[0]]["counts"])[idx],
+                         np.asarray(results[names[1]]["counts"])[idx],
+                         [labels[i] for i in idx], names=tuple(names))
+        for g, idx in groups.items()}
     cmp = compare_boundaries(results[names[0]]["counts"], results[names[1]]["counts"], n,
                              names=tuple(names))
     report["comparison"] = cmp
@@ -71,3 +109,25 @@ def evaluate(cfg, workdir: str, checkpoint: str = "latest", n: int = 128,
       write_json(report["probes"], os.path.join(out_dir, f"probes_{name}_n{probe_n}.json"))
   write_json(report, os.path.join(out_dir, f"report_n{n}.json"))
   return report
+
+
+def _ci(row: dict) -> str:
+  return f"{row['mean']:.3f} [{row['lo']:.3f}, {row['hi']:.3f}]"
+
+
+def format_report(report: dict, n: int) -> str:
+  """The report as text: per model and group, greedy accuracy, pass@1 and pass@n with
+  95% intervals, CoT-pass@n, Cover@0.5; then the crossover k* per group."""
+  lines = [f"{'model':<10} {'group':<12} {'greedy':>7} {'pass@1':>22} {f'pass@{n}':>22} "
+           f"{f'cot_pass@{n}':>22} {'cover@0.5':>9}"]
+  for name, groups in report["boundary"].items():
+    greedy = f"{report['models'][name]['greedy_pass@1']:.3f}"
+    for g, t in groups.items():
+      cot = _ci(t["cot_pass@k"][n]) if "cot_pass@k" in t else "-"
+      lines.append(f"{name:<10} {g:<12} {greedy if g == 'all' else '-':>7} "
+                   f"{_ci(t['pass@k'][1]):>22} {_ci(t['pass@k'][n]):>22} {cot:>22} "
+                   f"{t['cover'][0.5]:>9.3f}")
+  for g, c in report.get("crossover", {}).items():
+    interval = "" if c["lo"] is None else f", 95% interval [{c['lo']}, {c['hi']}]"
+    lines.append(f"crossover k* ({g}): {c['k']}{interval} (in {c['frac']:.0%} of resamples)")
+  return "\n".join(lines)

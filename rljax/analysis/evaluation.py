@@ -7,23 +7,43 @@ with repeats and the padding discarded), so evaluation never recompiles.
 from __future__ import annotations
 
 import collections
+from typing import NamedTuple
 
 import jax
 import numpy as np
 
 from rljax import distributed
 from rljax.rl import sampler as sampler_lib
+from rljax.analysis.intervals import cover_at
 from rljax.analysis.passk import pass_at_k_curve
 
 
-def sample_counts(graphdef, params, problems, tokenizer, *, n: int, prompt_len: int,
-                  sampling: sampler_lib.SamplingConfig, key, batch_rollouts: int, verify):
-  """Correct-sample counts [num_problems] and mean token entropy of the samples.
+class Samples(NamedTuple):
+  """What n samples per held-out problem gave.
 
-  `verify([(problem, completion), ...]) -> scores` (a score > 0 counts as correct).
+  Attributes:
+    counts: right answers per problem [T].
+    cot_counts: right answers whose steps all verify, per problem [T] (CoT-pass@k's
+      counts), or None for a task that cannot check steps.
+    entropy: the mean token entropy of the samples.
+  """
+
+  counts: np.ndarray
+  cot_counts: np.ndarray | None
+  entropy: float
+
+
+def sample_counts(graphdef, params, problems, tokenizer, *, n: int, prompt_len: int,
+                  sampling: sampler_lib.SamplingConfig, key, batch_rollouts: int, verify,
+                  steps_verify=None) -> Samples:
+  """n samples per problem, verified.
+
+  `verify([(problem, completion), ...]) -> scores` (a score > 0 counts as correct);
+  `steps_verify(problem, completion) -> bool` checks a right answer's steps.
   """
   q = max(1, batch_rollouts // n)
   counts = np.zeros(len(problems), np.int64)
+  cot_counts = np.zeros(len(problems), np.int64) if steps_verify else None
   ent_sum, tok_sum = 0.0, 0.0
   for start in range(0, len(problems), q):
     chunk = problems[start:start + q]
@@ -39,20 +59,32 @@ def sample_counts(graphdef, params, problems, tokenizer, *, n: int, prompt_len: 
     # Each process verifies its share of the batch (padding included, so that shares
     # are equal); every process gets all scores.
     calls = [(padded[i // n], texts[i]) for i in range(q * n if distributed.multi() else keep)]
-    scores = np.asarray(distributed.score_shares(lambda c: (verify(c), {}), calls)[0])[:keep]
-    counts[start:start + len(chunk)] = (scores > 0).reshape(len(chunk), n).sum(1)
-  return counts, ent_sum / max(tok_sum, 1.0)
+    right = np.asarray(distributed.score_shares(lambda c: (verify(c), {}), calls)[0])[:keep] > 0
+    counts[start:start + len(chunk)] = right.reshape(len(chunk), n).sum(1)
+    if steps_verify:
+      cot = [bool(r) and steps_verify(padded[i // n], texts[i]) for i, r in enumerate(right)]
+      cot_counts[start:start + len(chunk)] = np.reshape(cot, (len(chunk), n)).sum(1)
+  return Samples(counts, cot_counts, ent_sum / max(tok_sum, 1.0))
 
 
-def summarize(problems, counts, n: int, tags, prefix: str = "") -> dict:
-  """pass@k curve overall and per group of `tags(problem) -> [group names]`."""
+def summarize(problems, counts, n: int, tags, prefix: str = "", cot_counts=None) -> dict:
+  """pass@k (and CoT-pass@k) curves and Cover@tau overall; pass@1, pass@n (CoT-pass@n)
+  and Cover@0.5 per group of `tags(problem) -> [group names]`."""
+  counts = np.asarray(counts)
   out = {f"{prefix}pass@{k}": v for k, v in pass_at_k_curve(n, counts).items()}
+  if cot_counts is not None:
+    out.update({f"{prefix}cot_pass@{k}": v
+                for k, v in pass_at_k_curve(n, cot_counts).items()})
+  out.update({f"{prefix}cover@{t:g}": v for t, v in cover_at(n, counts).items()})
   groups = collections.defaultdict(list)
-  for p, c in zip(problems, counts):
+  for i, p in enumerate(problems):
     for tag in tags(p):
-      groups[tag].append(c)
-  for name, cs in sorted(groups.items()):
-    curve = pass_at_k_curve(n, cs)
+      groups[tag].append(i)
+  for name, idx in sorted(groups.items()):
+    curve = pass_at_k_curve(n, counts[idx])
     out[f"{prefix}{name}/pass@1"] = curve[1]
     out[f"{prefix}{name}/pass@{n}"] = curve[n]
+    out[f"{prefix}{name}/cover@0.5"] = cover_at(n, counts[idx], (0.5,))[0.5]
+    if cot_counts is not None:
+      out[f"{prefix}{name}/cot_pass@{n}"] = pass_at_k_curve(n, np.asarray(cot_counts)[idx])[n]
   return out

@@ -30,8 +30,12 @@ def pass_at_k(n, c, k):
                   ).reshape(n.shape)
 
 
+def k_grid(n: int) -> list[int]:
+  """k = 1, 2, 4, ..., n (n always included)."""
+  return sorted({2 ** i for i in range(int(np.log2(n)) + 1)} | {n})
+
+
 def pass_at_k_curve(n: int, correct_counts) -> dict[int, float]:
   """Mean pass@k over problems for k = 1, 2, 4, ..., n (n always included)."""
-  ks = sorted({2 ** i for i in range(int(np.log2(n)) + 1)} | {n})
   counts = np.asarray(correct_counts)
-  return {k: float(np.mean(pass_at_k(n, counts, k))) for k in ks}
+  return {k: float(np.mean(pass_at_k(n, counts, k))) for k in k_grid(n)}

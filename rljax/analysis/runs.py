@@ -32,18 +32,20 @@ def _json(path):
 def load(workdir: str) -> dict:
   """Everything a report needs from one workdir (missing pieces are None or empty)."""
   metrics = os.path.join(workdir, "metrics.jsonl")
-  evals, probes = {}, {}
+  evals, probes, reports = {}, {}, {}
   for path in sorted(glob.glob(os.path.join(workdir, "eval", "*_n*.json"))):
     name = os.path.basename(path)[:-5]
     if name.startswith("probes_"):
       probes[name[len("probes_"):]] = _json(path)
-    elif not name.startswith("report_"):  # one model's launch.eval counts and curve
+    elif name.startswith("report_n"):  # launch.eval's boundary instruments, by n
+      reports[int(name[len("report_n"):])] = _json(path)
+    else:  # one model's launch.eval counts and curve
       evals[name] = _json(path)
   return {"name": os.path.basename(os.path.normpath(workdir)), "workdir": workdir,
           "rows": read_rows(metrics) if os.path.exists(metrics) else [],
           "summary": _json(os.path.join(workdir, "summary.json")),
           "base": _json(os.path.join(workdir, "base_eval.json")), "evals": evals,
-          "probes": probes}
+          "probes": probes, "reports": reports}
 
 
 def series(rows: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:

@@ -90,6 +90,52 @@ def _probe_lines(all_runs) -> list[str]:
           + [""])
 
 
+def _ci(row: dict) -> str:
+  return f"{row['mean']:.3f} [{row['lo']:.3f}, {row['hi']:.3f}]"
+
+
+def _instrument_lines(all_runs) -> list[str]:
+  """launch.eval's instruments (largest n): pass@k and CoT-pass@k with 95% bootstrap
+  intervals, Cover@0.5, the crossover k* with its interval, the solvable-set cells with
+  example problems; and the held-out evaluations over training."""
+  lines = []
+  for run in all_runs:
+    if not run["reports"]:
+      continue
+    n = max(run["reports"])
+    rep = run["reports"][n]
+    rows = [{"run": run["name"], "model": model, "group": group,
+             "pass@1": _ci(t["pass@k"]["1"]), f"pass@{n}": _ci(t["pass@k"][str(n)]),
+             f"CoT-pass@{n}": _ci(t["cot_pass@k"][str(n)]) if "cot_pass@k" in t else "-",
+             "Cover@0.5": t["cover"]["0.5"]}
+            for model, groups in rep["boundary"].items() for group, t in groups.items()]
+    lines += [f"**{run['name']}**, n = {n} samples per held-out problem (95% intervals "
+              "over problems):", ""] + markdown_table(rows) + [""]
+    cross = [{"group": g, "crossover k*": c["k"],
+              "95% interval": "-" if c["lo"] is None else f"[{c['lo']}, {c['hi']}]",
+              "resamples with a crossover": c["frac"]}
+             for g, c in rep.get("crossover", {}).items()]
+    lines += markdown_table(cross) + [""] if cross else []
+    cells = [{"group": g, "cell": cell, "problems": v["count"],
+              "examples": "; ".join(f"`{e}`" for e in v["examples"])}
+             for g, table in rep.get("solvable_sets", {}).items() for cell, v in table.items()]
+    lines += markdown_table(cells) + [""] if cells else []
+  tracked = []
+  for run in all_runs:
+    for r in (r for r in run["rows"] if "eval/pass@1" in r):
+      n = max(int(k.rsplit("@", 1)[1]) for k in r if k.startswith("eval/pass@"))
+      tracked.append({"run": run["name"], "step": r["step"], "pass@1": r["eval/pass@1"],
+                      f"pass@{n}": r[f"eval/pass@{n}"],
+                      f"CoT-pass@{n}": r.get(f"eval/cot_pass@{n}"),
+                      "Cover@0.5": r.get("eval/cover@0.5")})
+  if tracked:
+    lines += ["Held-out evaluations during training (every `rl.eval_every` steps):", ""]
+    lines += markdown_table(tracked) + [""]
+  if not lines:
+    return ["Boundary instruments: run `python -m launch.eval ... --n 1024` to add them.", ""]
+  return lines
+
+
 def _trace_lines(run, limit: int = 24) -> list[str]:
   dumped = traces.read(run["workdir"])
   if not dumped:
@@ -147,6 +193,7 @@ def build(workdirs: list[str], out_dir: str) -> dict:
                      "both": b["both"], "neither": b["neither"]})
   md += ["## Capability boundary", "", "Held-out problems solved at least once in n samples."
          "", ""] + markdown_table(bounds) + [""]
+  md += _instrument_lines(all_runs)
   md += _probe_lines(all_runs)
   md += ["## Diagnostics", "", f"![diagnostics]({diagnostics_png(all_runs, out_dir)})", ""]
   md += ["## Traces", ""]
