@@ -13,6 +13,7 @@ Adding a dataset is one loader here (and its config, e.g. configs/gsm8k_*.py).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from typing import Callable, NamedTuple
 
@@ -102,10 +103,8 @@ def _parquet_rows(path: str, columns: list[str], shard: Shard) -> list[dict]:
 
 def _parquet(cfg, seed: int, shard: Shard = Shard()):
   del seed
-  try:
-    import pyarrow.parquet  # pylint: disable=import-outside-toplevel,unused-import
-  except ImportError as e:
-    raise ValueError("data.source 'parquet' needs pyarrow: pip install 'rljax[parquet]'") from e
+  if importlib.util.find_spec("pyarrow") is None:
+    raise ValueError("data.source 'parquet' needs pyarrow: pip install 'rljax[parquet]'")
   columns = [cfg.question_field, cfg.answer_field]
   return (_fields(cfg, _parquet_rows(cfg.train_path, columns, shard)),
           _fields(cfg, _parquet_rows(cfg.eval_path, columns, Shard())))
