@@ -42,6 +42,13 @@ def get_config(arg: str = ""):
   c.task.max_offset = 9
   c.task.eval_per_cell = 50          # held-out problems per (family, tier)
   c.task.eval_seed = 1234
+  # Regime dials (rljax/tasks/testbed.py; the defaults keep the original testbed).
+  c.task.digits = 2                  # values mod 10^digits: the guessing rate is 10^-digits
+  c.task.pretrain_tiers = ()         # tiers pretraining shows (empty: all); others: headroom
+  c.task.unseen_families = ()        # families pretraining never shows: absent skill
+  c.task.strategy_rare = 0.2         # share of the N procedure in pretraining's strategy traces
+  c.task.strategy_hard = 0.3         # share of strategy problems the S procedure fails
+  c.task.shortcut_rate = 0.3         # share of pretraining's cancel traces skipping the pair
 
   c.pretrain = ml_collections.ConfigDict()
   c.pretrain.batch_size = 128

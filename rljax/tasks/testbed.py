@@ -1,67 +1,77 @@
 """The built-in procedural reasoning testbed: exactly verifiable, step-by-step tasks.
 
-Two families over numbers modulo 100 (a two-digit start, one-digit operands
-1..9), each in difficulty tiers given by the number of steps k:
+Families of chained operations on `digits`-digit values (one-digit operands), in
+tiers given by the number of operations; each family and its traces are in
+`rljax.tasks.testbed_families`. Every step is `a o b = c`; the answer follows `#`.
 
-* `arith`: evaluate a chain left to right.
-    prompt `37+8-5=?`    trace `37+8=45;45-5=40;#40`
-* `solve`: find x in an equation by undoing its operations from the right.
-    prompt `x+8-5=40`    trace `40+5=45;45-8=37;#37`
+The pretraining corpus is made *noisy* on purpose: each step's result is wrong
+with probability `step_noise` (off by 1..max_offset) and later steps stay
+consistent with the wrong value. A model trained on it has the skill but samples
+imperfect, diverse solutions. Dials (`TestbedConfig`) make each regime of the RL
+debate exist somewhere in a task mix (`regime`):
 
-One-digit operands keep each step learnable by a tiny model within a CPU
-budget (a step changes the units digit and at most carries into the tens),
-while the answer space stays 100 values, so guessing succeeds 1% of the time.
+* latent: arith / solve at pretrained depths; RL can sharpen.
+* headroom: tiers beyond `pretrain_tiers`; compositions no pretraining trace shows.
+* strategy: two procedures of different reach (S fails on a known subset, N always
+  works; `strategy_rare`, `strategy_hard`): where a boundary can narrow.
+* shortcut: cancel problems, whose pretraining traces sometimes skip a cancelling
+  pair (`shortcut_rate`): right answers through steps that are not the problem's.
+* absent: `unseen_families` (e.g. mul) never appear in pretraining: the control.
 
-Every step is `a o b = c`; the answer follows `#`. The pretraining corpus is
-made *noisy* on purpose: each step's result is wrong with probability
-`step_noise` (off by 1..9) and later steps stay consistent with the wrong
-value. A model trained on it has the skill (the correct value stays the most
-likely one) but samples imperfect, diverse solutions: a base model with latent
-ability for RL to sharpen. Longer tiers compound the noise, leaving headroom.
+With the defaults (arith and solve, two digits, every tier pretrained) it is the
+original testbed, draw for draw: answers mod 100, so guessing succeeds 1% of the
+time and pass@1024 of a guesser is 1 - 0.99^1024; `digits = 4` makes it 9.7%.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
 
 import numpy as np
 
-FAMILIES = ("arith", "solve")
-_STEP = re.compile(r"^(\d{2})([+-])(\d)=(\d{2})$")
+from rljax.tasks import testbed_families
 
-
-@dataclasses.dataclass(frozen=True)
-class Problem:
-  """One task instance: its prompt text, exact answer, family and tier (steps)."""
-
-  family: str
-  steps: int
-  prompt: str
-  answer: int
-  numbers: tuple[int, ...]
-  ops: tuple[str, ...]
+FAMILIES = ("arith", "solve", "cancel", "mul", "strategy")
+# What each problem tests (`regime`): docs/algorithms.md and the README's regimes table.
+REGIMES = ("latent", "headroom", "strategy", "shortcut", "absent")
+Problem = testbed_families.Problem
+make_trace = testbed_families.trace
+steps_verify = testbed_families.steps_verify
 
 
 @dataclasses.dataclass(frozen=True)
 class TestbedConfig:
-  """Which problems exist and how noisy the pretraining traces are.
+  """Which problems exist and how the pretraining corpus shows them.
 
   Attributes:
-    families: subset of `FAMILIES`.
-    tiers: number of steps per tier, e.g. (2, 4, 6).
+    families: subset of `FAMILIES` (rljax/tasks/testbed_families.py).
+    tiers: number of operations per tier, e.g. (2, 4, 6).
     step_noise: probability that a pretraining trace's step result is wrong.
-    max_offset: a wrong result is off by 1..max_offset (either sign), mod 100.
+    max_offset: a wrong result is off by 1..max_offset (either sign).
     eval_per_cell: held-out problems per (family, tier).
     eval_seed: seed of the held-out split (never used for training data).
+    digits: digits of a value (arithmetic mod 10^digits; a guess is right with
+      probability 10^-digits).
+    pretrain_tiers: the tiers pretraining shows (empty: all); the others are
+      headroom, compositions deeper than any pretraining trace.
+    unseen_families: families pretraining never shows (the absent-skill control).
+    strategy_rare: the share of the N (net) procedure in pretraining's strategy traces.
+    strategy_hard: the share of strategy problems the S (window) procedure fails.
+    shortcut_rate: the share of pretraining's cancel traces that skip the pair.
   """
 
-  families: tuple[str, ...] = FAMILIES
+  families: tuple[str, ...] = ("arith", "solve")
   tiers: tuple[int, ...] = (2, 4, 6)
   step_noise: float = 0.5
   max_offset: int = 9
   eval_per_cell: int = 50
   eval_seed: int = 1234
+  digits: int = 2
+  pretrain_tiers: tuple[int, ...] = ()
+  unseen_families: tuple[str, ...] = ()
+  strategy_rare: float = 0.2
+  strategy_hard: float = 0.3
+  shortcut_rate: float = 0.3
 
   def __post_init__(self):
     bad = sorted(set(self.families) - set(FAMILIES))
@@ -71,90 +81,57 @@ class TestbedConfig:
       raise ValueError(f"task.tiers must be positive step counts, got {self.tiers}")
     if not 0.0 <= self.step_noise < 1.0:
       raise ValueError(f"task.step_noise must be in [0, 1), got {self.step_noise}")
+    if not 2 <= self.digits <= 6:
+      raise ValueError(f"task.digits must be in 2..6, got {self.digits}")
+    if set(self.pretrain_tiers) - set(self.tiers):
+      raise ValueError(f"task.pretrain_tiers {self.pretrain_tiers} must be among task.tiers "
+                       f"{self.tiers}")
+    if set(self.unseen_families) - set(self.families) or \
+        not set(self.families) - set(self.unseen_families):
+      raise ValueError(f"task.unseen_families {self.unseen_families} must be some, not all, "
+                       f"of task.families {self.families}")
+    if "cancel" in self.families and min(self.tiers) < 2:
+      raise ValueError("task.families has 'cancel', which needs task.tiers of at least 2")
+    for name in ("strategy_rare", "strategy_hard", "shortcut_rate"):
+      if not 0.0 <= getattr(self, name) <= 1.0:
+        raise ValueError(f"task.{name} must be in [0, 1], got {getattr(self, name)}")
+
+  @property
+  def seen_tiers(self) -> tuple[int, ...]:
+    return self.pretrain_tiers or self.tiers
+
+  @property
+  def seen_families(self) -> tuple[str, ...]:
+    return tuple(f for f in self.families if f not in self.unseen_families)
 
 
-def _apply(a: int, op: str, b: int) -> int:
-  return (a + b) % 100 if op == "+" else (a - b) % 100
+def make_problem(rng: np.random.Generator, family: str, steps: int,
+                 cfg: TestbedConfig = TestbedConfig()) -> Problem:
+  return testbed_families.make(rng, family, steps, cfg.digits, cfg.strategy_hard)
 
 
-def _inverse(op: str) -> str:
-  return "-" if op == "+" else "+"
+def regime(problem: Problem, cfg: TestbedConfig) -> str:
+  """What the problem tests (one of `REGIMES`), first match: a family pretraining never
+  shows; a tier deeper than pretraining's; two strategies; a shortcut; else latent skill."""
+  if problem.family in cfg.unseen_families:
+    return "absent"
+  if problem.steps not in cfg.seen_tiers:
+    return "headroom"
+  return {"strategy": "strategy", "cancel": "shortcut"}.get(problem.family, "latent")
 
 
-def make_problem(rng: np.random.Generator, family: str, steps: int) -> Problem:
-  nums = (int(rng.integers(0, 100)),) + tuple(int(x) for x in rng.integers(1, 10, size=steps))
-  ops = tuple("+" if x else "-" for x in rng.integers(0, 2, size=steps))
-  value = nums[0]
-  for op, b in zip(ops, nums[1:]):
-    value = _apply(value, op, b)
-  tail = "".join(f"{op}{b}" for op, b in zip(ops, nums[1:]))
-  if family == "arith":
-    return Problem(family, steps, f"{nums[0]:02d}{tail}=?", value, nums, ops)
-  # solve: x o1 b1 o2 b2 ... = value, unknown x = nums[0].
-  return Problem(family, steps, f"x{tail}={value:02d}", nums[0], nums, ops)
+def guess_rate(digits: int, k: int) -> float:
+  """pass@k of uniform guessing over the 10^digits answers: 1 - (1 - 10^-digits)^k."""
+  return float(-np.expm1(k * np.log1p(-10.0 ** -digits)))
 
 
-def solution_steps(problem: Problem) -> list[tuple[int, str, int]]:
-  """(left operand, op, right operand) of each correct step, in trace order."""
-  if problem.family == "arith":
-    return list(zip(problem.numbers[:1] + (None,) * (problem.steps - 1),
-                    problem.ops, problem.numbers[1:]))
-  # Undo the operations from the right: value o' b_k, then o' b_{k-1}, ...
-  return [(None, _inverse(op), b) for op, b in
-          zip(reversed(problem.ops), reversed(problem.numbers[1:]))]
-
-
-def make_trace(problem: Problem, rng: np.random.Generator | None = None,
-               step_noise: float = 0.0, max_offset: int = 10) -> str:
-  """A step-by-step solution; with `rng`, each step is wrong with prob. `step_noise`."""
-  steps = solution_steps(problem)
-  value = steps[0][0] if problem.family == "arith" else int(problem.prompt.split("=")[1])
-  parts = []
-  for _, op, b in steps:
-    result = _apply(value, op, b)
-    if rng is not None and rng.random() < step_noise:
-      offset = int(rng.integers(1, max_offset + 1)) * (1 if rng.random() < 0.5 else -1)
-      result = (result + offset) % 100
-    parts.append(f"{value:02d}{op}{b}={result:02d}")
-    value = result
-  return ";".join(parts) + f";#{value:02d}"
-
-
-def extract_answer(completion: str) -> int | None:
+def extract_answer(completion: str, digits: int = 2) -> int | None:
   """The integer after the last '#', or None when the completion has none."""
-  if "#" not in completion:
-    return None
-  tail = completion.rsplit("#", 1)[1]
-  return int(tail) if re.fullmatch(r"\d{1,2}", tail) else None
+  return testbed_families.extract_answer(completion, digits)
 
 
 def is_correct(problem: Problem, completion: str) -> bool:
-  return extract_answer(completion) == problem.answer
-
-
-def steps_verify(problem: Problem, completion: str) -> bool:
-  """True when the trace's steps are the problem's steps, each computed correctly.
-
-  Catches shortcut solutions: a right answer reached through wrong or missing steps.
-  """
-  body = completion.rsplit(";#", 1)[0] if ";#" in completion else ""
-  parts = body.split(";") if body else []
-  expected = solution_steps(problem)
-  if len(parts) != len(expected):
-    return False
-  value = None
-  for part, (_, op, b) in zip(parts, expected):
-    m = _STEP.match(part)
-    if not m or m.group(2) != op or int(m.group(3)) != b:
-      return False
-    a, c = int(m.group(1)), int(m.group(4))
-    if value is not None and a != value:
-      return False
-    if c != _apply(a, op, b):
-      return False
-    value = c
-  first = expected[0][0] if problem.family == "arith" else int(problem.prompt.split("=")[1])
-  return int(_STEP.match(parts[0]).group(1)) == first and value == extract_answer(completion)
+  return testbed_families.extract_answer(completion, problem.digits) == problem.answer
 
 
 def eval_split(cfg: TestbedConfig) -> list[Problem]:
@@ -165,7 +142,7 @@ def eval_split(cfg: TestbedConfig) -> list[Problem]:
     for steps in cfg.tiers:
       n = 0
       while n < cfg.eval_per_cell:
-        p = make_problem(rng, family, steps)
+        p = make_problem(rng, family, steps, cfg)
         if p.prompt not in seen:
           seen.add(p.prompt)
           out.append(p)
@@ -192,14 +169,17 @@ class ProblemStream:
     """`exclude`: canonical solutions (`canonical`) never to produce."""
     self.cfg, self.seed, self.exclude = cfg, seed, exclude
 
-  def batch(self, index: int, size: int, tier: int | None = None) -> list[Problem]:
-    """Problems of batch `index`; all of `tier` steps when given."""
+  def batch(self, index: int, size: int, tier: int | None = None,
+            families: tuple[str, ...] | None = None) -> list[Problem]:
+    """Problems of batch `index`; all of `tier` steps when given, of `families` only
+    when given (default: all)."""
     rng = np.random.default_rng((self.seed, index))
+    names = self.cfg.families if families is None else families
     out = []
     while len(out) < size:
-      family = self.cfg.families[rng.integers(len(self.cfg.families))]
+      family = names[rng.integers(len(names))]
       steps = self.cfg.tiers[rng.integers(len(self.cfg.tiers))] if tier is None else tier
-      p = make_problem(rng, family, steps)
+      p = make_problem(rng, family, steps, self.cfg)
       if canonical(p) not in self.exclude:
         out.append(p)
     return out

@@ -7,7 +7,7 @@ just its step and a resumed run sees exactly the data it would have seen.
 from __future__ import annotations
 
 from rljax import prng
-from rljax.tasks import testbed
+from rljax.tasks import testbed, testbed_families
 from rljax.tasks.base import share_of_stream
 from rljax.tokenizers.sentencepiece import Tokenizer, train_sentencepiece
 
@@ -46,7 +46,7 @@ class TestbedTask:
   @staticmethod
   def reference_answer(problem: testbed.Problem) -> str:
     """The reference outcome DRO teacher-forces after a chain of thought."""
-    return f";#{problem.answer:02d}"
+    return f";#{problem.answer:0{problem.digits}d}"
 
   @staticmethod
   def chain_of_thought(completion: str) -> str:
@@ -60,22 +60,22 @@ class TestbedTask:
 
   def longest_solution_tokens(self, tok) -> int:
     """The longest correct trace in tokens, EOS included: traces have one fixed format
-    per tier, so the held-out problems of the longest tier have it."""
+    per (family, tier, procedure), so the held-out problems of the longest tier have it."""
     longest = max(self.cfg.tiers)
-    traces = [testbed.make_trace(p) for p in self.eval_problems if p.steps == longest]
+    traces = [testbed.make_trace(p, **kw) for p in self.eval_problems if p.steps == longest
+              for kw in ([{"strategy": s} for s in testbed_families.STRATEGIES]
+                         if p.family == "strategy" else [{}])]
     return max(tok.lengths(traces)) + 1
 
-  @staticmethod
-  def final_answer(completion: str):
-    return testbed.extract_answer(completion)
+  def final_answer(self, completion: str):
+    return testbed.extract_answer(completion, self.cfg.digits)
 
-  @staticmethod
-  def format_ok(completion: str) -> bool:
+  def format_ok(self, completion: str) -> bool:
     """The format reward's surface property: an answer can be read off and its last digit
     is even. The base writes well-formed traces almost always (99.6% measured), so
     well-formedness alone would reward everything; the even last digit, independent of
     correctness, holds for about half of its answers (48.6%)."""
-    answer = testbed.extract_answer(completion)
+    answer = self.final_answer(completion)
     return answer is not None and answer % 2 == 0
 
   @staticmethod
@@ -87,11 +87,15 @@ class TestbedTask:
     """1 on the plan of each step (its operation and operand), 0 on results and answer.
 
     In `37+8=45;45-5=40;#40` the left operand continues from the previous result,
-    the `+8` / `-5` choose the next move, and `=45` executes it.
+    the `+8` / `-5` choose the next move, and `=45` executes it. A strategy trace's
+    first token (`S` or `N`) chooses the procedure: a plan token too.
     """
     out, in_plan, seen_op = [], False, False
-    for piece in pieces:
-      if piece in ("+", "-"):
+    for i, piece in enumerate(pieces):
+      if i == 0 and piece.lstrip("\u2581")[:1] in testbed_families.STRATEGIES:
+        out.append(1.0)
+        continue
+      if piece in ("+", "-", "*"):
         in_plan, seen_op = True, True
       elif "=" in piece or "#" in piece or ";" in piece:
         in_plan = False
@@ -102,10 +106,11 @@ class TestbedTask:
   def tag(problem: testbed.Problem) -> str:
     return f"tier{problem.steps}"
 
-  @staticmethod
-  def eval_tags(problem: testbed.Problem) -> list[str]:
-    """Held-out groups a problem is reported in: its tier and its (family, tier) cell."""
-    return [f"tier{problem.steps}", f"{problem.family}_tier{problem.steps}"]
+  def eval_tags(self, problem: testbed.Problem) -> list[str]:
+    """Held-out groups a problem is reported in: its tier, its (family, tier) cell and its
+    regime (`testbed.regime`)."""
+    return [f"tier{problem.steps}", f"{problem.family}_tier{problem.steps}",
+            f"regime_{testbed.regime(problem, self.cfg)}"]
 
   def noisy_traces(self, index: int, size: int, noise: float | None = None):
     """(problems, noisy traces) for pretraining batch `index`, all of one tier.
@@ -114,17 +119,31 @@ class TestbedTask:
     as its tier's traces. Pretraining draws from indices offset from the RL
     stream's so the two phases do not see the same problem sequence.
     """
-    tier = self.cfg.tiers[index % len(self.cfg.tiers)]
-    problems = self.stream.batch(prng.PRETRAIN_POSITION + index, size, tier=tier)
+    cfg = self.cfg
+    tier = cfg.seen_tiers[index % len(cfg.seen_tiers)]
+    problems = self.stream.batch(prng.PRETRAIN_POSITION + index, size, tier=tier,
+                                 families=cfg.seen_families)
     rng = self.stream.rng_for(prng.PRETRAIN_POSITION + index)
-    noise = self.cfg.step_noise if noise is None else noise
-    traces = [testbed.make_trace(p, rng, noise, self.cfg.max_offset)
+    noise = cfg.step_noise if noise is None else noise
+    traces = [testbed.make_trace(p, rng, noise, cfg.max_offset, **self._procedure(p, rng))
               for p in problems]
     return problems, traces
 
+  def _procedure(self, problem: testbed.Problem, rng) -> dict:
+    """How a pretraining trace solves `problem`: the strategy family's procedure (N with
+    probability strategy_rare), the cancel family's shortcut (probability shortcut_rate)."""
+    if problem.family == "strategy":
+      return {"strategy": "N" if rng.random() < self.cfg.strategy_rare else "S"}
+    if problem.family == "cancel":
+      return {"shortcut": bool(rng.random() < self.cfg.shortcut_rate)}
+    return {}
+
   def tokenizer_corpus(self, size: int = 4000):
     problems, traces = self.noisy_traces(-1, size)
-    return [p.prompt for p in problems] + traces
+    # Prompts of the families pretraining never shows, so their symbols (`*`) are tokens.
+    unseen = self.cfg.unseen_families and self.stream.batch(
+        prng.PRETRAIN_POSITION - 2, size // 10, families=self.cfg.unseen_families)
+    return [p.prompt for p in problems] + traces + [p.prompt for p in unseen or []]
 
 
 def build_tokenizer(task: TestbedTask, vocab_size: int) -> Tokenizer:

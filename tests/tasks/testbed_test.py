@@ -10,8 +10,8 @@ from rljax.tokenizers.sentencepiece import Tokenizer
 
 def test_clean_traces_are_correct_and_verify():
   rng = np.random.default_rng(0)
-  for family in testbed.FAMILIES:
-    for steps in (1, 2, 5):
+  for family in ("arith", "solve", "cancel", "mul"):
+    for steps in (1, 2, 5) if family in ("arith", "solve") else (2, 5):
       for _ in range(50):
         p = testbed.make_problem(rng, family, steps)
         trace = testbed.make_trace(p)
