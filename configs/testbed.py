@@ -8,6 +8,10 @@ Variants after the colon, comma separated:
 
   --config configs/testbed.py:runlocal      a ~2-minute version of the same pipeline
   --config configs/testbed.py:seed=1        another seed
+  --config configs/testbed.py:v2            testbed v2: five families, 4-digit answers, a
+                                            regime for each side of the RL debate
+                                            (rljax/tasks/testbed.py), being calibrated
+  --config configs/testbed.py:v2,size=s     v2 with the small (or l: large) testbed model
 
 Any field can be overridden, e.g. --config.rl.optim.lr=5e-5 --config.loss.entropy_coef=0.001
 (fields that default to None are typed placeholders: --config.loss.dual_clip_c=3.0 works).
@@ -59,6 +63,7 @@ def get_config(arg: str = ""):
   c.pretrain.noisy_steps = 500
   c.pretrain.log_every = 50
   c.pretrain.checkpoint_every = 200     # a multiple of log_every
+  c.pretrain.max_position_offset = 0    # random RoPE start per sequence (headroom tiers)
   c.pretrain.optim = ml_collections.ConfigDict(dict(
       lr=3e-3, schedule="constant", warmup_steps=50, weight_decay=0.01, grad_clip=1.0,
       b1=0.9, b2=0.99))
@@ -133,6 +138,8 @@ def get_config(arg: str = ""):
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, model=1))
   c.eval = ml_collections.ConfigDict(dict(n_samples=16, batch_rollouts=1024))
 
+  if "v2" in opts:
+    _v2(c, opts.get("size", ""))
   if runlocal:
     c.pretrain.clean_max_steps = 150
     c.pretrain.noisy_steps = 100
@@ -142,3 +149,22 @@ def get_config(arg: str = ""):
     c.rl.checkpoint_every = 5
     c.task.eval_per_cell = 10
   return c
+
+
+def _v2(c, size: str):
+  """Testbed v2: every regime in one mix. Values have 4 digits (a uniform guess is right
+  with probability 1e-4: pass@1024 of 9.7%); tier 6 is never pretrained (headroom, its
+  positions seen through randomized RoPE starts); mul never appears (absent skill)."""
+  c.task.families = ("arith", "solve", "cancel", "mul", "strategy")
+  c.task.digits = 4
+  c.task.tiers = (2, 4, 6)
+  c.task.pretrain_tiers = (2, 4)
+  c.task.unseen_families = ("mul",)
+  c.task.eval_per_cell = 20           # 5 families x 3 tiers x 20 = 300 held-out problems
+  c.prompt_len = 24                   # BOS + x+3-9+5-7+1-2=6666 (19), BPE only shortens
+  c.completion_len = 80               # 6 steps x 11 + 5 ";" + ";#6666" + EOS = 78
+  c.tokenizer_vocab = 40              # 20 symbols + specials; BPE merges the rest
+  c.pretrain.max_position_offset = 32  # tier 6 is ~24 tokens past tier 4
+  c.sampling.max_new_tokens = c.completion_len
+  if size:
+    c.model.preset = {"s": "testbed-s", "m": "testbed", "l": "testbed-l"}[size]

@@ -103,6 +103,9 @@ class PretrainConfig:
     log_every: window of the loss check and of the logged rows.
     checkpoint_every: checkpoint period in steps (a multiple of log_every), so a
       crash during pretraining resumes it rather than starting over.
+    max_position_offset: each sequence's RoPE positions start at a random offset up to
+      this (0: none), so headroom tiers' positions are seen in pretraining
+      (`rljax.tasks.testbed_task.sft_batch_fn`).
   """
 
   batch_size: int = 128
@@ -112,6 +115,7 @@ class PretrainConfig:
   optim: OptimConfig = OptimConfig(lr=3e-3, warmup_steps=50, weight_decay=0.01, b2=0.99)
   log_every: int = 50
   checkpoint_every: int = 200
+  max_position_offset: int = 0
 
   def __post_init__(self):
     if self.checkpoint_every <= 0 or self.checkpoint_every % self.log_every:

@@ -75,7 +75,8 @@ def _base_params(cfg, model_cfg, task, tok, mesh, workdir):
   if ckpt.latest_step() is not None:
     state, meta = ckpt.restore(state)
   if not meta.get("done", True):  # absent in base models written before resumable pretraining
-    batches = sft_batch_fn(task, tok, cfg.pretrain.batch_size, cfg.prompt_len, cfg.completion_len)
+    batches = sft_batch_fn(task, tok, cfg.pretrain.batch_size, cfg.prompt_len, cfg.completion_len,
+                           cfg.pretrain.max_position_offset)
     writer = MetricsWriter(workdir, "pretrain_metrics", resume_step=int(state.step))
     save = lambda s, i, switch: ckpt.save(i, s, {"done": False, "clean_steps": switch})
     state, switch = pretrain(state, make_sft_step(graphdef, optimizer, sh, mesh), batches,

@@ -38,7 +38,8 @@ def test_born_sharded_state_and_sharded_step():
     batch = {"prompt": rng.integers(4, 60, (8, 4)).astype(np.int32),
              "prompt_mask": np.ones((8, 4), np.int32),
              "tokens": rng.integers(4, 60, (8, 6)).astype(np.int32),
-             "mask": np.ones((8, 6), np.float32)}
+             "mask": np.ones((8, 6), np.float32),
+             "position_offset": np.arange(8, dtype=np.int32)}
     losses = []
     for _ in range(5):
       state, m = step(state, batch, np.float32(1.0))

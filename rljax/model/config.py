@@ -127,11 +127,20 @@ PRESETS: dict[str, ModelConfig] = {
                         n_kv_heads=2, head_dim=8, mlp_dim=64,
                         qkv_bias=True, qk_norm=True, tie_embeddings=False,
                         max_seq_len=128),
-    # The built-in testbed's policy (vocab is replaced by the tokenizer's).
+    # The built-in testbed's policy (vocab is replaced by the tokenizer's), and the two
+    # other sizes of the testbed's scaling ladder (~0.03M, 0.15M, 0.8M parameters).
+    "testbed-s": ModelConfig(vocab_size=48, d_model=32, n_layers=2, n_heads=2,
+                             n_kv_heads=1, head_dim=16, mlp_dim=96,
+                             rope_theta=10_000.0, tie_embeddings=True,
+                             max_seq_len=128),
     "testbed": ModelConfig(vocab_size=48, d_model=64, n_layers=3, n_heads=4,
                            n_kv_heads=2, head_dim=16, mlp_dim=192,
                            rope_theta=10_000.0, tie_embeddings=True,
                            max_seq_len=128),
+    "testbed-l": ModelConfig(vocab_size=48, d_model=128, n_layers=4, n_heads=8,
+                             n_kv_heads=4, head_dim=16, mlp_dim=384,
+                             rope_theta=10_000.0, tie_embeddings=True,
+                             max_seq_len=128),
     "qwen2.5-0.5b": _qwen2(151_936, 896, 24, 14, 2, 4864, tie=True),
     "qwen2.5-1.5b": _qwen2(151_936, 1536, 28, 12, 2, 8960, tie=True),
     "qwen2.5-7b": _qwen2(152_064, 3584, 28, 28, 4, 18_944, tie=False),

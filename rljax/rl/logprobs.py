@@ -33,24 +33,29 @@ def token_logp_entropy(logits_xV, tokens_x):
   return logp_x, entropy_from_logits(z)
 
 
-def sequence_inputs(prompt_BxP, prompt_mask_BxP, completion_BxT):
-  """Tokens, RoPE positions and key mask of [left-padded prompt | completion]."""
+def sequence_inputs(prompt_BxP, prompt_mask_BxP, completion_BxT, position_offset_B=None):
+  """Tokens, RoPE positions and key mask of [left-padded prompt | completion]; the
+  positions start at `position_offset_B` (default 0) at the first real token."""
   tokens = jnp.concatenate([prompt_BxP, completion_BxT], axis=1)
   kv_mask = jnp.concatenate(
       [prompt_mask_BxP.astype(bool), jnp.ones(completion_BxT.shape, bool)], axis=1)
   positions = jnp.maximum(jnp.cumsum(kv_mask, axis=1) - 1, 0)
+  if position_offset_B is not None:
+    positions = positions + position_offset_B[:, None].astype(positions.dtype)
   return tokens, positions, kv_mask
 
 
 def completion_logp_entropy(model, prompt_BxP, prompt_mask_BxP, completion_BxT,
-                            *, temperature: float = 1.0, chunk: int = 128):
+                            *, temperature: float = 1.0, chunk: int = 128,
+                            position_offset_B=None):
   """Per-token log pi(y_t | x, y_<t) and entropy at `temperature`, each [B, T].
 
   Logits are divided by the sampling temperature before the softmax (verl
   `dp_actor.py`), so these equal the sampler's log-probs when no top-k/top-p
   truncation is used.
   """
-  tokens, positions, kv_mask = sequence_inputs(prompt_BxP, prompt_mask_BxP, completion_BxT)
+  tokens, positions, kv_mask = sequence_inputs(prompt_BxP, prompt_mask_BxP, completion_BxT,
+                                               position_offset_B)
   h_BxLxD, _ = model.hidden(tokens, positions_BxT=positions, kv_mask_BxS=kv_mask)
   p, t = prompt_BxP.shape[1], completion_BxT.shape[1]
   h_BxTxD = h_BxLxD[:, p - 1:p + t - 1]  # position i predicts token i + 1

@@ -30,7 +30,8 @@ def sft_update(graphdef, optimizer, state: TrainState, batch: dict, lr_scale):
   def loss_fn(params):
     model = nnx.merge(graphdef, params)
     logp_BxT, _ = completion_logp_entropy(model, batch["prompt"], batch["prompt_mask"],
-                                          batch["tokens"])
+                                          batch["tokens"],
+                                          position_offset_B=batch["position_offset"])
     mask = batch["mask"]
     return -(logp_BxT * mask).sum() / jax.numpy.maximum(mask.sum(), 1.0)
 
@@ -43,6 +44,7 @@ def sft_update(graphdef, optimizer, state: TrainState, batch: dict, lr_scale):
 def make_sft_step(graphdef, optimizer, state_shardings, mesh):
   batch_sh = {k: sharding.batch_sharding(mesh, 2)
               for k in ("prompt", "prompt_mask", "tokens", "mask")}
+  batch_sh["position_offset"] = sharding.batch_sharding(mesh, 1)
   rep = sharding.replicated(mesh)
   step = jax.jit(functools.partial(sft_update, graphdef, optimizer),
                  in_shardings=(state_shardings, batch_sh, rep),

@@ -6,6 +6,8 @@ just its step and a resumed run sees exactly the data it would have seen.
 
 from __future__ import annotations
 
+import numpy as np
+
 from rljax import prng
 from rljax.tasks import testbed, testbed_families
 from rljax.tasks.base import share_of_stream
@@ -151,8 +153,14 @@ def build_tokenizer(task: TestbedTask, vocab_size: int) -> Tokenizer:
 
 
 def sft_batch_fn(task: TestbedTask, tokenizer: Tokenizer, batch_size: int,
-                 prompt_len: int, completion_len: int):
-  """batches(i, clean) -> numpy batch for pretraining step i, correct or noisy traces."""
+                 prompt_len: int, completion_len: int, max_position_offset: int = 0):
+  """batches(i, clean) -> numpy batch for pretraining step i, correct or noisy traces.
+
+  With `max_position_offset`, each sequence's RoPE positions start at a random offset
+  (up to the limit, and so that it still ends within prompt_len + completion_len):
+  randomized positions (Ruoss et al. 2023, arXiv 2305.16843), so the positions that
+  deeper (headroom) tiers reach are seen in pretraining, with shallower content.
+  """
   def batches(index: int, clean: bool) -> dict:
     problems, traces = task.noisy_traces(index, batch_size, noise=0.0 if clean else None)
     prompt, prompt_mask = tokenizer.encode_prompts([p.prompt for p in problems], prompt_len)
@@ -160,6 +168,12 @@ def sft_batch_fn(task: TestbedTask, tokenizer: Tokenizer, batch_size: int,
     # Trim the padding down to a multiple of 8: one or two shapes per tier.
     p = min(prompt_len, -(-int(prompt_mask.sum(1).max()) // 8) * 8)
     t = min(completion_len, -(-int(mask.sum(1).max()) // 8) * 8)
+    room_B = prompt_len + completion_len - prompt_mask.sum(1) - mask.sum(1)
+    limit_B = np.minimum(max_position_offset, np.maximum(room_B, 0))
+    rng = np.random.default_rng((task.stream.seed, index, 2))  # apart from the noise draws
+    offset_B = (rng.integers(0, limit_B + 1) if max_position_offset
+                else np.zeros(len(problems), np.int64))
     return {"prompt": prompt[:, -p:], "prompt_mask": prompt_mask[:, -p:],
-            "tokens": tokens[:, :t], "mask": mask[:, :t]}
+            "tokens": tokens[:, :t], "mask": mask[:, :t],
+            "position_offset": offset_B.astype(np.int32)}
   return batches

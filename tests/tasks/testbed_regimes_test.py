@@ -123,3 +123,29 @@ def test_bad_dials_are_refused():
               dict(families=("cancel",), tiers=(1, 2)), dict(strategy_hard=1.5)):
     with pytest.raises(ValueError, match="task\\."):
       testbed.TestbedConfig(**bad)
+
+
+def test_pretraining_positions_reach_the_headroom_tiers():
+  """Randomized RoPE starts: pretraining sequences (tiers 2, 4) are placed so that the
+  positions a headroom (tier 6) trace uses are seen, and never past the model's length."""
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  from rljax.rl.logprobs import sequence_inputs  # pylint: disable=import-outside-toplevel
+  from rljax.tasks.testbed_task import build_tokenizer, sft_batch_fn  # pylint: disable=import-outside-toplevel
+  task = TestbedTask(V2, 0)
+  tok = build_tokenizer(task, 40)
+  fn = sft_batch_fn(task, tok, 64, 24, 96, max_position_offset=64)
+  reach = []
+  for i in range(4):
+    b = fn(i, clean=False)
+    ends = b["prompt_mask"].sum(1) + b["mask"].sum(1) + b["position_offset"]
+    assert (b["position_offset"] >= 0).all() and (ends <= 24 + 96).all()
+    reach.append(ends.max())
+    _, pos, _ = sequence_inputs(jnp.asarray(b["prompt"]), jnp.asarray(b["prompt_mask"]),
+                                jnp.asarray(b["tokens"]), jnp.asarray(b["position_offset"]))
+    first = np.argmax(b["prompt_mask"], axis=1)
+    np.testing.assert_array_equal(np.asarray(pos)[np.arange(64), first], b["position_offset"])
+  six = [testbed.make_trace(p) for p in task.eval_problems if p.steps == 6]
+  longest = max(tok.lengths(six)) + max(tok.lengths([p.prompt for p in task.eval_problems]))
+  assert max(reach) >= longest  # the deepest tier's positions were trained on
+  assert (fn(0, clean=True)["position_offset"] == 0).sum() < 64
+  assert not sft_batch_fn(task, tok, 8, 24, 96)(0, clean=True)["position_offset"].any()
