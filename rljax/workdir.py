@@ -18,6 +18,7 @@ import json
 import os
 
 import jax
+import numpy as np
 from flax import nnx
 
 from rljax import distributed, prng, sharding
@@ -126,11 +127,15 @@ class Setup:
                          verify=lambda calls: self.verifier.score(calls)[0],
                          steps_verify=self.task.steps_verify)
 
-  def greedy_accuracy(self, params, tag: str) -> float:
-    """Held-out accuracy of greedy decoding (top-k 1, i.e. temperature 0): on a base whose
-    every step's mode is right, sampled pass@1 alone hides that RL only sharpens."""
+  def greedy_counts(self, params, tag: str) -> np.ndarray:
+    """Per held-out problem, whether greedy decoding (top-k 1, i.e. temperature 0) is
+    right: on a base whose every step's mode is right, sampled pass@1 alone hides that
+    RL only sharpens."""
     greedy = dataclasses.replace(self.cfg.sampling, top_k=1)
-    return float(self.evaluate(params, 1, f"{tag}-greedy", sampling=greedy).counts.mean())
+    return self.evaluate(params, 1, f"{tag}-greedy", sampling=greedy).counts
+
+  def greedy_accuracy(self, params, tag: str) -> float:
+    return float(self.greedy_counts(params, tag).mean())
 
   def summarize(self, samples: Samples, n: int) -> dict:
     return summarize(self.task.eval_problems, samples.counts, n, self.task.eval_tags,

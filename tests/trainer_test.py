@@ -192,6 +192,9 @@ def test_eval_command_compares_with_base(tmp_path):
       for curve in ("pass@k", "cot_pass@k"):
         assert all(r["lo"] <= r["mean"] <= r["hi"] for r in t[curve].values()), (name, group)
   assert report["boundary"]["step2"]["all"]["pass@k"][8]["mean"] == c["step2_curve"][8]
+  base_all = report["boundary"]["base"]["all"]
+  assert base_all["greedy"] == report["models"]["base"]["greedy_pass@1"]
+  assert base_all["guess@n"] == pytest.approx(1 - 0.99 ** 8)  # answers mod 100, n = 8
   cells = report["solvable_sets"]["all"]
   assert sum(cell["count"] for cell in cells.values()) == 4
   assert set(report["crossover"]) == set(report["solvable_sets"]) and "all" in report["crossover"]

@@ -46,12 +46,27 @@ def _groups(task) -> dict[str, np.ndarray]:
           **{t: np.asarray(v) for t, v in sorted(tags.items())}}
 
 
-def _tables(result: dict, n: int, groups: dict, seed: int) -> dict:
-  """pass@k / CoT-pass@k with intervals and Cover@tau, per group of problems."""
+def _guessing(task, n: int) -> np.ndarray | None:
+  """Per held-out problem, pass@n of uniform guessing over its answers (None: unknown)."""
+  spaces = [task.answer_space(p) for p in task.eval_problems]
+  if any(a is None for a in spaces):
+    return None
+  return intervals.guess_rate(spaces, n)
+
+
+def _tables(result: dict, n: int, groups: dict, guess_T, seed: int) -> dict:
+  """Per group of problems: pass@k / CoT-pass@k with intervals, Cover@tau, greedy
+  accuracy, and pass@n of uniform guessing."""
   counts, cot = np.asarray(result["counts"]), result.get("cot_counts")
-  return {g: intervals.boundary_table(n, counts[idx],
-                                      None if cot is None else np.asarray(cot)[idx], seed=seed)
-          for g, idx in groups.items()}
+  greedy = result.get("greedy_counts")
+  out = {}
+  for g, idx in groups.items():
+    t = intervals.boundary_table(n, counts[idx], None if cot is None else np.asarray(cot)[idx],
+                                 seed=seed)
+    t["greedy"] = None if greedy is None else float(np.asarray(greedy)[idx].mean())
+    t["guess@n"] = None if guess_T is None else float(guess_T[idx].mean())
+    out[g] = t
+  return out
 
 
 def evaluate(cfg, workdir: str, checkpoint: str = "latest", n: int = 128,
@@ -68,21 +83,27 @@ def evaluate(cfg, workdir: str, checkpoint: str = "latest", n: int = 128,
       path = os.path.join(out_dir, f"{name}_n{n}.json")
       if os.path.exists(path):
         results[name] = read_json(path)
+        if "greedy_counts" not in results[name]:  # written before per-group greedy existed
+          results[name]["greedy_counts"] = setup.greedy_counts(params, f"eval-{name}").tolist()
+          write_json(results[name], path)
         continue
       tqdm.write(f"sampling {n} completions for each of {len(setup.task.eval_problems)} "
                  f"held-out problems from {name}")
       samples = setup.evaluate(params, n, f"eval-{name}")
+      greedy = setup.greedy_counts(params, f"eval-{name}")
       results[name] = dict(setup.summarize(samples, n), n=n, entropy=samples.entropy,
                            counts=samples.counts.tolist(),
                            cot_counts=(None if samples.cot_counts is None
                                        else samples.cot_counts.tolist()),
-                           **{"greedy_pass@1": setup.greedy_accuracy(params, f"eval-{name}")})
+                           greedy_counts=greedy.tolist(),
+                           **{"greedy_pass@1": float(greedy.mean())})
       write_json(results[name], path)
   names = list(results)
   groups = _groups(setup.task)
-  report = {"models": {k: {m: v for m, v in r.items() if m not in ("counts", "cot_counts")}
+  report = {"models": {k: {m: v for m, v in r.items() if not m.endswith("counts")}
                        for k, r in results.items()},
-            "boundary": {k: _tables(r, n, groups, cfg.seed) for k, r in results.items()}}
+            "boundary": {k: _tables(r, n, groups, _guessing(setup.task, n), cfg.seed)
+                         for k, r in results.items()}}
   if len(names) == 2:
     report["crossover"] = {
         g: intervals.crossover_with_interval(
@@ -118,15 +139,15 @@ def _ci(row: dict) -> str:
 def format_report(report: dict, n: int) -> str:
   """The report as text: per model and group, greedy accuracy, pass@1 and pass@n with
   95% intervals, CoT-pass@n, Cover@0.5; then the crossover k* per group."""
-  lines = [f"{'model':<10} {'group':<12} {'greedy':>7} {'pass@1':>22} {f'pass@{n}':>22} "
-           f"{f'cot_pass@{n}':>22} {'cover@0.5':>9}"]
+  num = lambda v: "-" if v is None else f"{v:.3f}"
+  lines = [f"{'model':<10} {'group':<22} {'greedy':>7} {'pass@1':>22} {f'pass@{n}':>22} "
+           f"{f'cot_pass@{n}':>22} {f'guess@{n}':>9} {'cover@0.5':>9}"]
   for name, groups in report["boundary"].items():
-    greedy = f"{report['models'][name]['greedy_pass@1']:.3f}"
     for g, t in groups.items():
       cot = _ci(t["cot_pass@k"][n]) if "cot_pass@k" in t else "-"
-      lines.append(f"{name:<10} {g:<12} {greedy if g == 'all' else '-':>7} "
+      lines.append(f"{name:<10} {g:<22} {num(t['greedy']):>7} "
                    f"{_ci(t['pass@k'][1]):>22} {_ci(t['pass@k'][n]):>22} {cot:>22} "
-                   f"{t['cover'][0.5]:>9.3f}")
+                   f"{num(t['guess@n']):>9} {t['cover'][0.5]:>9.3f}")
   for g, c in report.get("crossover", {}).items():
     interval = "" if c["lo"] is None else f", 95% interval [{c['lo']}, {c['hi']}]"
     lines.append(f"crossover k* ({g}): {c['k']}{interval} (in {c['frac']:.0%} of resamples)")

@@ -40,6 +40,11 @@ def cover_at(n: int, counts_T, taus=COVER_TAUS) -> dict[float, float]:
   return {float(t): float((rate_T >= t).mean()) for t in taus}
 
 
+def guess_rate(answer_space, k: int):
+  """pass@k of uniform guessing among `answer_space` answers: 1 - (1 - 1/A)^k (float64)."""
+  return -np.expm1(k * np.log1p(-1.0 / np.asarray(answer_space, np.float64)))
+
+
 def resample_indices(num_problems: int, resamples: int, seed: int) -> np.ndarray:
   """[R, T] problem indices drawn with replacement (fixed by `seed`)."""
   return np.random.default_rng(seed).integers(0, num_problems, (resamples, num_problems))

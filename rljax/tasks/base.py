@@ -75,6 +75,10 @@ class Task(Protocol):
     """Tokens (EOS included) of the longest correct completion under `tok`, or None
     when solutions are free-form; setup refuses an overlong buffer that would cut it."""
 
+  def answer_space(self, problem) -> int | None:
+    """How many answers the problem's format allows (uniform guessing is right with
+    probability 1 / that), or None when unbounded or unknown."""
+
 
 def global_batch(task: Task, index: int, size: int) -> list:
   """Batch `index` of `size` problems, whole and in the same order on every process:
@@ -151,3 +155,6 @@ class Restreamed:
 
   def longest_solution_tokens(self, tok) -> int | None:
     return self.task.longest_solution_tokens(tok)
+
+  def answer_space(self, problem) -> int | None:
+    return self.task.answer_space(problem)

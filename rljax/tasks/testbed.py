@@ -120,11 +120,6 @@ def regime(problem: Problem, cfg: TestbedConfig) -> str:
   return {"strategy": "strategy", "cancel": "shortcut"}.get(problem.family, "latent")
 
 
-def guess_rate(digits: int, k: int) -> float:
-  """pass@k of uniform guessing over the 10^digits answers: 1 - (1 - 10^-digits)^k."""
-  return float(-np.expm1(k * np.log1p(-10.0 ** -digits)))
-
-
 def extract_answer(completion: str, digits: int = 2) -> int | None:
   """The integer after the last '#', or None when the completion has none."""
   return testbed_families.extract_answer(completion, digits)

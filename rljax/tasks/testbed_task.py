@@ -69,6 +69,11 @@ class TestbedTask:
                          if p.family == "strategy" else [{}])]
     return max(tok.lengths(traces)) + 1
 
+  @staticmethod
+  def answer_space(problem: testbed.Problem) -> int:
+    """10^digits: every answer has `digits` digits."""
+    return 10 ** problem.digits
+
   def final_answer(self, completion: str):
     return testbed.extract_answer(completion, self.cfg.digits)
 

@@ -177,6 +177,11 @@ class TextTask:
     return completion[:i] if i >= 0 else completion
 
   @staticmethod
+  def answer_space(problem: TextProblem) -> None:
+    del problem
+    return None  # free-form answers: no bounded space to guess from
+
+  @staticmethod
   def longest_solution_tokens(tok) -> None:
     del tok
     return None  # free-form solutions have no known longest length

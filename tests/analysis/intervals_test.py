@@ -38,6 +38,12 @@ def test_cot_pass_at_k_matches_enumeration(labels):
     assert cot[1] == pytest.approx(1 - math.comb(5, 2) / math.comb(6, 2))
 
 
+def test_guess_rate_by_hand():
+  assert intervals.guess_rate(10 ** 4, 1024) == pytest.approx(1 - (1 - 1e-4) ** 1024)
+  assert intervals.guess_rate(10 ** 4, 1024) == pytest.approx(0.0973, abs=1e-4)
+  assert intervals.guess_rate(100, 1) == pytest.approx(0.01)
+
+
 def test_cover_at_tau_by_hand():
   # n = 10; success rates 0, 0.1, 0.5, 0.5, 0.9, 1.0.
   cover = intervals.cover_at(10, [0, 1, 5, 5, 9, 10], taus=(0.1, 0.5, 0.75, 1.0))

@@ -49,8 +49,7 @@ def test_hand_worked_traces():
   short = tf.trace(cancel, shortcut=True)
   assert short == "3705+4=3709;#3709"
   assert testbed.is_correct(cancel, short) and not tf.steps_verify(cancel, short)
-  assert testbed.guess_rate(4, 1024) == pytest.approx(1 - (1 - 1e-4) ** 1024)
-  assert testbed.guess_rate(2, 1024) > 0.99996
+  assert TestbedTask.answer_space(arith) == 10 ** 4
 
 
 @pytest.mark.parametrize("digits", [2, 4])
