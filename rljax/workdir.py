@@ -109,23 +109,25 @@ class Setup:
   base_params: dict
   verifier: RewardGuard | None = None
 
-  def evaluate(self, params, n: int, tag: str, sampling=None):
+  def evaluate(self, params, n: int, tag: str, sampling=None, problems=None, observe=None):
     """`Samples` (right answers and right answers with verified steps per held-out
     problem, mean token entropy) from n samples each, with the run's sampling settings
-    unless `sampling` is given.
+    unless `sampling` is given; of the held-out split, or of `problems`. `observe`:
+    see `rljax.analysis.evaluation.sample_counts`.
 
     The task's verifier runs in a `RewardGuard` (a time limit per call, failures score 0).
     """
     if self.verifier is None:
       self.verifier = RewardGuard(self.task.reward, self.cfg.rl.reward_timeout_s,
                                   name="verifier")
-    return sample_counts(self.graphdef, params, self.task.eval_problems, self.tok, n=n,
+    problems = self.task.eval_problems if problems is None else problems
+    return sample_counts(self.graphdef, params, problems, self.tok, n=n,
                          prompt_len=self.cfg.prompt_len,
                          sampling=self.cfg.sampling if sampling is None else sampling,
                          key=prng.eval_key(self.cfg.seed, tag),
                          batch_rollouts=self.cfg.eval.batch_rollouts,
                          verify=lambda calls: self.verifier.score(calls)[0],
-                         steps_verify=self.task.steps_verify)
+                         steps_verify=self.task.steps_verify, observe=observe)
 
   def greedy_counts(self, params, tag: str) -> np.ndarray:
     """Per held-out problem, whether greedy decoding (top-k 1, i.e. temperature 0) is

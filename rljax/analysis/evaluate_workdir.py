@@ -17,7 +17,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from rljax.analysis import intervals, probes
+from rljax.analysis import intervals, probes, regimes
 from rljax.analysis.boundary import compare_boundaries, plot_curves, solvable_sets
 from rljax.checkpoint import CheckpointError, Checkpointer
 from rljax.workdir import prepare, read_json, write_json
@@ -70,9 +70,11 @@ def _tables(result: dict, n: int, groups: dict, guess_T, seed: int) -> dict:
 
 
 def evaluate(cfg, workdir: str, checkpoint: str = "latest", n: int = 128,
-             compare_to: str | None = "base", probe_n: int = 0) -> dict:
+             compare_to: str | None = "base", probe_n: int = 0, strategy_n: int = 0) -> dict:
   """pass@k of `checkpoint` (and `compare_to`); with probe_n > 0 and the base as the
-  comparison, the elicitation probes of `rljax.analysis.probes` on probe_n samples per problem."""
+  comparison, the elicitation probes of `rljax.analysis.probes` on probe_n samples per
+  problem; with strategy_n > 0, each model's procedure mix on the strategy problems
+  (`rljax.analysis.regimes.strategy_mix`, strategy_n samples per problem)."""
   setup = prepare(cfg, workdir)
   out_dir = os.path.join(workdir, "eval")
   os.makedirs(out_dir, exist_ok=True)
@@ -128,6 +130,12 @@ def evaluate(cfg, workdir: str, checkpoint: str = "latest", n: int = 128,
         tqdm.write(f"elicitation probes of {name} against the base ({probe_n} samples each)")
         report["probes"] = probes.elicitation(setup, params, n=probe_n, seed=cfg.seed)
       write_json(report["probes"], os.path.join(out_dir, f"probes_{name}_n{probe_n}.json"))
+  if strategy_n:
+    with jax.set_mesh(setup.mesh):
+      report["strategy_mix"] = {
+          name: regimes.strategy_mix(setup, _params(setup, workdir, which)[0], strategy_n,
+                                     f"regimes-{name}")
+          for which, name in zip([checkpoint] + ([compare_to] if compare_to else []), names)}
   write_json(report, os.path.join(out_dir, f"report_n{n}.json"))
   return report
 

@@ -35,11 +35,12 @@ class Samples(NamedTuple):
 
 def sample_counts(graphdef, params, problems, tokenizer, *, n: int, prompt_len: int,
                   sampling: sampler_lib.SamplingConfig, key, batch_rollouts: int, verify,
-                  steps_verify=None) -> Samples:
+                  steps_verify=None, observe=None) -> Samples:
   """n samples per problem, verified.
 
   `verify([(problem, completion), ...]) -> scores` (a score > 0 counts as correct);
-  `steps_verify(problem, completion) -> bool` checks a right answer's steps.
+  `steps_verify(problem, completion) -> bool` checks a right answer's steps;
+  `observe(problem, texts [n], right [n])`, when given, sees every problem's samples.
   """
   q = max(1, batch_rollouts // n)
   counts = np.zeros(len(problems), np.int64)
@@ -61,6 +62,9 @@ def sample_counts(graphdef, params, problems, tokenizer, *, n: int, prompt_len: 
     calls = [(padded[i // n], texts[i]) for i in range(q * n if distributed.multi() else keep)]
     right = np.asarray(distributed.score_shares(lambda c: (verify(c), {}), calls)[0])[:keep] > 0
     counts[start:start + len(chunk)] = right.reshape(len(chunk), n).sum(1)
+    if observe:
+      for j, p in enumerate(chunk):
+        observe(p, texts[j * n:(j + 1) * n], right[j * n:(j + 1) * n])
     if steps_verify:
       cot = [bool(r) and steps_verify(padded[i // n], texts[i]) for i, r in enumerate(right)]
       cot_counts[start:start + len(chunk)] = np.reshape(cot, (len(chunk), n)).sum(1)

@@ -148,3 +148,23 @@ def test_pretraining_positions_reach_the_headroom_tiers():
   assert max(reach) >= longest  # the deepest tier's positions were trained on
   assert (fn(0, clean=True)["position_offset"] == 0).sum() < 64
   assert not sft_batch_fn(task, tok, 8, 24, 96)(0, clean=True)["position_offset"].any()
+
+
+def test_strategy_mix_tallies_procedures_on_hard_and_easy_problems():
+  from types import SimpleNamespace  # pylint: disable=import-outside-toplevel
+  from rljax.analysis import regimes  # pylint: disable=import-outside-toplevel
+  hard = _problem("strategy", (2995, 8, 5, 9), ("+", "-", "+"))
+  easy = _problem("strategy", (2905, 8, 5), ("+", "-"))
+  texts = {hard: ["S;995+8=003;#2007", "N;+8-5+9=+12;2995+12=3007;#3007", "S;x", "junk"],
+           easy: ["S;905+8=913;913-5=908;#2908"] * 3 + ["N;+8-5=+3;2905+3=2908;#2908"]}
+
+  def evaluate(params, n, tag, problems, observe):
+    del params, tag
+    for p in problems:
+      observe(p, texts[p][:n], np.array([testbed.is_correct(p, t) for t in texts[p][:n]]))
+  setup = SimpleNamespace(task=SimpleNamespace(eval_problems=[hard, easy, _problem(
+      "arith", (1, 2), ("+",))]), evaluate=evaluate)
+  mix = regimes.strategy_mix(setup, None, 4)
+  assert mix["hard"] == {"problems": 1, "samples": 4, "solved": 1, "share_S": 0.5,
+                         "share_N": 0.25, "share_other": 0.25, "right_S": 0.0, "right_N": 1.0}
+  assert mix["easy"]["share_S"] == 0.75 and mix["easy"]["right_S"] == 1.0
