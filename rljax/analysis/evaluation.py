@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 import jax
 import numpy as np
+from tqdm.auto import tqdm
 
 from rljax import distributed
 from rljax.rl import sampler as sampler_lib
@@ -46,7 +47,10 @@ def sample_counts(graphdef, params, problems, tokenizer, *, n: int, prompt_len: 
   counts = np.zeros(len(problems), np.int64)
   cot_counts = np.zeros(len(problems), np.int64) if steps_verify else None
   ent_sum, tok_sum = 0.0, 0.0
-  for start in range(0, len(problems), q):
+  starts = range(0, len(problems), q)
+  # Long evaluations (n = 1024: minutes) show their progress; short ones stay quiet.
+  for start in tqdm(starts, desc=f"sampling n={n}", leave=False, disable=len(starts) < 8,
+                    dynamic_ncols=True):
     chunk = problems[start:start + q]
     padded = chunk + [chunk[-1]] * (q - len(chunk))
     prompts, pmask = tokenizer.encode_prompts([p.prompt for p in padded], prompt_len)
