@@ -104,10 +104,10 @@ def _instrument_lines(all_runs) -> list[str]:
       continue
     n = max(run["reports"])
     rep = run["reports"][n]
-    rows = [{"run": run["name"], "model": model, "group": group,
+    rows = [{"run": run["name"], "model": model, "group": group, "greedy": t.get("greedy"),
              "pass@1": _ci(t["pass@k"]["1"]), f"pass@{n}": _ci(t["pass@k"][str(n)]),
              f"CoT-pass@{n}": _ci(t["cot_pass@k"][str(n)]) if "cot_pass@k" in t else "-",
-             "Cover@0.5": t["cover"]["0.5"]}
+             f"guessing@{n}": t.get("guess@n"), "Cover@0.5": t["cover"]["0.5"]}
             for model, groups in rep["boundary"].items() for group, t in groups.items()]
     lines += [f"**{run['name']}**, n = {n} samples per held-out problem (95% intervals "
               "over problems):", ""] + markdown_table(rows) + [""]
