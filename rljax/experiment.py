@@ -116,7 +116,9 @@ def run(cfg: ExperimentConfig, workdir: str) -> dict:
 
     def periodic_eval(params, n_eval, step):
       summary = setup.summarize(setup.evaluate(params, n_eval, f"rl{step}"), n_eval)
-      return {f"eval/{k}": v for k, v in summary.items() if "/" not in k}
+      # Overall and per regime (the testbed's `regime_*` groups): the boundary over steps.
+      return {f"eval/{k}": v for k, v in summary.items()
+              if "/" not in k or k.startswith("regime_")}
 
     train_task = setup.task
     if cfg.intervention.one_shot_pool:
