@@ -17,8 +17,9 @@ joined by ";", then ";#answer". Examples with digits = 4:
     but wrong whenever a step carries out of the window (the problem is "hard").
   - `N` (net; rare) sums the operands first, then applies the net change once:
     `N;+8-5+9=+12;2995+12=3007;#3007`. Always right.
-  A share `strategy_hard` of the problems is hard (S's answer is wrong), and telling
-  which ones needs the net change, not a glance at the prompt.
+  A share `strategy_hard` of the problems is hard (S's answer is wrong). Every start
+  lies near a window edge, so telling hard from easy needs the net change, not a
+  glance at the start.
 """
 
 from __future__ import annotations
@@ -109,14 +110,16 @@ def make(rng: np.random.Generator, family: str, steps: int, digits: int = 2,
     ops[at:at] = [op, _inverse(op)]
     p = Problem(family, steps, "", 0, tuple(nums), tuple(ops), digits)
   elif family == "strategy":
+    # The start is drawn first, near a window edge (its low digits within 3 x steps of
+    # 0 or of the window's top), independently of hard or easy; then operations until
+    # the problem is the wanted kind. So the start alone says nothing about hardness:
+    # only the net change against the start does.
     hard = rng.random() < strategy_hard
-    while True:  # rejection: hard problems start near a window edge
-      nums = (int(rng.integers(0, modulus)),) + tuple(int(x) for x in rng.integers(1, 10, steps))
+    w = 10 ** (digits - 1)
+    start = int(rng.integers(0, modulus // w)) * w + int(rng.integers(-3 * steps, 3 * steps)) % w
+    while True:
+      nums = (start,) + tuple(int(x) for x in rng.integers(1, 10, steps))
       ops = tuple("+" if x else "-" for x in rng.integers(0, 2, steps))
-      if hard:
-        w, reach = 10 ** (digits - 1), 9 * steps
-        low = int(rng.integers(-reach, reach)) % w
-        nums = ((nums[0] // w) * w + low,) + nums[1:]
       p = Problem(family, steps, "", 0, nums, ops, digits)
       if strategy_is_hard(p) == hard:
         break

@@ -168,3 +168,17 @@ def test_strategy_mix_tallies_procedures_on_hard_and_easy_problems():
   assert mix["hard"] == {"problems": 1, "samples": 4, "solved": 1, "share_S": 0.5,
                          "share_N": 0.25, "share_other": 0.25, "right_S": 0.0, "right_N": 1.0}
   assert mix["easy"]["share_S"] == 0.75 and mix["easy"]["right_S"] == 1.0
+
+
+def test_the_start_alone_does_not_reveal_a_hard_strategy_problem():
+  """Hard and easy strategy problems start equally close to a window edge."""
+  rng = np.random.default_rng(3)
+  problems = [tf.make(rng, "strategy", 4, 4, strategy_hard=0.5) for _ in range(600)]
+  edge = lambda p: min(p.numbers[0] % 1000, 1000 - p.numbers[0] % 1000)
+  hard = [edge(p) for p in problems if tf.strategy_is_hard(p)]
+  easy = [edge(p) for p in problems if not tf.strategy_is_hard(p)]
+  assert 0.4 < len(hard) / 600 < 0.6
+  assert max(hard + easy) <= 12
+  # Independent by construction: the distance's distribution is the same for both kinds.
+  assert abs(np.mean(hard) - np.mean(easy)) < 1.0
+  assert abs(np.mean(np.array(hard) < 4) - np.mean(np.array(easy) < 4)) < 0.1
