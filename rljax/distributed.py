@@ -157,11 +157,13 @@ def process_count() -> int:
 
 
 def share(n: int) -> slice:
-  """This process's contiguous share of n host items (n divisible by the process count)."""
-  p, k = jax.process_index(), jax.process_count()
-  if n % k:
-    raise DistributedError(f"{n} items cannot be split evenly over {k} processes")
-  return slice(p * n // k, (p + 1) * n // k)
+  """This process's contiguous share of n host items (n divisible by the process count):
+  its `Shard`'s rows."""
+  if n % jax.process_count():
+    raise DistributedError(f"{n} items cannot be split evenly over {jax.process_count()} "
+                           f"processes")
+  rows = Shard.of_process().rows(n)
+  return slice(rows.start, rows.stop)
 
 
 def local_count(n: int) -> int:
