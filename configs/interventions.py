@@ -2,6 +2,11 @@ r"""The testbed with one exploration intervention switched on.
 
   python -m launch.train --config configs/interventions.py:method=clip_cov --workdir DIR
   python -m launch.train --config configs/interventions.py:method=kl_cov,runlocal --workdir DIR
+  python -m launch.train --config configs/interventions.py:method=clip_cov,v2 --workdir DIR
+
+The methods run on the original testbed (`configs/testbed.py:v1`) unless `v2` is given:
+the README's intervention study was measured there, and settings such as DAPO's
+overlong buffer are sized to its 52-token completions.
 
 Methods (each the published recipe's settings, scaled to the testbed where noted):
   grpo            plain GRPO (the baseline every study compares against)
@@ -76,6 +81,8 @@ def get_config(arg: str = ""):
   method = opts.pop("method", "grpo")
   if method not in METHODS:
     raise ValueError(f"Unknown method {method!r}; valid: {sorted(METHODS)}")
+  if not opts.pop("v2", None):
+    opts["v1"] = "1"
   c = testbed.get_config(",".join(k if v == "1" else f"{k}={v}" for k, v in opts.items()))
   c.rl.minibatches = 4   # KL-Cov needs the policy to move within a step; same for all
   for key, value in METHODS[method].items():

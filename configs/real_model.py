@@ -18,7 +18,7 @@ def real_config(checkpoint: str, source: str, prompt_template: str, runlocal: bo
                 seed: int = 0, preset: str = "qwen2.5-0.5b"):
   """`preset` names the checkpoint's architecture for `--dry_run` before it is downloaded
   (the checkpoint's own config.json is used once it is on disk)."""
-  c = testbed.get_config(f"seed={seed}")
+  c = testbed.get_config(f"v1,seed={seed}")   # v1: the task dials stay at their defaults
   c.model.checkpoint = checkpoint
   c.model.preset = preset
   c.model.dtype = "bfloat16"

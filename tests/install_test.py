@@ -54,7 +54,8 @@ def test_launch_train_runs_with_the_installed_config(installed):
   prefix, outside, env = installed
   workdir = outside / "run"
   tiny = ["--config.model.preset=tiny", "--config.task.tiers=(2,)",
-          "--config.task.eval_per_cell=2", "--config.pretrain.clean_max_steps=2",
+          "--config.task.pretrain_tiers=(2,)", "--config.task.eval_per_cell=2",
+          "--config.pretrain.clean_max_steps=2",
           "--config.pretrain.noisy_steps=2", "--config.pretrain.log_every=1",
           "--config.pretrain.checkpoint_every=1", "--config.pretrain.batch_size=8",
           "--config.rl.steps=1", "--config.rl.prompts_per_step=2", "--config.rl.group_size=2",

@@ -149,7 +149,7 @@ def test_overlong_buffer_must_start_after_the_longest_solution():
   longest = task.longest_solution_tokens(tok)
   assert longest == 51     # 6 steps x 7 tokens + 5 ";" + ";#" + 2 digits + EOS
   check_overlong_buffer(dapo, task, tok)   # the recipe: penalty from token 52 on
-  c = testbed.get_config()
+  c = testbed.get_config("v1")
   c.intervention.overlong_buffer = 8       # the old recipe: from token 44, inside a solution
   with pytest.raises(ValueError, match="longest correct completion"):
     check_overlong_buffer(from_config_dict(c), task, tok)

@@ -13,6 +13,7 @@ from rljax.analysis import traces
 from rljax.checkpoint import Checkpointer
 from rljax.config import from_config_dict
 from rljax.metrics import read_rows
+from rljax.tasks import testbed
 from tests.config_test import load
 
 
@@ -33,8 +34,9 @@ def shrink(c):
 
 
 def tiny_config(rl_steps, intervention=None, loss=None, **rl):
-  """The validated tiny config with `rl_steps` steps and the given overrides."""
-  c = shrink(load("runlocal"))
+  """The validated tiny config with `rl_steps` steps and the given overrides (on the v1
+  testbed: 2-digit prompts fit `shrink`'s 12 tokens)."""
+  c = shrink(load("v1,runlocal"))
   c.intervention.update(intervention or {})
   c.loss.update(loss or {})
   c.rl.update(steps=rl_steps, **rl)
@@ -206,3 +208,20 @@ def test_eval_command_compares_with_base(tmp_path):
   assert [r["threshold"] for r in p["hybrid"]] == [0.1, 0.3, 0.6, 1.0]
   assert all(0 <= r["routed_frac"] <= 1 for r in p["hybrid"])
   assert os.path.exists(os.path.join(tmp_path, "eval", "probes_step2_n2.json"))
+
+
+def test_the_default_testbed_v2_runs_end_to_end(tmp_path):
+  """The demo's default (v2: five families, a never-pretrained tier and family) through
+  the whole pipeline on a tiny model: every regime is evaluated before and after RL."""
+  c = load("runlocal")
+  c.model.preset = "tiny"
+  c.task.eval_per_cell = 1
+  c.completion_len = c.sampling.max_new_tokens = 32   # cut short: the wiring is the point
+  c.pretrain.update(clean_max_steps=2, noisy_steps=2, log_every=1, batch_size=8)
+  c.rl.update(steps=1, prompts_per_step=4, group_size=2, eval_every=0)
+  c.eval.update(n_samples=2, batch_rollouts=16)
+  summary = experiment.run(from_config_dict(c), str(tmp_path))
+  assert summary["steps"] == 1
+  groups = {k.split("/")[0] for k in summary["tiers"]}
+  assert {f"regime_{r}" for r in testbed.REGIMES} <= groups
+  assert {f"{f}_tier{t}" for f in c.task.families for t in c.task.tiers} <= groups

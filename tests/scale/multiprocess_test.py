@@ -36,7 +36,7 @@ def _free_port() -> int:
 
 
 def _command(workdir, steps, extra=()):
-  args = [sys.executable, "-m", "launch.train", "--config", "configs/testbed.py:runlocal",
+  args = [sys.executable, "-m", "launch.train", "--config", "configs/testbed.py:v1,runlocal",
           "--workdir", str(workdir), f"--config.rl.steps={steps}"]
   args += [f"--config.{k}={v}" for k, v in OVERRIDES.items()]
   return args + list(extra)
