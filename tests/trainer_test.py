@@ -216,7 +216,6 @@ def test_the_default_testbed_v2_runs_end_to_end(tmp_path):
   c = load("runlocal")
   c.model.preset = "tiny"
   c.task.eval_per_cell = 1
-  c.completion_len = c.sampling.max_new_tokens = 32   # cut short: the wiring is the point
   c.pretrain.update(clean_max_steps=2, noisy_steps=2, log_every=1, batch_size=8)
   c.rl.update(steps=1, prompts_per_step=4, group_size=2, eval_every=0)
   c.eval.update(n_samples=2, batch_rollouts=16)

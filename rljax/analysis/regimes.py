@@ -18,9 +18,10 @@ from rljax.tasks import testbed_families
 
 
 def strategy_mix(setup, params, n: int, tag: str = "regimes") -> dict:
-  """{hard|easy: {problems, samples, share_S, share_N, share_other, right_S, right_N,
-  solved}} over the held-out strategy problems, n samples each (`right_X`: the share
-  of X's samples that are right; `solved`: problems with a right sample)."""
+  """{hard|easy: {problems, samples, share_X, right_X, solved}} over the held-out strategy
+  problems, n samples each, for X in S, N, plain (arith's full-width trace, which also
+  solves every strategy problem) and other (`right_X`: the share of X's samples that
+  are right; `solved`: problems with a right sample)."""
   problems = [p for p in setup.task.eval_problems if p.family == "strategy"]
   if not problems:
     raise ValueError("task.families has no 'strategy' family: nothing to check")
@@ -31,7 +32,9 @@ def strategy_mix(setup, params, n: int, tag: str = "regimes") -> dict:
     t["problems"] += 1
     t["solved"] += bool(right.any())
     for text, ok in zip(texts, right):
-      plan = text[:1] if text[:1] in testbed_families.STRATEGIES else "other"
+      plan = (text[:1] if text[:1] in testbed_families.STRATEGIES else
+              "plain" if text.startswith(str(problem.numbers[0]).zfill(problem.digits))
+              else "other")
       t["samples"] += 1
       t[f"n_{plan}"] += 1
       t[f"ok_{plan}"] += bool(ok)
@@ -41,7 +44,7 @@ def strategy_mix(setup, params, n: int, tag: str = "regimes") -> dict:
   for kind, t in tally.items():
     samples = max(t["samples"], 1)
     out[kind] = {"problems": t["problems"], "samples": t["samples"], "solved": t["solved"],
-                 **{f"share_{p}": t[f"n_{p}"] / samples for p in ("S", "N", "other")},
+                 **{f"share_{p}": t[f"n_{p}"] / samples for p in ("S", "N", "plain", "other")},
                  **{f"right_{p}": (t[f"ok_{p}"] / t[f"n_{p}"] if t[f"n_{p}"] else None)
-                    for p in ("S", "N")}}
+                    for p in ("S", "N", "plain")}}
   return out

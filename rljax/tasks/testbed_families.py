@@ -11,7 +11,7 @@ joined by ";", then ";#answer". Examples with digits = 4:
   the right answer through steps that are not the problem's.
 * `mul`     absent skill     `3705*3*7=?`  ->  `3705*3=1115;1115*7=7805;#7805`; kept
   out of pretraining (`TestbedConfig.unseen_families`), so the base never saw `*`.
-* `strategy` two procedures with different reach, chosen by the trace's first token:
+* `strategy` procedures with different reach, chosen by the trace's first token:
   - `S` (window; frequent in pretraining) works on the low digits-1 digits and keeps
     the top digit: `2995+8-5+9=?` -> `S;995+8=003;003-5=998;998+9=007;#2007`. Short,
     but wrong whenever a step carries out of the window (the problem is "hard").
@@ -19,7 +19,9 @@ joined by ";", then ";#answer". Examples with digits = 4:
     `N;+8-5+9=+12;2995+12=3007;#3007`. Always right.
   A share `strategy_hard` of the problems is hard (S's answer is wrong). Every start
   lies near a window edge, so telling hard from easy needs the net change, not a
-  glance at the start.
+  glance at the start. The prompt has arith's form, so arith's full-width trace
+  (no plan token) is a third procedure, always right; pretraining never pairs it
+  with a strategy problem, but nothing in the prompt tells the two families apart.
 """
 
 from __future__ import annotations
@@ -237,10 +239,12 @@ def steps_verify(problem: Problem, completion: str) -> bool:
   body = completion.rsplit(";#", 1)[0] if ";#" in completion else ""
   parts = body.split(";") if body else []
   answer = extract_answer(completion, d)
-  if problem.family != "strategy":
+  if problem.family != "strategy" or (parts and parts[0] not in STRATEGIES):
+    # A strategy prompt has arith's form, so arith's full-width steps solve it too: a
+    # third procedure, right on every problem (the trained policy turns to it).
     last = _check_steps(parts, solution_steps(problem), _start(problem), d, d, 10 ** d)
     return last is not None and last == answer
-  if not parts or parts[0] not in STRATEGIES:
+  if not parts:
     return False
   if parts[0] == "S":
     w = 10 ** (d - 1)

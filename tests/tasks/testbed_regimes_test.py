@@ -35,6 +35,10 @@ def test_hand_worked_traces():
   assert tf.steps_verify(s, "N;+8-5+9=+12;2995+12=3007;#3007")
   assert not tf.steps_verify(s, "S;995+8=003;003-5=998;998+9=007;#3007")  # wraps: wrong steps
   assert not tf.steps_verify(s, "N;+8-5+9=+11;2995+11=3006;#3007")
+  # arith's full-width procedure is a third one (the prompt has arith's form)
+  assert tf.steps_verify(s, "2995+8=3003;3003-5=2998;2998+9=3007;#3007")
+  assert not tf.steps_verify(s, "2995+8=3003;3003-5=2999;2999+9=3008;#3007")
+  assert not tf.steps_verify(s, "2995+8=3003;#3007")
   back = _problem("strategy", (4000, 4, 7), ("-", "+"))  # out of the window and back
   assert not tf.strategy_is_hard(back) and not tf.window_fits(back)
   s_back = tf.trace(back, strategy="S")
@@ -155,7 +159,8 @@ def test_strategy_mix_tallies_procedures_on_hard_and_easy_problems():
   from rljax.analysis import regimes  # pylint: disable=import-outside-toplevel
   hard = _problem("strategy", (2995, 8, 5, 9), ("+", "-", "+"))
   easy = _problem("strategy", (2905, 8, 5), ("+", "-"))
-  texts = {hard: ["S;995+8=003;#2007", "N;+8-5+9=+12;2995+12=3007;#3007", "S;x", "junk"],
+  texts = {hard: ["S;995+8=003;#2007", "N;+8-5+9=+12;2995+12=3007;#3007",
+                  "2995+8=3003;3003-5=2998;2998+9=3007;#3007", "junk"],
            easy: ["S;905+8=913;913-5=908;#2908"] * 3 + ["N;+8-5=+3;2905+3=2908;#2908"]}
 
   def evaluate(params, n, tag, problems, observe):
@@ -165,8 +170,9 @@ def test_strategy_mix_tallies_procedures_on_hard_and_easy_problems():
   setup = SimpleNamespace(task=SimpleNamespace(eval_problems=[hard, easy, _problem(
       "arith", (1, 2), ("+",))]), evaluate=evaluate)
   mix = regimes.strategy_mix(setup, None, 4)
-  assert mix["hard"] == {"problems": 1, "samples": 4, "solved": 1, "share_S": 0.5,
-                         "share_N": 0.25, "share_other": 0.25, "right_S": 0.0, "right_N": 1.0}
+  assert mix["hard"] == {"problems": 1, "samples": 4, "solved": 1, "share_S": 0.25,
+                         "share_N": 0.25, "share_plain": 0.25, "share_other": 0.25,
+                         "right_S": 0.0, "right_N": 1.0, "right_plain": 1.0}
   assert mix["easy"]["share_S"] == 0.75 and mix["easy"]["right_S"] == 1.0
 
 

@@ -79,7 +79,8 @@ def test_no_held_out_solution_in_any_training_stream():
   drawn += [p for i in range(cfg.rl.steps * cfg.intervention.max_gen_rounds)
             for p in task.train_batch(i, cfg.rl.prompts_per_step)]
   drawn += task.train_batch(prng.ONE_SHOT_POOL_POSITION, 64)
-  assert len(drawn) > 190_000
+  assert len(drawn) == ((pre + 1) * cfg.pretrain.batch_size + 64 + cfg.rl.steps
+                        * cfg.intervention.max_gen_rounds * cfg.rl.prompts_per_step)
   assert not held & {testbed.canonical(p) for p in drawn}
 
 
