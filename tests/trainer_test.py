@@ -210,6 +210,7 @@ def test_eval_command_compares_with_base(tmp_path):
   assert os.path.exists(os.path.join(tmp_path, "eval", "probes_step2_n2.json"))
 
 
+@pytest.mark.slow  # ~2 min on 2 busy cores: v2's 80-token completions, five families
 def test_the_default_testbed_v2_runs_end_to_end(tmp_path):
   """The demo's default (v2: five families, a never-pretrained tier and family) through
   the whole pipeline on a tiny model: every regime is evaluated before and after RL."""

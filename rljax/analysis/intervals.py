@@ -73,7 +73,9 @@ def curve_with_intervals(n: int, counts_T, *, level: float = 0.95, resamples: in
 def crossover(curve_a_K, curve_b_K, ks) -> int | None:
   """The first k at which the leader changes, counted from the first strict lead (curves
   tied at k = 1 have no leader to lose the lead yet); None if it never changes."""
-  lead = np.sign(np.asarray(curve_a_K, np.float64) - np.asarray(curve_b_K, np.float64))
+  gap = np.asarray(curve_a_K, np.float64) - np.asarray(curve_b_K, np.float64)
+  # Equal pass@k reached by different float sums (0.5 / 4 vs 0.25 * 2 / 4) is a tie.
+  lead = np.sign(np.where(np.abs(gap) <= 1e-12, 0.0, gap))
   first = next((s for s in lead if s != 0), 0)
   return next((int(k) for k, s in zip(ks, lead) if first and s == -first), None)
 
