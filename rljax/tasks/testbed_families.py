@@ -19,9 +19,12 @@ joined by ";", then ";#answer". Examples with digits = 4:
     `N;+8-5+9=+12;2995+12=3007;#3007`. Always right.
   A share `strategy_hard` of the problems is hard (S's answer is wrong). Every start
   lies near a window edge, so telling hard from easy needs the net change, not a
-  glance at the start. The prompt has arith's form, so arith's full-width trace
-  (no plan token) is a third procedure, always right; pretraining never pairs it
-  with a strategy problem, but nothing in the prompt tells the two families apart.
+  glance at the start. The prompt carries its own mark (`@2995+8-5+9=?`), so
+  pretraining pairs that form with S and N only. arith's full-width trace (no plan
+  token) still solves it, a third procedure that is always right and that steps_verify
+  accepts; the mark leaves RL to reach it by transfer from arith, if at all, rather
+  than handing the strategy prompt arith's form (without the mark, RL took it at once
+  and the boundary could not narrow).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import re
 import numpy as np
 
 STRATEGIES = ("S", "N")
+STRATEGY_MARK = "@"  # opens a strategy prompt: its own form, not arith's
 _STEP = re.compile(r"^(\d+)([+\-*])(\d+)=(\d+)$")
 _NET = re.compile(r"^((?:[+-]\d)+)=([+-])(\d+)$")
 
@@ -133,7 +137,9 @@ def make(rng: np.random.Generator, family: str, steps: int, digits: int = 2,
   tail = _tail(p.ops, p.numbers[1:])
   if family == "solve":  # x o1 b1 o2 b2 ... = value, unknown x = nums[0]
     return dataclasses.replace(p, prompt=f"x{tail}={_fmt(value, digits)}", answer=p.numbers[0])
-  return dataclasses.replace(p, prompt=f"{_fmt(p.numbers[0], digits)}{tail}=?", answer=value)
+  mark = STRATEGY_MARK if family == "strategy" else ""
+  return dataclasses.replace(p, prompt=f"{mark}{_fmt(p.numbers[0], digits)}{tail}=?",
+                             answer=value)
 
 
 def solution_steps(problem: Problem) -> list[tuple[str, int]]:
@@ -240,8 +246,8 @@ def steps_verify(problem: Problem, completion: str) -> bool:
   parts = body.split(";") if body else []
   answer = extract_answer(completion, d)
   if problem.family != "strategy" or (parts and parts[0] not in STRATEGIES):
-    # A strategy prompt has arith's form, so arith's full-width steps solve it too: a
-    # third procedure, right on every problem (the trained policy turns to it).
+    # arith's full-width steps solve a strategy problem too: a third procedure, right
+    # on every problem, that pretraining never pairs with the strategy prompt's mark.
     last = _check_steps(parts, solution_steps(problem), _start(problem), d, d, 10 ** d)
     return last is not None and last == answer
   if not parts:

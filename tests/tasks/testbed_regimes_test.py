@@ -19,8 +19,9 @@ def _problem(family, prompt_numbers, ops, digits=4):
   for op, b in zip(ops, prompt_numbers[1:]):
     value = tf.apply(value, op, b, 10 ** digits)
   tail = "".join(f"{o}{b}" for o, b in zip(ops, prompt_numbers[1:]))
-  return tf.Problem(family, p.steps, f"{prompt_numbers[0]:04d}{tail}=?", value, p.numbers,
-                    p.ops, digits)
+  mark = tf.STRATEGY_MARK if family == "strategy" else ""
+  return tf.Problem(family, p.steps, f"{mark}{prompt_numbers[0]:04d}{tail}=?", value,
+                    p.numbers, p.ops, digits)
 
 
 def test_hand_worked_traces():
@@ -35,7 +36,7 @@ def test_hand_worked_traces():
   assert tf.steps_verify(s, "N;+8-5+9=+12;2995+12=3007;#3007")
   assert not tf.steps_verify(s, "S;995+8=003;003-5=998;998+9=007;#3007")  # wraps: wrong steps
   assert not tf.steps_verify(s, "N;+8-5+9=+11;2995+11=3006;#3007")
-  # arith's full-width procedure is a third one (the prompt has arith's form)
+  # arith's full-width procedure is a third one (pretraining never shows it there)
   assert tf.steps_verify(s, "2995+8=3003;3003-5=2998;2998+9=3007;#3007")
   assert not tf.steps_verify(s, "2995+8=3003;3003-5=2999;2999+9=3008;#3007")
   assert not tf.steps_verify(s, "2995+8=3003;#3007")
@@ -96,6 +97,9 @@ def test_regimes_and_what_pretraining_hides():
       seen.add((p.family, p.steps))
       assert p.family != "mul" and "*" not in t      # absent skill: never shown
       assert p.steps in V2.pretrain_tiers             # headroom tiers: never shown
+      # The mark opens exactly the strategy prompts, and pretraining answers it with a
+      # plan token: arith's trace never follows the mark.
+      assert p.prompt.startswith(tf.STRATEGY_MARK) == (p.family == "strategy")
       if p.family == "strategy":
         procedures.add(t[0])
       if p.family == "cancel":
