@@ -173,7 +173,7 @@ def _v2(c):
   c.task.eval_per_cell = 20           # 5 families x 3 tiers x 20 = 300 held-out problems
   c.prompt_len = 24                   # BOS + x+3-9+5-7+1-2=6666 (19), BPE only shortens
   c.completion_len = 80               # 6 steps x 11 + 5 ";" + ";#6666" + EOS = 78
-  c.tokenizer_vocab = 40              # 20 symbols + specials; BPE merges the rest
+  c.tokenizer_vocab = 40              # 21 symbols (@ included) + specials; BPE merges the rest
   c.pretrain.max_position_offset = 32  # tier 6 is ~24 tokens past tier 4
   c.sampling.max_new_tokens = c.completion_len
   # The recipe, calibrated on seed 0 (README, "Testbed v2"): pretraining traces whose
