@@ -104,7 +104,7 @@ def filter_logits(logits_BxV, cfg: SamplingConfig):
   return z
 
 
-def _select(key, logits_BxV, cfg: SamplingConfig):
+def select(key, logits_BxV, cfg: SamplingConfig):
   z = filter_logits(logits_BxV, cfg)
   logp_BxV = jax.nn.log_softmax(z, axis=-1)
   tok_B = jax.random.categorical(key, z, axis=-1)
@@ -143,7 +143,7 @@ def _generate(graphdef, params_list, prompt_QxP, prompt_mask_QxP, key, cfg, grou
   With one model it samples from it. With two, `route(logits of model 0)` says per
   row whether model 1's logits choose this step's token.
   """
-  models = [nnx.merge(graphdef, _sampling_weights(graphdef, p)) for p in params_list]
+  models = [nnx.merge(graphdef, sampling_weights(graphdef, p)) for p in params_list]
   q, p = prompt_QxP.shape
   t_max = cfg.max_new_tokens
   b = q * group_size
@@ -163,7 +163,7 @@ def _generate(graphdef, params_list, prompt_QxP, prompt_mask_QxP, key, cfg, grou
     routed_B = jnp.zeros((b,), bool) if route is None else route(st.logits[0])
     logits_BxV = st.logits[0] if route is None else jnp.where(
         routed_B[:, None], st.logits[1], st.logits[0])
-    tok_B, logp_B, ent_B = _select(jax.random.fold_in(key, st.t), logits_BxV, cfg)
+    tok_B, logp_B, ent_B = select(jax.random.fold_in(key, st.t), logits_BxV, cfg)
     live_B = ~st.done_B
     tok_B = jnp.where(live_B, tok_B, cfg.pad_id)
     tokens = st.tokens_BxT.at[:, st.t].set(tok_B)
@@ -202,13 +202,13 @@ def prefill(graphdef, params, prompt_QxP, prompt_mask_QxP, *, max_new_tokens: in
             group_size: int):
   """The decode loop's starting point: (KV cache [L, B, P + T, K, H], next-token logits
   [B, V]), each prompt's entry repeated for its G samples, laid out as `sample` does."""
-  model = nnx.merge(graphdef, _sampling_weights(graphdef, params))
+  model = nnx.merge(graphdef, sampling_weights(graphdef, params))
   caches, logits, _, _ = _prefill([model], prompt_QxP, prompt_mask_QxP, max_new_tokens,
                                   group_size)
   return caches[0], logits[0]
 
 
-def _sampling_weights(graphdef, params: dict) -> dict:
+def sampling_weights(graphdef, params: dict) -> dict:
   """The weights as the decode loop reads them, made once per call: the blocks' matmul
   weights and biases in the compute dtype (the forward casts them at every use, so the
   values are the same and a bfloat16 model gathers half the bytes), norms, embedding

@@ -34,6 +34,10 @@ class BatchTokenizer(abc.ABC):
   def _text(self, ids: list[int]) -> str:
     """The text of token ids."""
 
+  def encode_texts(self, texts: Sequence[str]) -> list[list[int]]:
+    """Token ids of each text, no special tokens (multi-turn rollouts append these)."""
+    return self._ids(texts)
+
   def lengths(self, texts: Sequence[str]) -> list[int]:
     """Token count of each text (no special tokens), in one batched call."""
     return [len(ids) for ids in self._ids(texts)]
