@@ -56,6 +56,11 @@ class Echo:
 
 
 class Broken(Echo):
+  def reset(self, seed):
+    if seed == 1:
+      raise KeyError("no layout 1")
+    return super().reset(seed)
+
   def step(self, action):
     raise RuntimeError("env bug")
 
@@ -135,7 +140,11 @@ def test_the_turn_budget_cuts_cleanly_and_a_broken_env_is_scored_and_counted():
     assert (ids[np.nonzero(mask)[0].max() + 1:] == 0).all()
   assert sum(e.truncated for e in batch.episodes) >= 1
   _, _, broken = _run(Broken, cfg, key=3, parse_action=lambda text: text)
-  for ep in broken.episodes:
+  for i, ep in enumerate(broken.episodes):
+    if ep.seed == 1:  # the reset raised: no turns, no model tokens, the fault recorded
+      assert ep.turn_texts == () and "KeyError" in ep.reset_fault
+      assert float(broken.model_mask_BxN[i].sum()) == 0
+      continue
     # The first step raises: the episode ends there, scored 0, the fault recorded.
     assert len(ep.turn_texts) == 1 and ep.reward == 0 and not ep.truncated
     assert "RuntimeError: env bug" in ep.infos[0].fault

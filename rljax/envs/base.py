@@ -6,10 +6,10 @@ action text the agent committed to; it answers with the next observation, a rewa
 whether the episode ended, and facts the instruments read (`StepInfo`). Text in,
 text out: tokenising is the rollout's business, never the environment's.
 
-`guarded_step` is how a rollout calls `step`: an environment that raises, or answers
-something that is not a `Step`, ends the episode scored 0 with the fault recorded,
-so one broken environment never stops a run (as the reward sandbox does for
-verifiers, `rewards/sandbox.py`).
+`guarded_reset` and `guarded_step` are how a rollout calls them: an environment that
+raises, hangs, or answers something of the wrong type ends the episode scored 0 with
+the fault recorded, so one broken environment never stops a run (as the reward sandbox
+does for verifiers, `rewards/sandbox.py`).
 """
 
 from __future__ import annotations
@@ -56,21 +56,14 @@ class Env(Protocol):
     """Carries out `action` (the text inside the agent's action delimiters)."""
 
 
-def guarded_step(env: Env, action: str, state: Hashable = None,
-                 timeout_s: float | None = None) -> Step:
-  """`env.step(action)`, with a raising, hanging or malformed environment scored as a fault.
-
-  The fault ends the episode with reward 0 and `info.fault` set; `state` (the key of
-  the state the action was taken in, when the caller knows it) is kept so the step
-  still counts in the instruments. With `timeout_s`, the step runs in a daemon thread
-  and is abandoned after that long: the environment object is then unusable (a
-  rollout makes one per trajectory) and the thread ends with the process.
-  """
+def _call(fn, timeout_s: float | None):
+  """(fn(), '') or (None, why it failed): raised, or no answer within `timeout_s` (then
+  `fn` keeps running in a daemon thread that ends with the process)."""
   box = {}
 
   def run():
     try:
-      box["result"] = env.step(action)
+      box["result"] = fn()
     except Exception as e:  # noqa: BLE001 - any environment bug is a fault, never a crash
       box["error"] = f"{type(e).__name__}: {e}"
 
@@ -81,10 +74,32 @@ def guarded_step(env: Env, action: str, state: Hashable = None,
     worker.start()
     worker.join(timeout_s)
     if worker.is_alive():
-      box["error"] = f"timeout: no answer in {timeout_s:g} s"
-  result = box.get("result")
-  if "error" not in box and not isinstance(result, Step):
-    box["error"] = f"step returned {type(result).__name__}, not Step"
-  if "error" in box:
-    return Step("", 0.0, True, StepInfo(valid=False, state=state, fault=box["error"]))
+      return None, f"timeout: no answer in {timeout_s:g} s"
+  return box.get("result"), box.get("error", "")
+
+
+def guarded_reset(env: Env, seed: int, timeout_s: float | None = None) -> tuple[str, str]:
+  """(first observation, '') or ('', the fault) for a reset that raises, hangs or
+  answers something that is not text; the caller ends that episode before any turn."""
+  obs, fault = _call(lambda: env.reset(seed), timeout_s)
+  if not fault and not isinstance(obs, str):
+    fault = f"reset returned {type(obs).__name__}, not str"
+  return ("", fault) if fault else (obs, "")
+
+
+def guarded_step(env: Env, action: str, state: Hashable = None,
+                 timeout_s: float | None = None) -> Step:
+  """`env.step(action)`, with a raising, hanging or malformed environment scored as a fault.
+
+  The fault ends the episode with reward 0 and `info.fault` set; `state` (the key of
+  the state the action was taken in, when the caller knows it) is kept so the step
+  still counts in the instruments. With `timeout_s`, the step runs in a daemon thread
+  and is abandoned after that long: the environment object is then unusable (a
+  rollout makes one per trajectory).
+  """
+  result, fault = _call(lambda: env.step(action), timeout_s)
+  if not fault and not isinstance(result, Step):
+    fault = f"step returned {type(result).__name__}, not Step"
+  if fault:
+    return Step("", 0.0, True, StepInfo(valid=False, state=state, fault=fault))
   return result

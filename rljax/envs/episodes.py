@@ -27,7 +27,8 @@ NO_ACTION = "no action given."
 class Episode:
   """seed: the layout; turn_texts: the agent's turns; infos[i]: turn i's StepInfo;
   observations[i]: the answer to turn i (observations[0] is the reset's, so it has one
-  more entry than turns); truncated: cut by the turn budget before it ended."""
+  more entry than turns); truncated: cut by the turn budget before it ended;
+  reset_fault: why the reset failed (then there are no turns)."""
 
   seed: int
   turn_texts: tuple
@@ -36,12 +37,16 @@ class Episode:
   reward: float
   success: bool
   truncated: bool
+  reset_fault: str = ""
 
 
 def play(env: base.Env, agent: Callable[[str, base.Step | None], str], seed: int,
          max_turns: int, timeout_s: float | None = None) -> Episode:
   """One episode of `agent(observation, last_step) -> turn text` on layout `seed`."""
-  observations = [env.reset(seed)]
+  first, fault = base.guarded_reset(env, seed, timeout_s)
+  if fault:
+    return Episode(seed, (), (), ("",), 0.0, False, truncated=False, reset_fault=fault)
+  observations = [first]
   texts, infos, reward, last = [], [], 0.0, None
   for _ in range(max_turns):
     text = agent(observations[-1], last)
@@ -83,7 +88,8 @@ def metrics(episodes: Sequence[Episode]) -> dict:
       "invalid_action_rate": sum(not i.valid for e in episodes for i in e.infos) / max(n_turns, 1),
       "turns_to_success": sum(wins) / len(wins) if wins else math.nan,
       "turns": n_turns / len(episodes),
-      "env_faults": sum(bool(i.fault) for e in episodes for i in e.infos),
+      "env_faults": sum(bool(i.fault) for e in episodes for i in e.infos)
+                    + sum(bool(e.reset_fault) for e in episodes),
   }
   for tag in turns.TAGS:
     out[f"tag_share/{tag}"] = sum(

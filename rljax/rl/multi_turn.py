@@ -173,6 +173,7 @@ class _Row:
   reward: float = 0.0
   done: bool = False           # no more turns
   ended: bool = False          # the episode ended (environment done, or the model's EOS)
+  reset_fault: str = ""
 
   def extend(self, ids, model=0.0, logp=None, ent=None, turn=-1):
     self.ids += ids
@@ -196,9 +197,12 @@ def rollout(graphdef, params, make_env: Callable[[], base.Env], seeds: Sequence[
   stop_ids = tuple(tokenizer.encode_texts([turns.ACTION_CLOSE])[0])
   rows = [_Row(make_env(), s) for s in seeds for _ in range(group_size)]
   b, n = len(rows), cfg.max_tokens
-  first = [r.env.reset(r.seed) for r in rows]
-  for r, obs in zip(rows, first):
+  first = []
+  for r in rows:
+    obs, r.reset_fault = base.guarded_reset(r.env, r.seed, cfg.timeout_s)
+    r.done = r.ended = bool(r.reset_fault)  # no turns: its row has no model tokens
     r.observations.append(obs)
+    first.append(obs)
   prompt_BxP, prompt_mask_BxP = tokenizer.encode_prompts(
       [observation_text(o) for o in first], cfg.prompt_tokens)
   # The cache holds the prompt right-aligned to slot 0 (its real tokens first).
@@ -278,7 +282,8 @@ def _batch(rows, prompt_BxP, prompt_mask_BxP, n: int, pad_id: int) -> MultiTurnB
       arrays[k][i, :m] = getattr(r, k)
     turn[i, :m] = r.turn
     eps.append(episodes.Episode(r.seed, tuple(r.texts), tuple(r.infos), tuple(r.observations),
-                                r.reward, any(x.success for x in r.infos), truncated=not r.ended))
+                                r.reward, any(x.success for x in r.infos), truncated=not r.ended,
+                                reset_fault=r.reset_fault))
   return MultiTurnBatch(prompt_BxP=jnp.asarray(prompt_BxP), prompt_mask_BxP=jnp.asarray(prompt_mask_BxP),
                         tokens_BxN=jnp.asarray(tokens), model_mask_BxN=jnp.asarray(arrays["model"]),
                         logp_BxN=jnp.asarray(arrays["logp"]), entropy_BxN=jnp.asarray(arrays["ent"]),

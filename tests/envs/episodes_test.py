@@ -77,3 +77,15 @@ def test_an_environment_that_raises_hangs_or_answers_garbage_is_scored_and_count
   env.reset(0)
   ok = base.guarded_step(env, "look", timeout_s=1.0)
   assert ok.info.fault == "" and ok.info.valid
+
+
+class BadReset(HandEnv):
+  def reset(self, seed):
+    raise ValueError("no such layout")
+
+
+def test_a_reset_that_raises_is_an_episode_without_turns_counted_as_a_fault():
+  ep = episodes.play(BadReset(), scripted(t("go n")), 0, max_turns=3, timeout_s=1.0)
+  assert ep.turn_texts == () and ep.reward == 0 and not ep.success and not ep.truncated
+  assert "ValueError: no such layout" in ep.reset_fault
+  assert episodes.metrics([ep])["env_faults"] == 1
