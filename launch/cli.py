@@ -46,11 +46,20 @@ def parse_flags(argv):
     sys.exit(f"invalid flag: {message}")
 
 
+# A config's `pipeline` field picks its config builder (and the run that takes it);
+# configs without one are the testbed / real-model pipeline's.
+PIPELINES = {"experiment": "rljax.config", "agent": "rljax.agents.config"}
+
+
 def config_or_exit(config_dict):
-  """The validated ExperimentConfig, or exit with the validation's message."""
-  from rljax.config import from_config_dict  # pylint: disable=import-outside-toplevel
+  """The validated config (ExperimentConfig, or AgentConfig for `pipeline="agent"`), or
+  exit with the validation's message."""
+  import importlib  # pylint: disable=import-outside-toplevel
+  name = config_dict.get("pipeline", "experiment") if hasattr(config_dict, "get") else "experiment"
+  if name not in PIPELINES:
+    sys.exit(f"invalid config: pipeline {name!r} is unknown; valid: {sorted(PIPELINES)}")
   try:
-    return from_config_dict(config_dict)
+    return importlib.import_module(PIPELINES[name]).from_config_dict(config_dict)
   except ValueError as e:
     sys.exit(f"invalid config: {e}")
 

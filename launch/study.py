@@ -1,6 +1,10 @@
 """Runs a study: one config per method, same seed, data and budget, then a joint report.
 
   python -m launch.study --config configs/study_interventions.py[:runlocal] --workdir DIR
+  python -m launch.study --config configs/agent_study.py[:runlocal] --workdir DIR
+
+An agent config (`pipeline="agent"`) runs the agent study (`rljax.agents.study`: its
+methods x seeds, intervals over seeds, the repetition verdict).
 """
 
 import sys
@@ -16,9 +20,29 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Study directory (one subdirecto
 flags.mark_flags_as_required(["config", "workdir"])
 
 
+def _agent_study() -> None:
+  from rljax.agents import study  # pylint: disable=import-outside-toplevel
+  try:
+    configs = study.plan(_CONFIG.value)
+  except ValueError as e:
+    sys.exit(f"invalid config: {e}")
+  print(f"agent study of {len(configs)} runs: "
+        f"{', '.join(f'{m}/seed{s}' for m, s in configs)}")
+  out = study.run(_CONFIG.value, _WORKDIR.value)
+  rep = out.get("repetition")
+  if rep:
+    iv = rep["rlvmr_minus_grpo"]
+    print(f"{rep['key']}: RLVMR - GRPO {iv['mean']:+.4f} [{iv['lo']}, {iv['hi']}] "
+          f"over {iv['n']} seeds: {rep['verdict']}")
+  print(f"study: {_WORKDIR.value}/study.json")
+
+
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)
+  if _CONFIG.value.get("pipeline") == "agent":
+    _agent_study()
+    return
   from rljax.report import builder
   from rljax.analysis import study
   try:

@@ -54,18 +54,27 @@ def main(argv):
   if _SIMULATE.value:
     _simulate(_SIMULATE.value)
   cfg = cli.config_or_exit(_CONFIG.value)  # imports after flag parsing: no work at import
+  agent = getattr(cfg, "pipeline", "") == "agent"
   if _DRY_RUN.value:
+    if agent:
+      sys.exit("error: --dry_run sizes the testbed / real-model pipeline; the agent "
+               "pipeline's models are tiny")
     try:
       _dry_run(cfg)
     except ValueError as e:
       sys.exit(f"error: {e}")
     return
-  from rljax import distributed, experiment  # pylint: disable=import-outside-toplevel
+  if agent and _DISTRIBUTED.value:
+    sys.exit("error: the agent pipeline runs in one process (its rollouts are played on "
+             "the host); --distributed is for the testbed / real-model pipeline")
+  # pylint: disable=import-outside-toplevel
+  from rljax import distributed, experiment
+  from rljax.agents import pipeline
   try:
     if _DISTRIBUTED.value:
       distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value,
                              _JOIN_TIMEOUT.value)
-    summary = experiment.run(cfg, _WORKDIR.value)
+    summary = (pipeline if agent else experiment).run(cfg, _WORKDIR.value)
   except (distributed.DistributedError, *cli.user_errors()) as e:
     sys.exit(f"error: {e}")
   if distributed.is_main():

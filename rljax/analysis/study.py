@@ -54,10 +54,10 @@ def _finished(workdir: str, cfg: ExperimentConfig) -> bool:
   return summary is not None and summary.get("steps") == cfg.rl.steps
 
 
-def _seed_base(src: str, dst: str) -> None:
-  """Copies the first run's tokenizer and base model into a new run's workdir."""
+def seed_base(src: str, dst: str, names=_SHARED) -> None:
+  """Copies the first run's tokenizer and base model (`names`) into a new run's workdir."""
   os.makedirs(dst, exist_ok=True)
-  for name in _SHARED:
+  for name in names:
     s, d = os.path.join(src, name), os.path.join(dst, name)
     if not os.path.exists(s) or os.path.exists(d):
       continue
@@ -81,7 +81,7 @@ def run(config_dict, workdir: str) -> dict:
       continue
     tqdm.write(f"study: run {i + 1}/{len(configs)}: {method}")
     if dirs[method] != first:
-      _seed_base(first, dirs[method])
+      seed_base(first, dirs[method])
     experiment.run(cfg, dirs[method])
   paths = builder.build(list(dirs.values()), os.path.join(workdir, "report"))
   rows = [runs.headline(runs.load(d)) for d in dirs.values()]

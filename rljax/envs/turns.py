@@ -16,6 +16,18 @@ ACTION_OPEN, ACTION_CLOSE = "<action>", "</action>"
 _ACTION = re.compile(r"<action>(.*?)</action>", re.S)
 
 
+def observation_text(observation: str) -> str:
+  """What the agent reads of an observation (the first one is its prompt): rollouts and
+  the cold start's demonstrations format it alike, so both see the same tokens."""
+  return observation + "\n"
+
+
+def delimiters() -> tuple[str, ...]:
+  """The tags and the action delimiters: single pieces of the agent's tokenizer, so a
+  turn's stop (`</action>`) is one token however the text around it merges."""
+  return tuple(f"<{c}{t}>" for t in TAGS + ("action",) for c in ("", "/"))
+
+
 def format_turn(tag: str, thought: str, action: str) -> str:
   if tag not in TAGS:
     raise ValueError(f"Unknown tag {tag!r}; valid: {list(TAGS)}")

@@ -186,7 +186,7 @@ class _Row:
 def rollout(graphdef, params, make_env: Callable[[], base.Env], seeds: Sequence[int],
             group_size: int, tokenizer, key, *, cfg: MultiTurnConfig,
             sampling: sampler.SamplingConfig,
-            observation_text: Callable[[str], str] = lambda obs: obs + "\n",
+            observation_text: Callable[[str], str] = turns.observation_text,
             parse_action: Callable[[str], str | None] = turns.action_of) -> MultiTurnBatch:
   """G trajectories per seed (row q*G + g is trajectory g of seed q); module docstring.
 

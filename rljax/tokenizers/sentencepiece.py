@@ -19,15 +19,17 @@ from rljax.tokenizers.base import BatchTokenizer
 PAD_ID, EOS_ID, BOS_ID, UNK_ID = 0, 1, 2, 3
 
 
-def train_sentencepiece(texts: Iterable[str], vocab_size: int) -> bytes:
-  """Trains a BPE model on `texts`; returns its serialized proto."""
+def train_sentencepiece(texts: Iterable[str], vocab_size: int,
+                        symbols: Sequence[str] = ()) -> bytes:
+  """Trains a BPE model on `texts`; returns its serialized proto. `symbols` are kept
+  whole as single pieces (sentencepiece's user-defined symbols), e.g. an agent's tags."""
   out = io.BytesIO()
   spm.SentencePieceTrainer.train(
       sentence_iterator=iter(texts), model_writer=out, vocab_size=vocab_size,
       model_type="bpe", split_digits=True, add_dummy_prefix=False,
       remove_extra_whitespaces=False, character_coverage=1.0,
       hard_vocab_limit=False, pad_id=PAD_ID, eos_id=EOS_ID, bos_id=BOS_ID,
-      unk_id=UNK_ID, num_threads=1, minloglevel=2)
+      unk_id=UNK_ID, num_threads=1, minloglevel=2, user_defined_symbols=list(symbols))
   return out.getvalue()
 
 
