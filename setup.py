@@ -43,11 +43,14 @@ setup(
         "test": ["pytest>=8.0", "pytest-xdist>=3.5", "hypothesis>=6.100", "nbclient>=0.10", "nbformat>=5.10",
                  "ipykernel>=6.29", "tokenizers>=0.19", "jinja2>=3.1", "gguf>=0.10",
                  "math-verify>=0.7", "reasoning-gym>=0.1.20", "tensorflow-datasets>=4.9",
-                 "array_record>=0.5", "importlib_resources>=6.0", "pyarrow>=14"],
+                 "array_record>=0.5", "importlib_resources>=6.0", "pyarrow>=14",
+                 "textarena==0.7.4"],
         "hf": ["tokenizers>=0.19", "jinja2>=3.1", "gguf>=0.10"],
         "math": ["math-verify>=0.7", "reasoning-gym>=0.1.20"],
         # ArrayRecord datasets read without TensorFlow (tfds.data_source).
         "tfds": ["tensorflow-datasets>=4.9", "array_record>=0.5", "importlib_resources>=6.0"],
         "parquet": ["pyarrow>=14"],
+        # Text games behind the Env protocol (rljax.envs.textarena_env); pure Python.
+        "textarena": ["textarena==0.7.4"],
     },
 )

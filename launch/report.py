@@ -23,9 +23,12 @@ def main(argv):
   out = _OUT.value or os.path.join(
       workdirs[0] if len(workdirs) == 1 else os.path.commonpath(
           [os.path.abspath(w) for w in workdirs]), "report")
-  from rljax.report import builder
+  from rljax.report import agent_report, builder
+  agents = [agent_report.is_agent_run(w) for w in workdirs]
+  if any(agents) and not all(agents):
+    sys.exit("error: agent runs and testbed runs report apart (different instruments)")
   try:
-    paths = builder.build(workdirs, out)
+    paths = (agent_report if all(agents) else builder).build(workdirs, out)
   except FileNotFoundError as e:
     sys.exit(f"error: {e}")
   print(f"wrote {paths['html']} and {paths['md']}")

@@ -12,8 +12,9 @@ import dataclasses
 import functools
 
 import jax
+import numpy as np
 
-from rljax import prng
+from rljax import prng, sharding
 from rljax.agents import demos
 from rljax.agents.config import AgentConfig
 from rljax.envs import episodes, keys_doors
@@ -44,16 +45,18 @@ def host_params(params):
 
 def play(cfg: AgentConfig, graphdef, params, tok, seeds, group_size: int,
          key) -> multi_turn.MultiTurnBatch:
-  """`group_size` trajectories on each layout seed (rows q*G + g)."""
-  return multi_turn.rollout(graphdef, params, functools.partial(keys_doors.KeysDoors, cfg.world),
-                            [int(s) for s in seeds], group_size, tok, key, cfg=cfg.multi_turn,
-                            sampling=cfg.sampling)
+  """`group_size` trajectories on each layout seed (rows q*G + g), on one device."""
+  with jax.set_mesh(sharding.make_mesh(1, 1, 1, devices=jax.devices()[:1])):
+    # Host copies enter this one-device mesh (arrays made under the run's mesh carry it).
+    params, key = host_params(params), jax.device_put(np.asarray(key), jax.devices()[0])
+    return multi_turn.rollout(graphdef, params, functools.partial(keys_doors.KeysDoors, cfg.world),
+                              [int(s) for s in seeds], group_size, tok, key,
+                              cfg=cfg.multi_turn, sampling=cfg.sampling)
 
 
 def evaluate(cfg: AgentConfig, graphdef, params, tok, sp: Splits, tag: str) -> tuple[dict, list]:
   """({seen/..., unseen/...} instruments, the unseen split's episodes) of `params`."""
   out, eps = {}, []
-  params = host_params(params)
   for name, seeds in (("seen", sp.seen), ("unseen", sp.unseen)):
     key = prng.eval_key(cfg.seed, f"{tag}-{name}")
     eps = list(play(cfg, graphdef, params, tok, seeds, cfg.eval.samples, key).episodes)

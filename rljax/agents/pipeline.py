@@ -20,6 +20,7 @@ import os
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -93,7 +94,8 @@ def _cached_eval(cfg, graphdef, params, tok, sp, workdir: str) -> dict:
 
 def _write_traces(workdir: str, step: int, eps, n: int = 8) -> None:
   os.makedirs(os.path.join(workdir, "traces"), exist_ok=True)
-  write_json([evaluation.trace(e) for e in eps[:n]],
+  spread = eps[::max(1, len(eps) // n)][:n]  # across the layouts, not one group
+  write_json([evaluation.trace(e) for e in spread],
              os.path.join(workdir, "traces", f"step_{step}.json"))
 
 
@@ -181,7 +183,7 @@ def _train(cfg: AgentConfig, graphdef, base_params, model_cfg, tok, mesh, sp, wo
     t = time.time()
     layouts = np.random.default_rng((cfg.seed, step, 11)).choice(
         sp.train, rl.envs_per_step, replace=False)
-    batch = evaluation.play(cfg, graphdef, evaluation.host_params(state.params), tok, layouts,
+    batch = evaluation.play(cfg, graphdef, state.params, tok, layouts,
                             rl.group_size, prng.rollout_key(prng.run_key(cfg.seed), step))
     adv_BxN, extra = credit.METHODS[rl.method](batch, rl.group_size, cfg.meta)
     # The reference forward only when the KL term is on; otherwise the k3 term (times a
@@ -190,6 +192,7 @@ def _train(cfg: AgentConfig, graphdef, base_params, model_cfg, tok, mesh, sp, wo
            else batch.logp_BxN)
     mb = minibatch(batch, adv_BxN, ref)
     state, m = fns.update(state, mb, prng.update_key(state.rng, step), coefs)
+    state = state.replace(step=jnp.asarray(step + 1, jnp.int32))
     row = _step_metrics(batch, adv_BxN, extra, m, t)
     if not rl.kl_coef:
       row.pop("kl_loss", None)  # against the sampler, not a reference: not a KL of the run

@@ -25,6 +25,7 @@ from tqdm.auto import tqdm
 from rljax.agents import pipeline
 from rljax.agents.config import AgentConfig, from_config_dict
 from rljax.analysis.study import seed_base
+from rljax.report import agent_report
 from rljax.workdir import read_json, write_json
 
 SHARED = ("tokenizer.model", "base", "base_eval.json", "cold_start_metrics.jsonl")
@@ -111,4 +112,7 @@ def run(config_dict, workdir: str) -> dict:
     summaries[(method, seed)] = read_json(path)
     out = summarize(summaries)
     write_json(out, os.path.join(workdir, "study.json"))  # after every run: partial results
+  dirs = [os.path.join(workdir, f"seed{s}", m) for m, s in configs]
+  out["report"] = agent_report.build(dirs, os.path.join(workdir, "report"))
+  write_json(out, os.path.join(workdir, "study.json"))
   return out

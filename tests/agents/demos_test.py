@@ -1,6 +1,5 @@
 """Layout splits and the cold start's token rows."""
 
-import numpy as np
 import pytest
 
 from rljax.agents import demos
