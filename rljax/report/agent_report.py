@@ -16,7 +16,8 @@ import os
 from rljax.analysis import runs
 from rljax.envs import turns
 from rljax.report import figures
-from rljax.report.builder import markdown_table, to_html
+from rljax.report import builder
+from rljax.report.builder import markdown_table
 from rljax.workdir import read_json
 
 INSTRUMENTS = ("success_rate", "repetitive_action_rate", "invalid_action_rate",
@@ -61,17 +62,15 @@ def trace_lines(name: str, step: int, trajectories: list, limit: int = 4) -> lis
 
 
 def build(workdirs: list[str], out_dir: str) -> dict:
-  os.makedirs(out_dir, exist_ok=True)
-  all_runs = [runs.load(w) for w in workdirs]
-  missing = [r["workdir"] for r in all_runs if not r["rows"]]
-  if missing:
-    raise FileNotFoundError(f"no metrics.jsonl in {missing}: not a run's workdir")
+  """Writes report.md, report.html and the curves PNG into `out_dir`; returns their paths."""
+  all_runs = builder.load_runs(workdirs, out_dir)
   md = ["# rljax agent report", "", "Runs: " + ", ".join(f"`{w}`" for w in workdirs), ""]
   rows = []
   for run in all_runs:
     s = run["summary"] or {}
     for split in ("seen", "unseen"):
-      rows.append({"run": run["name"], "method": s.get("method"), "layouts": split,
+      rows.append({"run": run["name"], "seed": s.get("seed"), "method": s.get("method"),
+                   "layouts": split,
                    **{k: f"{_fmt(s.get(f'base_{split}/{k}'))} -> {_fmt(s.get(f'final_{split}/{k}'))}"
                       for k in INSTRUMENTS}})
   md += ["## Instruments, base -> final", "", "Repetitive action: the same action in the "
@@ -84,13 +83,7 @@ def build(workdirs: list[str], out_dir: str) -> dict:
     dumped = _traces(run["workdir"])
     md += (trace_lines(run["name"], *dumped) if dumped
            else [f"{run['name']}: no trajectories saved (rl.trace_every = 0?).", ""])
-  md_path = os.path.join(out_dir, "report.md")
-  with open(md_path, "w") as f:
-    f.write("\n".join(md) + "\n")
-  html_path = os.path.join(out_dir, "report.html")
-  with open(html_path, "w") as f:
-    f.write(to_html(md, out_dir))
-  return {"md": md_path, "html": html_path}
+  return builder.write(md, out_dir)
 
 
 def _fmt(v):

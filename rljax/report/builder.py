@@ -157,13 +157,30 @@ def _trace_lines(run, limit: int = 24) -> list[str]:
   return lines
 
 
-def build(workdirs: list[str], out_dir: str) -> dict:
-  """Writes report.md, report.html and the PNGs into `out_dir`; returns their paths."""
+def load_runs(workdirs: list[str], out_dir: str) -> list[dict]:
+  """Every workdir's `runs.load`, failing on one that is not a run's; makes `out_dir`."""
   os.makedirs(out_dir, exist_ok=True)
   all_runs = [runs.load(w) for w in workdirs]
   missing = [r["workdir"] for r in all_runs if not r["rows"]]
   if missing:
     raise FileNotFoundError(f"no metrics.jsonl in {missing}: not a run's workdir")
+  return all_runs
+
+
+def write(md: list[str], out_dir: str) -> dict:
+  """report.md and the self-contained report.html of `md` in `out_dir`; their paths."""
+  md_path = os.path.join(out_dir, "report.md")
+  with open(md_path, "w") as f:
+    f.write("\n".join(md) + "\n")
+  html_path = os.path.join(out_dir, "report.html")
+  with open(html_path, "w") as f:
+    f.write(to_html(md, out_dir))
+  return {"md": md_path, "html": html_path}
+
+
+def build(workdirs: list[str], out_dir: str) -> dict:
+  """Writes report.md, report.html and the PNGs into `out_dir`; returns their paths."""
+  all_runs = load_runs(workdirs, out_dir)
   md = ["# rljax report", "", "Runs: " + ", ".join(f"`{w}`" for w in workdirs), ""]
   heads = [runs.headline(r) for r in all_runs]
   md += ["## Comparison", ""] + markdown_table(heads) + [""]
@@ -201,13 +218,7 @@ def build(workdirs: list[str], out_dir: str) -> dict:
   md += ["## Traces", ""]
   for run in all_runs:
     md += _trace_lines(run)
-  md_path = os.path.join(out_dir, "report.md")
-  with open(md_path, "w") as f:
-    f.write("\n".join(md) + "\n")
-  html_path = os.path.join(out_dir, "report.html")
-  with open(html_path, "w") as f:
-    f.write(to_html(md, out_dir))
-  return {"md": md_path, "html": html_path}
+  return write(md, out_dir)
 
 
 def to_html(md_lines: list[str], image_dir: str) -> str:

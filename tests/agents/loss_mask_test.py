@@ -1,5 +1,7 @@
 """Observation tokens carry no loss and no gradient in the agent's update."""
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,6 +18,7 @@ CFG = multi_turn.MultiTurnConfig(max_turns=4, max_tokens=64, prompt_tokens=8, tu
                                  obs_tokens=10)
 
 
+@functools.lru_cache(maxsize=1)  # one rollout for both tests
 def _minibatch():
   graphdef, params, batch = _run(Echo, CFG, seeds=(0, 1), group_size=2, key=1)
   adv, _ = credit.rlvmr(batch, 2, MetaRewardConfig())

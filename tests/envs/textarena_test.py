@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 from flax import nnx
 
 from rljax.agents import credit, pipeline
@@ -74,6 +75,7 @@ def test_rejected_moves_are_invalid_and_the_board_is_the_state():
   assert s.info.valid and s.reward == 0.0 and re.search(r"position \(\d, \d\)", s.observation)
 
 
+@pytest.mark.slow
 def test_a_tiny_model_plays_it_end_to_end():
   texts = []
   for seed in range(4):
