@@ -52,7 +52,8 @@ def _tokenizer(cfg: AgentConfig, workdir: str, demo_eps) -> Tokenizer:
 
 
 def _cold_start(cfg: AgentConfig, model_cfg, tok, mesh, workdir: str, demo_eps):
-  """The base agent: supervised on the oracle's trajectories (cached in `workdir/base`)."""
+  """The base agent: supervised on the oracle's trajectories (cached in `workdir/base`;
+  a cold start stopped midway starts over: it takes minutes)."""
   cs = cfg.cold_start
   graphdef, abs_state = train_state.abstract_model(model_cfg)
   optimizer = train_state.make_optimizer(cs.optim, cs.steps)
