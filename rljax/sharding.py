@@ -144,6 +144,7 @@ def constrain_batch(x):
 
 
 def cache_spec(n_kv_heads: int, mesh) -> P:
-  """KV cache [L, B, S, K, H]: rows over data x fsdp, KV heads over model when they divide."""
+  """KV cache k [L, B, K, H, S], v [L, B, K, S, H]: rows over data x fsdp, KV heads over
+  model when they divide."""
   heads = "model" if n_kv_heads % mesh.shape["model"] == 0 else None
-  return P(None, BATCH_AXES, None, heads, None)
+  return P(None, BATCH_AXES, heads, None, None)

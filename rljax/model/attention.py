@@ -1,10 +1,21 @@
 """Grouped-query attention with a functional KV cache.
 
-Cache layout (documented once, used by the sampler): one pair of arrays k, v of
-shape [L, B, S, K, H] for all L layers (layer l reads and writes k[l], v[l]), S the
-cache length. A forward call with a cache writes its T new keys/values at slots
-[start, start + T) and returns the updated arrays; nothing is mutated in place. Which slots hold real tokens is
-the caller's `kv_mask_BxS`; a query at slot s attends to valid slots <= s.
+Cache layout (documented once, used by the sampler): one pair of arrays for all L
+layers, keys k [L, B, K, H, S] with the slots minor and values v [L, B, K, S, H], S
+the cache length (layer l reads and writes k[l], v[l]). Both are the operands' natural
+layouts for the two attention matmuls (q . k over H, probs . v over S), so a decode
+step reads them in place: stored as [B, S, K, H], XLA:CPU transposes the whole cache
+before each step's score matmul (measured: 8x slower at 288 slots, benchmarks/README.md).
+A forward call with a cache writes its T new keys/values at slots [start, start + T)
+and returns the updated arrays; nothing is mutated in place. Which slots hold real
+tokens is the caller's `kv_mask_BxS` (per row: rows of different lengths share slot
+indices); a query at slot s attends to valid slots <= s.
+
+The decode loop attends through a `DecodeWindow` instead: the slots written before
+the current segment (`prefix`, static length, read-only inside the loop) and the
+segment's own `block` of slots, written one per step. The loop carries only the
+block, so no step copies the cache, and a step's cost follows the filled prefix rather
+than the cache budget (the sampler's segments, `rl/sampler.py`).
 
 Long training forwards (no cache, T > `Q_BLOCK`) attend block by block: queries in
 blocks of `Q_BLOCK`, each block's scores [B, K, G, Q_BLOCK, T] made, softmaxed and
@@ -30,20 +41,63 @@ Q_BLOCK = 512
 
 @flax.struct.dataclass
 class KVCache:
-  """Keys and values of every layer: k, v are [L, B, S, K, H]."""
+  """Keys k [L, B, K, H, S] and values v [L, B, K, S, H] of every layer."""
 
   k: jax.Array
   v: jax.Array
 
   @classmethod
   def zeros(cls, cfg: ModelConfig, batch: int, length: int, dtype=jnp.float32):
-    shape = (cfg.n_layers, batch, length, cfg.n_kv_heads, cfg.head_dim)
-    return cls(k=jnp.zeros(shape, dtype), v=jnp.zeros(shape, dtype))
+    lead = (cfg.n_layers, batch, cfg.n_kv_heads)
+    return cls(k=jnp.zeros(lead + (cfg.head_dim, length), dtype),
+               v=jnp.zeros(lead + (length, cfg.head_dim), dtype))
+
+  @property
+  def length(self) -> int:
+    return (self.k[0] if isinstance(self.k, tuple) else self.k).shape[-1]
+
+  def per_layer(self) -> "KVCache":
+    """The same slots as tuples of per-layer arrays (for unrolled layers: reading
+    layer l is then no slice, which XLA would otherwise copy inside a loop)."""
+    n = self.k.shape[0]
+    return KVCache(k=tuple(self.k[i] for i in range(n)), v=tuple(self.v[i] for i in range(n)))
 
   def repeat(self, times: int) -> "KVCache":
     """Each row repeated `times` times (prompt cache shared by its G samples)."""
     return KVCache(k=jnp.repeat(self.k, times, axis=1),
                    v=jnp.repeat(self.v, times, axis=1))
+
+  def slots(self, start: int, length: int) -> "KVCache":
+    """Slots [start, start + length) of every layer (static bounds)."""
+    return KVCache(k=self.k[..., start:start + length], v=self.v[:, :, :, start:start + length])
+
+  def put(self, part: "KVCache", start) -> "KVCache":
+    """`part`'s slots written at [start, start + part.length) of every layer."""
+    return KVCache(k=jax.lax.dynamic_update_slice(self.k, part.k.astype(self.k.dtype),
+                                                  (0, 0, 0, 0, start)),
+                   v=jax.lax.dynamic_update_slice(self.v, part.v.astype(self.v.dtype),
+                                                  (0, 0, 0, start, 0)))
+
+  def write(self, layer, k_BxTxKxH, v_BxTxKxH, start) -> "KVCache":
+    """Layer `layer`'s T new keys and values at slots [start, start + T)."""
+    k_1xBxKxHxT = k_BxTxKxH.transpose(0, 2, 3, 1)[None].astype(self.k.dtype)
+    v_1xBxKxTxH = v_BxTxKxH.transpose(0, 2, 1, 3)[None].astype(self.v.dtype)
+    return KVCache(k=jax.lax.dynamic_update_slice(self.k, k_1xBxKxHxT, (layer, 0, 0, 0, start)),
+                   v=jax.lax.dynamic_update_slice(self.v, v_1xBxKxTxH, (layer, 0, 0, start, 0)))
+
+
+@flax.struct.dataclass
+class DecodeWindow:
+  """The decode loop's view of the cache in one segment: `prefix` holds slots
+  [0, start) (start = prefix.length, static; stacked or `per_layer`), `block` slots
+  [start, start + C)."""
+
+  prefix: KVCache
+  block: KVCache
+
+  @property
+  def length(self) -> int:
+    return self.prefix.length + self.block.length
 
 
 class Attention(nnx.Module):
@@ -66,12 +120,13 @@ class Attention(nnx.Module):
       self.k_norm = RMSNorm(h, cfg.norm_eps, "head_dim", rngs)
 
   def __call__(self, x_BxTxD, positions_BxT, inv_freq, kv_mask_BxS,
-               cache: KVCache | None = None, layer: int = 0, cache_start=0):
+               cache: KVCache | DecodeWindow | None = None, layer: int = 0, cache_start=0):
     """Returns (output [B, T, D], the cache with this layer's T new entries).
 
-    Without a cache the keys are the T inputs themselves (training forward).
-    The new entries are written into the stacked [L, B, S, K, H] arrays with a
-    single dynamic_update_slice so XLA updates the buffer in place in a loop.
+    Without a cache the keys are the T inputs themselves (training forward). With a
+    `KVCache` the new entries are written at slot `cache_start` with one
+    dynamic_update_slice per array (in place inside a loop); with a `DecodeWindow`
+    into its block (`cache_start` is still the absolute slot).
     """
     cfg, dt = self.cfg, x_BxTxD.dtype
     q_BxTxNxH = jnp.einsum("btd,dnh->btnh", x_BxTxD, self.q[...].astype(dt))
@@ -88,41 +143,63 @@ class Attention(nnx.Module):
     k_BxTxKxH = apply_rope(k_BxTxKxH, positions_BxT, inv_freq)
 
     t = x_BxTxD.shape[1]
+    query_slot_T = cache_start + jnp.arange(t)
     if cache is None:
-      keys, values = k_BxTxKxH, v_BxTxKxH
-      query_slot_T = jnp.arange(t)
+      parts = [(k_BxTxKxH.transpose(0, 2, 3, 1), v_BxTxKxH.transpose(0, 2, 1, 3), 0)]
+    elif isinstance(cache, DecodeWindow):
+      start = cache.prefix.length
+      block = cache.block.write(layer, k_BxTxKxH, v_BxTxKxH, cache_start - start)
+      cache = DecodeWindow(prefix=cache.prefix, block=block)
+      parts = [(cache.prefix.k[layer], cache.prefix.v[layer], 0),
+               (block.k[layer], block.v[layer], start)]
     else:
-      start = (layer, 0, cache_start, 0, 0)
-      cache = KVCache(
-          k=jax.lax.dynamic_update_slice(cache.k, k_BxTxKxH[None].astype(cache.k.dtype), start),
-          v=jax.lax.dynamic_update_slice(cache.v, v_BxTxKxH[None].astype(cache.v.dtype), start))
-      keys, values = cache.k[layer], cache.v[layer]
-      query_slot_T = cache_start + jnp.arange(t)
+      cache = cache.write(layer, k_BxTxKxH, v_BxTxKxH, cache_start)
+      parts = [(cache.k[layer], cache.v[layer], 0)]
     b, _, n, h = q_BxTxNxH.shape
     kh = cfg.n_kv_heads
     q_BxTxKxGxH = q_BxTxNxH.reshape(b, t, kh, n // kh, h)
     if cache is None and t > Q_BLOCK:
-      out_BxTxKxGxH = _blockwise(q_BxTxKxGxH, keys, values, kv_mask_BxS, Q_BLOCK)
+      out_BxTxKxGxH = _blockwise(q_BxTxKxGxH, parts, kv_mask_BxS, Q_BLOCK)
     else:
-      out_BxTxKxGxH = _attend(q_BxTxKxGxH, keys, values, kv_mask_BxS, query_slot_T)
+      out_BxTxKxGxH = _attend(q_BxTxKxGxH, parts, kv_mask_BxS, query_slot_T)
     out_BxTxNxH = out_BxTxKxGxH.reshape(b, t, n, h)
     return jnp.einsum("btnh,nhd->btd", out_BxTxNxH, self.o[...].astype(dt)), cache
 
 
-def _attend(q_BxTxKxGxH, keys_BxSxKxH, values_BxSxKxH, kv_mask_BxS, query_slot_T):
-  """Softmax attention of T queries at cache slots `query_slot_T` over S key slots."""
-  dt, h = q_BxTxKxGxH.dtype, q_BxTxKxGxH.shape[-1]
-  s = keys_BxSxKxH.shape[1]
-  causal_TxS = jnp.arange(s)[None, :] <= query_slot_T[:, None]
-  mask_Bx1x1xTxS = (causal_TxS[None] & kv_mask_BxS[:, None, :].astype(bool))[:, None, None]
-  scores = jnp.einsum("btkgh,bskh->bkgts", q_BxTxKxGxH, keys_BxSxKxH.astype(dt))
-  scores = scores.astype(jnp.float32) * (h ** -0.5)
-  scores = jnp.where(mask_Bx1x1xTxS, scores, _NEG_INF)
-  probs = jax.nn.softmax(scores, axis=-1).astype(dt)
-  return jnp.einsum("bkgts,bskh->btkgh", probs, values_BxSxKxH.astype(dt))
+def _attend(q_BxTxKxGxH, parts, kv_mask_BxS, query_slot_T):
+  """Softmax attention of T queries at slots `query_slot_T` over the key slots of
+  `parts`: (keys [B, K, H, S_i], values [B, K, S_i, H], first slot) each, one softmax
+  over all of them (a part's slots are its first slot + 0..S_i-1).
+
+  Each KV head's T x G queries are one matrix M = T*G, so both matmuls are plain
+  batched [M, H] x [H, S] and [M, S] x [S, H] products over (B, K) with every operand
+  in its natural layout (XLA:CPU otherwise transposes the cache or runs a
+  transposed-operand kernel several times slower)."""
+  dt = q_BxTxKxGxH.dtype
+  b, t, kh, g, h = q_BxTxKxGxH.shape
+  q_BxKxMxH = q_BxTxKxGxH.transpose(0, 2, 1, 3, 4).reshape(b, kh, t * g, h)
+  scores, valid = [], []
+  for keys_BxKxHxS, _, first in parts:
+    s = keys_BxKxHxS.shape[-1]
+    causal_TxS = (first + jnp.arange(s))[None, :] <= query_slot_T[:, None]
+    kv_BxS = jax.lax.slice_in_dim(kv_mask_BxS, first, first + s, axis=1).astype(bool)
+    valid_BxTxS = causal_TxS[None] & kv_BxS[:, None, :]
+    valid.append(jnp.broadcast_to(valid_BxTxS[:, None, :, None, :], (b, 1, t, g, s))
+                 .reshape(b, 1, t * g, s))
+    scores.append(jnp.einsum("bkmh,bkhs->bkms", q_BxKxMxH, keys_BxKxHxS.astype(dt)))
+  scores_BxKxMxS = jnp.concatenate(scores, -1).astype(jnp.float32) * (h ** -0.5)
+  scores_BxKxMxS = jnp.where(jnp.concatenate(valid, -1), scores_BxKxMxS, _NEG_INF)
+  probs_BxKxMxS = jax.nn.softmax(scores_BxKxMxS, axis=-1).astype(dt)
+  out_BxKxMxH, first_col = 0, 0
+  for _, values_BxKxSxH, _ in parts:
+    s = values_BxKxSxH.shape[2]
+    out_BxKxMxH += jnp.einsum("bkms,bksh->bkmh", probs_BxKxMxS[..., first_col:first_col + s],
+                              values_BxKxSxH.astype(dt))
+    first_col += s
+  return out_BxKxMxH.reshape(b, kh, t, g, h).transpose(0, 2, 1, 3, 4)
 
 
-def _blockwise(q_BxTxKxGxH, keys_BxTxKxH, values_BxTxKxH, kv_mask_BxT, block: int):
+def _blockwise(q_BxTxKxGxH, parts, kv_mask_BxT, block: int):
   """`_attend` for a training forward (queries at slots 0..T-1), `block` queries at a time."""
   b, t, kh, g, h = q_BxTxKxGxH.shape
   n_blocks = -(-t // block)
@@ -132,8 +209,7 @@ def _blockwise(q_BxTxKxGxH, keys_BxTxKxH, values_BxTxKxH, kv_mask_BxT, block: in
   @jax.checkpoint
   def one(xs):
     q_BxCxKxGxH, start = xs
-    return _attend(q_BxCxKxGxH, keys_BxTxKxH, values_BxTxKxH, kv_mask_BxT,
-                   start + jnp.arange(block))
+    return _attend(q_BxCxKxGxH, parts, kv_mask_BxT, start + jnp.arange(block))
 
   out_JxBxCxKxGxH = jax.lax.map(one, (q_JxBxCxKxGxH, jnp.arange(n_blocks) * block))
   return out_JxBxCxKxGxH.swapaxes(0, 1).reshape(b, n_blocks * block, kh, g, h)[:, :t]

@@ -75,7 +75,7 @@ class Transformer(nnx.Module):
     if positions_BxT is None:
       positions_BxT = jnp.broadcast_to(cache_start + jnp.arange(t), (b, t))
     if kv_mask_BxS is None:
-      s = t if cache is None else cache.k.shape[2]
+      s = t if cache is None else cache.length
       kv_mask_BxS = jnp.ones((b, s), bool)
     inv_freq = rope_inv_freq(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
     x_BxTxD = self.embed[...][tokens_BxT].astype(jnp.dtype(cfg.dtype))

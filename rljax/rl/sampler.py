@@ -26,10 +26,12 @@ import jax.numpy as jnp
 from flax import nnx
 
 from rljax import sharding
-from rljax.model.attention import KVCache
+from rljax.model.attention import DecodeWindow, KVCache
 from rljax.rl.logprobs import entropy_from_logits
 
 _NEG_INF = -1e30
+DECODE_BLOCK = 32  # decode steps per segment (see `decode_segments`)
+MAX_SEGMENTS = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +77,8 @@ class Rollout:
 
 @flax.struct.dataclass
 class _LoopState:
-  """Carry of the decode loop: step t, each model's cache and logits for step t, outputs."""
+  """Carry of the decode loop: step t, each model's cache block (the current segment's
+  slots) and logits for step t, outputs."""
 
   t: jax.Array
   caches: tuple
@@ -136,12 +139,24 @@ def hybrid_sample(graphdef, base_params, expert_params, prompt_QxP, prompt_mask_
                    cfg, group_size, route=route)
 
 
+def decode_segments(t_max: int) -> list[tuple[int, int]]:
+  """(first step, steps) of each decode segment: `DECODE_BLOCK` steps each, or more so
+  that there are at most `MAX_SEGMENTS` (each segment is one compiled loop body)."""
+  block = max(DECODE_BLOCK, -(-t_max // MAX_SEGMENTS))
+  return [(t0, min(block, t_max - t0)) for t0 in range(0, t_max, block)]
+
+
 def _generate(graphdef, params_list, prompt_QxP, prompt_mask_QxP, key, cfg, group_size,
               route):
   """Prefill + decode loop over one or two models (all fed the same chosen tokens).
 
   With one model it samples from it. With two, `route(logits of model 0)` says per
   row whether model 1's logits choose this step's token.
+
+  The decode runs in segments (`decode_segments`): segment j's loop carries only its
+  own block of cache slots and attends to the slots written before it as a read-only
+  prefix (`attention.DecodeWindow`), so a step reads the filled prefix, not the whole
+  budget, and never copies the cache; the block is written back once per segment.
   """
   models = [nnx.merge(graphdef, sampling_weights(graphdef, p)) for p in params_list]
   q, p = prompt_QxP.shape
@@ -151,15 +166,12 @@ def _generate(graphdef, params_list, prompt_QxP, prompt_mask_QxP, key, cfg, grou
                                                        t_max, group_size)
   zeros_BxT = sharding.constrain_batch(jnp.zeros((b, t_max), jnp.float32))
   state = _LoopState(
-      t=jnp.array(0, jnp.int32), caches=tuple(caches), logits=tuple(logits),
+      t=jnp.array(0, jnp.int32), caches=(), logits=tuple(logits),
       done_B=sharding.constrain_batch(jnp.zeros((b,), bool)),
       tokens_BxT=sharding.constrain_batch(jnp.full((b, t_max), cfg.pad_id, jnp.int32)),
       logp_BxT=zeros_BxT, ent_BxT=zeros_BxT, routed_BxT=zeros_BxT)
 
-  def cond(st: _LoopState):
-    return (st.t < t_max) & ~jnp.all(st.done_B)
-
-  def body(st: _LoopState):
+  def body(st: _LoopState, prefixes):
     routed_B = jnp.zeros((b,), bool) if route is None else route(st.logits[0])
     logits_BxV = st.logits[0] if route is None else jnp.where(
         routed_B[:, None], st.logits[1], st.logits[0])
@@ -170,29 +182,43 @@ def _generate(graphdef, params_list, prompt_QxP, prompt_mask_QxP, key, cfg, grou
     logp = st.logp_BxT.at[:, st.t].set(jnp.where(live_B, logp_B, 0.0))
     ent = st.ent_BxT.at[:, st.t].set(jnp.where(live_B, ent_B, 0.0))
     routed = st.routed_BxT.at[:, st.t].set((live_B & routed_B).astype(jnp.float32))
-    caches, logits = [], []
-    for model, cache in zip(models, st.caches):
-      h_Bx1xD, cache = model.hidden(
+    blocks, logits = [], []
+    for model, prefix, block in zip(models, prefixes, st.caches):
+      h_Bx1xD, window = model.hidden(
           tok_B[:, None], positions_BxT=(prompt_len_B + st.t)[:, None],
-          kv_mask_BxS=kv_mask_BxS, cache=cache, cache_start=p + st.t)
-      caches.append(_constrain_cache(cache))
+          kv_mask_BxS=kv_mask_BxS, cache=DecodeWindow(prefix=prefix, block=block),
+          cache_start=p + st.t)
+      blocks.append(_constrain_cache(window.block))
       logits.append(sharding.constrain_batch(model.logits(h_Bx1xD[:, 0])))
-    return _LoopState(t=st.t + 1, caches=tuple(caches), logits=tuple(logits),
+    return _LoopState(t=st.t + 1, caches=tuple(blocks), logits=tuple(logits),
                       done_B=st.done_B | (tok_B == cfg.eos_id), tokens_BxT=tokens,
                       logp_BxT=logp, ent_BxT=ent, routed_BxT=routed)
 
-  state = jax.lax.while_loop(cond, body, state)
+  for t0, steps in decode_segments(t_max):
+    # The barrier keeps XLA from sinking the prefix's slices into the loop body, where
+    # they would copy the prefix at every step.
+    prefixes = jax.lax.optimization_barrier([_prefix(c, p + t0, models[0].cfg) for c in caches])
+    state = state.replace(caches=tuple(c.slots(p + t0, steps) for c in caches))
+    state = jax.lax.while_loop(
+        lambda st, end=t0 + steps: (st.t < end) & ~jnp.all(st.done_B),
+        functools.partial(body, prefixes=prefixes), state)
+    caches = [_constrain_cache(c.put(block, p + t0)) for c, block in zip(caches, state.caches)]
   mask = completion_mask(state.tokens_BxT, cfg.eos_id)
   rollout = Rollout(tokens=state.tokens_BxT, mask=mask,
                     logp=state.logp_BxT * mask, entropy=state.ent_BxT * mask)
   return jax.tree.map(sharding.constrain_batch, (rollout, state.routed_BxT * mask))
 
 
+def _prefix(cache: KVCache, length: int, model_cfg) -> KVCache:
+  prefix = cache.slots(0, length)
+  return prefix if model_cfg.scan_layers else prefix.per_layer()
+
+
 def _constrain_cache(cache: KVCache) -> KVCache:
   mesh = sharding.ambient_mesh()
   if mesh is None or cache.k.shape[1] % sharding.batch_devices(mesh):
     return cache
-  spec = sharding.cache_spec(cache.k.shape[3], mesh)
+  spec = sharding.cache_spec(cache.k.shape[2], mesh)
   return KVCache(k=jax.lax.with_sharding_constraint(cache.k, spec),
                  v=jax.lax.with_sharding_constraint(cache.v, spec))
 
@@ -200,7 +226,7 @@ def _constrain_cache(cache: KVCache) -> KVCache:
 @functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "group_size"))
 def prefill(graphdef, params, prompt_QxP, prompt_mask_QxP, *, max_new_tokens: int,
             group_size: int):
-  """The decode loop's starting point: (KV cache [L, B, P + T, K, H], next-token logits
+  """The decode loop's starting point: (KV cache of P + T slots, next-token logits
   [B, V]), each prompt's entry repeated for its G samples, laid out as `sample` does."""
   model = nnx.merge(graphdef, sampling_weights(graphdef, params))
   caches, logits, _, _ = _prefill([model], prompt_QxP, prompt_mask_QxP, max_new_tokens,

@@ -81,7 +81,7 @@ def _run(path, mesh):
     state, metrics = fns.update(state, batch, jax.random.key(0),
                                 {"entropy": np.float32(0.0), "kl": np.float32(0.04),
                                  "sft": np.float32(0.0)})
-    cache_sh = jax.NamedSharding(mesh, sharding.cache_spec(cache.k.shape[3], mesh))
+    cache_sh = jax.NamedSharding(mesh, sharding.cache_spec(cache.k.shape[2], mesh))
     return dict(tokens=np.asarray(out.tokens), mask=np.asarray(out.mask),
                 tokens_split=out.tokens.sharding.is_equivalent_to(
                     sharding.batch_sharding(mesh, 2), 2),
@@ -114,9 +114,9 @@ def test_sharded_work_matches_one_device(base_dir, single, shape):
                                   and all("bias" in p for p in got["whole"])), got["whole"]
   assert got["tokens_split"] and got["cache_split"]
   assert got["tokens_shard"] == (Q * G // (data * fsdp), SAMPLING.max_new_tokens)
-  # [L, B, S, K, H]: 2 KV heads split over model when model divides them.
-  assert got["cache_shard"] == (2, Q * G // (data * fsdp), 5 + SAMPLING.max_new_tokens,
-                                2 // model, 8)
+  # keys [L, B, K, H, S]: 2 KV heads split over model when model divides them.
+  assert got["cache_shard"] == (2, Q * G // (data * fsdp), 2 // model, 8,
+                                5 + SAMPLING.max_new_tokens)
 
   # The numbers.
   agree = np.mean(got["tokens"] == single["tokens"])
