@@ -1,0 +1,239 @@
+"""rljax's side of `benchmarks.run`: one case of the workload, timed, as one JSON line.
+
+  .venv/bin/python -m benchmarks.rljax_side {decode64,decode256,step,train,large,matmul}
+
+Every case builds the workload's model (`workload.json`) with rljax's own code and
+times the library's own jitted functions: `sampler.sample` (decode), the trainer's
+step functions `make_step_fns` (update, scoring) composed as a step of
+`rl/rollouts.py` + `rl/trainer.py` does it (sample, reward, group advantages, the
+policy's and the reference's training-forward log-probs, one update), on one device.
+Each figure is the median of `--repeats` runs after one warm-up run (which also
+compiles: its time is reported as the first-step time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from benchmarks.workload import LARGE_BATCH, LARGE_MODEL, WORKLOAD, grpo_update_flops
+from rljax import sharding
+from rljax.config import OptimConfig
+from rljax.model.config import ModelConfig
+from rljax.rl import advantages, sampler, train_state
+from rljax.rl.losses import LossConfig
+from rljax.rl.update import make_step_fns
+
+G = WORKLOAD["grpo"]
+
+
+def model_config(m: dict, max_seq_len: int) -> ModelConfig:
+  return ModelConfig(vocab_size=m["vocab_size"], d_model=m["hidden_size"],
+                     n_layers=m["num_hidden_layers"], n_heads=m["num_attention_heads"],
+                     n_kv_heads=m["num_key_value_heads"], head_dim=m["head_dim"],
+                     mlp_dim=m["intermediate_size"], rope_theta=m.get("rope_theta", 1e4),
+                     norm_eps=m.get("rms_norm_eps", 1e-6), qkv_bias=True,
+                     tie_embeddings=True, max_seq_len=max_seq_len, dtype="float32")
+
+
+def timed(fn, repeats: int) -> dict:
+  """fn() once (compile + run), then `repeats` times; seconds."""
+  t0 = time.perf_counter()
+  jax.block_until_ready(fn())
+  first = time.perf_counter() - t0
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - t0)
+  return {"first_s": first, "times_s": times, "median_s": float(np.median(times))}
+
+
+class Setup:
+  """The workload's state, step functions and prompts on one device."""
+
+  def __init__(self, m: dict, max_new: int, optim_lr: float = WORKLOAD["optimizer"]["lr"]):
+    self.cfg = model_config(m, G["prompt_length"] + max_new)
+    self.mesh = sharding.make_mesh(1, 1, 1, devices=jax.devices()[:1])
+    o = WORKLOAD["optimizer"]
+    opt = train_state.make_optimizer(OptimConfig(lr=optim_lr, grad_clip=o["max_grad_norm"],
+                                                 b1=o["betas"][0], b2=o["betas"][1],
+                                                 weight_decay=o["weight_decay"]), 10)
+    with jax.set_mesh(self.mesh):
+      self.graphdef, abs_state = train_state.abstract_model(self.cfg)
+      sh = train_state.state_shardings(self.graphdef, abs_state, opt, self.mesh,
+                                       with_reference=True)
+      params = train_state.init_params(self.cfg, WORKLOAD["seeds"]["model_init"], sh.params)
+      self.state = train_state.new_state(params, opt, sh, 0, with_reference=True)
+      loss = LossConfig(eps_low=G["clip_eps"], eps_high=G["clip_eps"], agg="token-mean",
+                        kl_coef=G["beta_kl"], kl_estimator="k3")
+      self.fns = make_step_fns(self.graphdef, opt, sh, self.mesh, loss, G["temperature"],
+                               False, on_policy=True, weighted=False)
+    rng = np.random.default_rng(WORKLOAD["seeds"]["prompts"])
+    lo, hi = WORKLOAD["tokens"]["prompt_token_range"]
+    self.prompt = rng.integers(lo, hi, (G["num_prompts"], G["prompt_length"])).astype(np.int32)
+    self.pmask = np.ones_like(self.prompt)
+    # EOS is never emitted (an id outside the vocabulary), so every completion has
+    # exactly max_new tokens, as min_new_tokens does for the peers.
+    self.sampling = sampler.SamplingConfig(max_new_tokens=max_new, temperature=G["temperature"],
+                                           eos_id=m["vocab_size"], pad_id=0)
+    self.coefs = {"entropy": np.float32(0.0), "kl": np.float32(G["beta_kl"]),
+                  "sft": np.float32(0.0)}
+    self.calls = 0
+
+  def sample(self):
+    self.calls += 1
+    with jax.set_mesh(self.mesh):
+      return sampler.sample(self.graphdef, self.state.params, self.prompt, self.pmask,
+                            jax.random.key(WORKLOAD["seeds"]["sampling"] + self.calls),
+                            cfg=self.sampling, group_size=G["num_generations"])
+
+  def batch(self, rollout) -> dict:
+    tokens = np.asarray(rollout.tokens)
+    mask = np.asarray(rollout.mask)
+    reward_B = ((tokens % 2 == 0) * mask).sum(1) / mask.sum(1)  # the workload's reward
+    adv_B = np.asarray(advantages.compute("grpo", reward_B, G["num_generations"]))
+    g = G["num_generations"]
+    return {"prompt": np.repeat(self.prompt, g, 0), "prompt_mask": np.repeat(self.pmask, g, 0),
+            "tokens": tokens, "mask": mask, "adv": (adv_B[:, None] * mask).astype(np.float32),
+            "sft_mask": np.zeros(len(tokens), np.float32),
+            "offpolicy": np.zeros(len(tokens), np.float32),
+            "is_weight": np.ones_like(mask)}
+
+  def score(self, params, b: dict):
+    seqs = {k: b[k] for k in ("prompt", "prompt_mask", "tokens", "mask")}
+    with jax.set_mesh(self.mesh):
+      return jax.block_until_ready(self.fns.score(params, seqs))
+
+  def update(self, b: dict):
+    with jax.set_mesh(self.mesh):
+      self.state, m = self.fns.update(self.state, b, jax.random.key(0), self.coefs)
+    return jax.block_until_ready(m)
+
+
+def case_decode(max_new: int, repeats: int) -> dict:
+  s = Setup(WORKLOAD["model"], max_new)
+  r = timed(s.sample, repeats)
+  tokens = G["num_prompts"] * G["num_generations"] * max_new
+  return {"new_tokens": max_new, "tokens_per_s": tokens / r["median_s"],
+          "tokens_per_s_all": [tokens / t for t in r["times_s"]], **r}
+
+
+def case_step(repeats: int) -> dict:
+  """The full GRPO step and its split (sampling, the two scorings, the update)."""
+  s = Setup(WORKLOAD["model"], G["max_new_tokens"])
+  split = {"sample_s": [], "score_policy_s": [], "score_reference_s": [], "update_s": [],
+           "host_s": []}
+
+  def step(record: bool):
+    t = [time.perf_counter()]
+    rollout = jax.block_until_ready(s.sample())
+    t.append(time.perf_counter())
+    b = s.batch(rollout)
+    t.append(time.perf_counter())
+    b["old_logp"], _ = s.score(s.state.params, b)
+    t.append(time.perf_counter())
+    b["ref_logp"], _ = s.score(s.state.ref_params, b)
+    t.append(time.perf_counter())
+    s.update(b)
+    t.append(time.perf_counter())
+    if record:
+      d = np.diff(t)
+      for k, v in zip(("sample_s", "host_s", "score_policy_s", "score_reference_s",
+                       "update_s"), d):
+        split[k].append(float(v))
+    return t[-1] - t[0]
+
+  first = step(False)
+  times = [step(True) for _ in range(repeats)]
+  # Compiles after the first step would show as a slow later step; count them directly.
+  compiles = _compile_count(lambda: step(False))
+  return {"first_s": first, "times_s": times, "median_s": float(np.median(times)),
+          "split_median_s": {k: float(np.median(v)) for k, v in split.items()},
+          "compiles_after_first_step": compiles}
+
+
+_COMPILES = [0]
+
+
+def _on_event(event, *_, **__):
+  if event == "/jax/core/compile/backend_compile_duration":
+    _COMPILES[0] += 1
+
+
+jax.monitoring.register_event_duration_secs_listener(_on_event)
+
+
+def _compile_count(fn) -> int:
+  before = _COMPILES[0]
+  fn()
+  return _COMPILES[0] - before
+
+
+def case_train(m: dict, sequences_note: str, repeats: int, completion: int,
+               with_reference: bool) -> dict:
+  """Policy forward + backward + AdamW (and the reference's forward) on a fixed batch."""
+  s = Setup(m, completion)
+  rng = np.random.default_rng(0)
+  g = G["num_generations"]
+  n_seq = G["num_prompts"] * g if sequences_note == "workload" else LARGE_BATCH["sequences"]
+  tokens = rng.integers(2, m["vocab_size"], (n_seq, completion)).astype(np.int32)
+  mask = np.ones_like(tokens, np.float32)
+  prompt = rng.integers(2, m["vocab_size"], (n_seq, G["prompt_length"])).astype(np.int32)
+  b = {"prompt": prompt, "prompt_mask": np.ones_like(prompt), "tokens": tokens, "mask": mask,
+       "adv": rng.standard_normal((n_seq, 1)).astype(np.float32) * mask,
+       "sft_mask": np.zeros(n_seq, np.float32), "offpolicy": np.zeros(n_seq, np.float32),
+       "is_weight": np.ones_like(mask)}
+  b["old_logp"], _ = s.score(s.state.params, b)
+  b["ref_logp"] = b["old_logp"]
+
+  def run():
+    if with_reference:
+      s.score(s.state.ref_params, b)
+    return s.update(b)
+
+  r = timed(run, repeats)
+  flops = grpo_update_flops(m, n_seq, G["prompt_length"], completion)
+  work = flops["total"] if with_reference else flops["policy_fwd_bwd"]
+  return {"sequences": n_seq, "tokens_per_sequence": G["prompt_length"] + completion,
+          "model_flops": work, "flops_per_s": work / r["median_s"], **r}
+
+
+def case_matmul(repeats: int = 10) -> dict:
+  """Peak matmul: a jitted 2048 x 2048 float32 product, median of 10."""
+  x = jax.random.normal(jax.random.key(0), (2048, 2048), jnp.float32)
+  f = jax.jit(lambda a: a @ a)
+  r = timed(lambda: f(x), repeats)
+  return {"flops_per_s": 2 * 2048 ** 3 / r["median_s"], **r}
+
+
+def main(argv=None):
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  ap.add_argument("case", choices=["decode64", "decode256", "step", "train", "large", "matmul"])
+  ap.add_argument("--repeats", type=int, default=WORKLOAD["timing"]["repeats"])
+  args = ap.parse_args(argv)
+  if args.case == "decode64":
+    out = case_decode(64, args.repeats)
+  elif args.case == "decode256":
+    out = case_decode(256, args.repeats)
+  elif args.case == "step":
+    out = case_step(args.repeats)
+  elif args.case == "train":
+    out = case_train(WORKLOAD["model"], "workload", args.repeats, G["max_new_tokens"], True)
+  elif args.case == "large":
+    out = case_train(LARGE_MODEL, "large", args.repeats, LARGE_BATCH["completion_length"],
+                     False)
+  else:
+    out = case_matmul()
+  out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+  print(json.dumps({"side": "rljax", "case": args.case, **out}))
+
+
+if __name__ == "__main__":
+  main()
