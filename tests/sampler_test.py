@@ -106,3 +106,55 @@ def test_bad_sampling_config():
     sampler.SamplingConfig(max_new_tokens=4, top_p=1.5)
   with pytest.raises(ValueError, match="temperature"):
     sampler.SamplingConfig(max_new_tokens=4, temperature=0.0)
+
+
+def test_draw_has_the_distribution_and_never_draws_probability_zero():
+  # 200,000 draws from one row: each frequency within 4.5 standard errors of its
+  # probability (a chi-square over the 5 cells would pass far more loosely).
+  p = np.array([0.5, 0.0, 0.3, 0.15, 0.0, 0.05], np.float32)
+  logp = jnp.log(jnp.broadcast_to(jnp.asarray(p), (200_000, 6)))
+  tok = np.asarray(sampler.draw(jax.random.key(0), logp))
+  freq = np.bincount(tok, minlength=6) / len(tok)
+  se = np.sqrt(p * (1 - p) / len(tok))
+  assert freq[1] == 0 and freq[4] == 0
+  assert np.all(np.abs(freq - p) <= 4.5 * se + 1e-12), (freq, p)
+  # Per-row distributions: a row whose mass sits on one token always draws it.
+  rows = jnp.log(jnp.eye(6, dtype=jnp.float32) + 1e-30)
+  np.testing.assert_array_equal(sampler.draw(jax.random.key(1), rows), np.arange(6))
+
+
+def test_decode_segments_cover_the_budget_once():
+  for t_max in (1, 31, 32, 33, 64, 256, 1000):
+    segs = sampler.decode_segments(t_max)
+    assert [a for a, _ in segs] == list(np.cumsum([0] + [n for _, n in segs])[:-1])
+    assert sum(n for _, n in segs) == t_max and len(segs) <= sampler.MAX_SEGMENTS
+    assert all(n <= max(sampler.DECODE_BLOCK, -(-t_max // sampler.MAX_SEGMENTS))
+               for _, n in segs)
+
+
+def test_segmented_decode_attends_to_the_filled_prefix_only(tiny, monkeypatch):
+  # Blocks of 3 steps over 12 new tokens: 4 segments. The sampler's log-probs still
+  # equal the training forward's across segment boundaries, and segment j's loop
+  # reads a prefix of P + 3j slots (not the P + 12 budget) and carries 3.
+  model, graphdef, params, prompts, mask = tiny
+  monkeypatch.setattr(sampler, "DECODE_BLOCK", 3)
+  cfg = sampler.SamplingConfig(max_new_tokens=12, eos_id=1)
+  assert len(sampler.decode_segments(12)) == 4
+  out = sampler.sample.__wrapped__(graphdef, params, prompts, mask, jax.random.key(5),
+                                   cfg=cfg, group_size=2)
+  logp, _ = completion_logp_entropy(model, jnp.repeat(prompts, 2, 0), jnp.repeat(mask, 2, 0),
+                                    out.tokens)
+  np.testing.assert_allclose(out.logp, logp * out.mask, atol=2e-5)
+  jaxpr = jax.make_jaxpr(lambda p: sampler.sample.__wrapped__(
+      graphdef, p, prompts, mask, jax.random.key(5), cfg=cfg, group_size=2))(params)
+  loops = [e for e in jaxpr.jaxpr.eqns if e.primitive.name == "while"]
+  p = prompts.shape[1]
+  prefix_slots, block_slots = [], []
+  for loop in loops:
+    avals = [v.aval for v in loop.params["body_jaxpr"].jaxpr.invars]
+    is_keys = lambda a: a.shape[-3:-1] == (model.cfg.n_kv_heads, model.cfg.head_dim)
+    # Per-layer prefix keys [B, K, H, S] (read-only), the carried block [L, B, K, H, C].
+    prefix_slots.append(sorted({a.shape[-1] for a in avals if a.ndim == 4 and is_keys(a)}))
+    block_slots.append(sorted({a.shape[-1] for a in avals if a.ndim == 5 and is_keys(a)}))
+  assert prefix_slots == [[p + 3 * j] for j in range(4)], prefix_slots
+  assert block_slots == [[3]] * 4, block_slots
