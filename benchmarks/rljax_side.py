@@ -5,8 +5,9 @@
 Every case builds the workload's model (`workload.json`) with rljax's own code and
 times the library's own jitted functions: `sampler.sample` (decode), the trainer's
 step functions `make_step_fns` (update, scoring) composed as a step of
-`rl/rollouts.py` + `rl/trainer.py` does it (sample, reward, group advantages, the
-policy's and the reference's training-forward log-probs, one update), on one device.
+`rl/rollouts.py` + `rl/trainer.py` does it on this workload (sample, reward, group
+advantages, the reference's training-forward log-probs, one on-policy update whose
+forward also gives the old log-probs: `trainer.scores_before_update`), on one device.
 Each figure is the median of `--repeats` runs after one warm-up run (which also
 compiles: its time is reported as the first-step time).
 """
@@ -74,7 +75,7 @@ class Setup:
       loss = LossConfig(eps_low=G["clip_eps"], eps_high=G["clip_eps"], agg="token-mean",
                         kl_coef=G["beta_kl"], kl_estimator="k3")
       self.fns = make_step_fns(self.graphdef, opt, sh, self.mesh, loss, G["temperature"],
-                               False, on_policy=True, weighted=False)
+                               False, on_policy=True, weighted=False, with_scores=True)
     rng = np.random.default_rng(WORKLOAD["seeds"]["prompts"])
     lo, hi = WORKLOAD["tokens"]["prompt_token_range"]
     self.prompt = rng.integers(lo, hi, (G["num_prompts"], G["prompt_length"])).astype(np.int32)
@@ -113,8 +114,8 @@ class Setup:
 
   def update(self, b: dict):
     with jax.set_mesh(self.mesh):
-      self.state, m = self.fns.update(self.state, b, jax.random.key(0), self.coefs)
-    return jax.block_until_ready(m)
+      self.state, m, scores = self.fns.update(self.state, b, jax.random.key(0), self.coefs)
+    return jax.block_until_ready((m, scores))
 
 
 def case_decode(max_new: int, repeats: int) -> dict:
@@ -128,16 +129,14 @@ def case_decode(max_new: int, repeats: int) -> dict:
 def case_step(repeats: int) -> dict:
   """The full GRPO step and its split (sampling, the two scorings, the update)."""
   s = Setup(WORKLOAD["model"], G["max_new_tokens"])
-  split = {"sample_s": [], "score_policy_s": [], "score_reference_s": [], "update_s": [],
-           "host_s": []}
+  split = {"sample_s": [], "score_reference_s": [], "update_s": [], "host_s": []}
 
   def step(record: bool):
     t = [time.perf_counter()]
     rollout = jax.block_until_ready(s.sample())
     t.append(time.perf_counter())
     b = s.batch(rollout)
-    t.append(time.perf_counter())
-    b["old_logp"], _ = s.score(s.state.params, b)
+    b["old_logp"] = np.zeros_like(b["mask"])  # on-policy: the update's forward gives them
     t.append(time.perf_counter())
     b["ref_logp"], _ = s.score(s.state.ref_params, b)
     t.append(time.perf_counter())
@@ -145,8 +144,7 @@ def case_step(repeats: int) -> dict:
     t.append(time.perf_counter())
     if record:
       d = np.diff(t)
-      for k, v in zip(("sample_s", "host_s", "score_policy_s", "score_reference_s",
-                       "update_s"), d):
+      for k, v in zip(("sample_s", "host_s", "score_reference_s", "update_s"), d):
         split[k].append(float(v))
     return t[-1] - t[0]
 

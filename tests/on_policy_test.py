@@ -16,7 +16,7 @@ import pytest
 
 from rljax import experiment
 from rljax.metrics import read_rows
-from rljax.rl import losses, rollout_correction, train_state, update
+from rljax.rl import losses, rollout_correction, rollouts, train_state, trainer, update
 from tests.trainer_test import tiny_config
 
 
@@ -40,6 +40,30 @@ def test_one_update_per_step_is_exactly_on_policy(tmp_path, sampling):
     # Truncation renormalises: the sampler's log-probs are above the trainer's.
     assert r["mismatch/logp_abs_mean"] > 1e-3 and r["mismatch/logp_abs_max"] > 0
   assert rows[0]["kl"] == 0.0   # the reference is the policy at step 1
+
+
+def test_on_policy_steps_score_once_and_log_what_scoring_first_logs(tmp_path, monkeypatch):
+  """One update per step: its forward is the pre-update scoring, so the step scores
+  only the reference; the metrics read from those scores (entropy, KL, the sampler
+  mismatch, the covariance diagnostics) and the update match a run that scores first."""
+  assert not trainer.scores_before_update(tiny_config(2, minibatches=1, epochs=1))
+  assert trainer.scores_before_update(tiny_config(2, minibatches=2, epochs=1))
+  assert trainer.scores_before_update(tiny_config(2, minibatches=1, epochs=1,
+                                                  rollout_correction="token_tis"))
+  calls, real = [], rollouts._score
+  monkeypatch.setattr(rollouts, "_score", lambda *a: calls.append(1) or real(*a))
+  once = _rows(tmp_path / "once", 2, minibatches=1, epochs=1)
+  n_once = len(calls)
+  monkeypatch.setattr(trainer, "scores_before_update", lambda cfg: True)
+  first = _rows(tmp_path / "first", 2, minibatches=1, epochs=1)
+  assert len(calls) - n_once == 2 * n_once  # policy + reference vs the reference alone
+  for a, b in zip(once, first):
+    for key in ("entropy", "kl", "mismatch/logp_abs_mean", "mismatch/logp_abs_max",
+                "cov_mean", "loss", "grad_norm", "reward_mean", "phase_entropy/other"):
+      if key in a:
+        np.testing.assert_allclose(a[key], b[key], rtol=1e-4, atol=1e-6, err_msg=key)
+    assert a["entropy"] > 0 and a["mismatch/logp_abs_max"] < 1e-4
+    assert a["compute_flops"] < b["compute_flops"]  # one scoring forward fewer counted
 
 
 def test_four_minibatches_without_learning_have_ratio_one(tmp_path):

@@ -44,6 +44,9 @@ class RolloutContext:
     score: the jitted training forward (params, sequences) -> (log-probs, entropies) [B, T].
     reward_guard: runs the reward function in its sandboxed worker.
     wrong_labels: the per-problem wrong labels (reward_mode "wrong_label" only).
+    score_policy: score the rollouts under the pre-update policy here; when False the
+      step's update is that scoring (`trainer.scores_before_update`) and the batch's
+      "old_logp" / "entropy" stay zeros until the trainer fills them from it.
   """
 
   cfg: ExperimentConfig
@@ -53,6 +56,7 @@ class RolloutContext:
   score: Callable
   reward_guard: RewardGuard
   wrong_labels: WrongLabels | None = None
+  score_policy: bool = True
 
 
 @dataclasses.dataclass
@@ -108,7 +112,10 @@ def _round(ctx: RolloutContext, params, ref_params, rng, index: int) -> dict:
     _insert_demonstrations(ctx, problems, batch)
   # The ratio's old log-probs, the entropies and the reference's log-probs all come from
   # the training forward (the pre-update parameters), never from the sampler.
-  batch["old_logp"], batch["entropy"] = _score(ctx, params, batch)
+  if ctx.score_policy:
+    batch["old_logp"], batch["entropy"] = _score(ctx, params, batch)
+  else:
+    batch["old_logp"], batch["entropy"] = (np.zeros_like(batch["sampler_logp"]) for _ in "12")
   batch["ref_logp"], _ = _score(ctx, ref_params, batch)
   texts = ctx.tok.decode_completions(batch["tokens"])
   owner = [problems[i // g] for i in range(len(texts))]
@@ -129,7 +136,8 @@ def _round(ctx: RolloutContext, params, ref_params, rng, index: int) -> dict:
     out["dro_reward"], out["dro_keep"] = _dro_rewards(ctx, params, out)
   # The policy and reference scorings, and DRO's teacher-forced one.
   out["forward_tokens"] = dict(
-      _forward_tokens(batch, len(problems), 3 if cfg.intervention.reward_mode == "dro" else 2),
+      _forward_tokens(batch, len(problems),
+                      1 + ctx.score_policy + (cfg.intervention.reward_mode == "dro")),
       decoded=decoded)
   return out
 

@@ -44,6 +44,22 @@ class NonFiniteError(RuntimeError):
   """Raised when too many consecutive steps had only non-finite updates."""
 
 
+def scores_before_update(cfg: ExperimentConfig) -> bool:
+  """Whether a step scores its rollouts under the pre-update policy before its update.
+
+  When the step makes one update on all its rollouts (on-policy), that update's forward
+  is this scoring: the same parameters, batch and shapes (`update.rl_update` returns its
+  log-probs and entropies), so the step takes the old log-probs and entropies from it
+  and runs one forward fewer. Unless something reads them before the update: the ratio
+  over several minibatches or epochs, the rollout correction, forking-token masking, the
+  adaptive entropy coefficient (the rollout's entropy), DRO's reward, or KL-in-reward.
+  """
+  icfg = cfg.intervention
+  return (cfg.rl.epochs * cfg.rl.minibatches > 1 or cfg.rl.rollout_correction != "none"
+          or icfg.forking_top_frac < 1.0 or icfg.entropy_schedule == "adaptive"
+          or icfg.reward_mode == "dro" or bool(icfg.kl_in_reward))
+
+
 class RLTrainer:
   """Owns the compiled functions and controllers of one run; `run()` trains to `cfg.rl.steps`."""
 
@@ -58,10 +74,12 @@ class RLTrainer:
           f"process count ({distributed.process_count()}): each process draws and encodes "
           f"its own share of a step's prompts")
     self.writer, self.evaluate, self.workdir = writer, evaluate, workdir
+    self.score_first = scores_before_update(cfg)
     self.fns = make_step_fns(graphdef, optimizer, state_shardings, mesh, cfg.loss,
                              cfg.sampling.temperature, cfg.intervention.reset_optimizer,
                              on_policy=cfg.rl.epochs * cfg.rl.minibatches == 1,
-                             weighted=cfg.rl.rollout_correction == "token_tis")
+                             weighted=cfg.rl.rollout_correction == "token_tis",
+                             with_scores=not self.score_first)
     self.ckpt = Checkpointer(f"{workdir}/checkpoints", cfg.rl.max_to_keep)
     reward_fn = resolve(cfg.rl.reward_fn) if cfg.rl.reward_fn else task.reward
     self.reward_guard = RewardGuard(reward_fn, cfg.rl.reward_timeout_s,
@@ -76,7 +94,8 @@ class RLTrainer:
           verify=lambda calls: distributed.score_shares(self.reward_guard.score, calls)[0])
     self.rollout_ctx = rollouts.RolloutContext(
         cfg=cfg, task=task, tok=tokenizer, graphdef=graphdef,
-        score=self.fns.score, reward_guard=self.reward_guard, wrong_labels=self.wrong_labels)
+        score=self.fns.score, reward_guard=self.reward_guard, wrong_labels=self.wrong_labels,
+        score_policy=self.score_first)
     self.control = controllers.ControlState(entropy_coef=cfg.loss.entropy_coef)
     if self.wrong_labels is not None:  # one dict: checkpoints store the labels
       self.wrong_labels.cache = self.control.wrong_labels
@@ -102,7 +121,7 @@ class RLTrainer:
 
   def _train_batch(self, ro: rollouts.StepRollouts, planning_BxT) -> tuple[dict, dict]:
     """(the update's batch: token advantages, loss mask, SFT rows, correction weights;
-    the sampler / trainer mismatch and correction metrics)."""
+    the correction metrics)."""
     cfg, icfg, b = self.cfg, self.cfg.intervention, ro.batch
     adv_B = np.asarray(advantages.compute(
         cfg.rl.advantage, ro.rewards, cfg.rl.group_size,
@@ -128,8 +147,7 @@ class RLTrainer:
              "adv": adv_BxT.astype(np.float32),
              "sft_mask": (ro.verified > 0).astype(np.float32), "offpolicy": b["offpolicy"],
              "is_weight": weight_BxT.astype(np.float32)}
-    return batch, {**rollout_correction.mismatch(b["sampler_logp"], b["old_logp"],
-                                                 onpolicy_BxT), **correction}
+    return batch, correction
 
   def _planning_mask(self, tokens_BxT, mask_BxT):
     """(planning-token mask [B, T], each rollout's plan: its planning tokens joined)."""
@@ -157,8 +175,10 @@ class RLTrainer:
                           data_position, step)
     mask_BxT = ro.batch["mask"]
     planning_BxT, plans = self._planning_mask(ro.batch["tokens"], mask_BxT)
-    batch, mismatch = self._train_batch(ro, planning_BxT)
-    rollout_entropy = float((ro.batch["entropy"] * mask_BxT).sum() / mask_BxT.sum())
+    batch, correction = self._train_batch(ro, planning_BxT)
+    # Without a scoring before the update no coefficient reads the entropy (NaN if one did).
+    rollout_entropy = (float((ro.batch["entropy"] * mask_BxT).sum() / mask_BxT.sum())
+                       if self.score_first else float("nan"))
     coefs = controllers.loss_coefs(cfg.loss, cfg.intervention, self.control, step,
                                    cfg.rl.steps, rollout_entropy)
     b = ro.rewards.shape[0]
@@ -170,10 +190,19 @@ class RLTrainer:
       perm_B = order.permutation(b)
       for j in range(cfg.rl.minibatches):
         idx = perm_B[j * mb_size:(j + 1) * mb_size]
-        state, m = self.fns.update(state, {k: v[idx] for k, v in batch.items()},
-                                   jax.random.fold_in(step_key, epoch * cfg.rl.minibatches + j),
-                                   coefs)
+        out = self.fns.update(state, {k: v[idx] for k, v in batch.items()},
+                              jax.random.fold_in(step_key, epoch * cfg.rl.minibatches + j),
+                              coefs)
+        state, m = out[:2]
+        if not self.score_first:  # one update on all rows: its forward scored them
+          logp_BxT, ent_BxT = (np.asarray(x) * mask_BxT[idx] for x in distributed.to_host(out[2]))
+          ro.batch["old_logp"][idx], ro.batch["entropy"][idx] = logp_BxT, ent_BxT
         per_mb.append(m)
+    if not self.score_first:
+      rollout_entropy = float((ro.batch["entropy"] * mask_BxT).sum() / mask_BxT.sum())
+    onpolicy_BxT = mask_BxT * (1.0 - ro.batch["offpolicy"])[:, None]
+    mismatch = {**rollout_correction.mismatch(ro.batch["sampler_logp"], ro.batch["old_logp"],
+                                              onpolicy_BxT), **correction}
     state = state.replace(step=jnp.asarray(step + 1, jnp.int32))
     per_mb = distributed.to_host(per_mb)
     elapsed = time.time() - t0

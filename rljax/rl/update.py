@@ -32,7 +32,8 @@ SEQUENCE_KEYS = ("prompt", "prompt_mask", "tokens", "mask")
 
 
 def rl_update(graphdef, optimizer, loss_cfg: LossConfig, temperature: float,
-              on_policy: bool, weighted: bool, state: TrainState, mb: dict, key, coefs: dict):
+              on_policy: bool, weighted: bool, with_scores: bool, state: TrainState, mb: dict,
+              key, coefs: dict):
   """One optimizer step of the GRPO objective on minibatch `mb`; skips non-finite steps.
 
   `mb["mask"]` is the loss mask (forking tokens / truncation already applied),
@@ -43,7 +44,9 @@ def rl_update(graphdef, optimizer, loss_cfg: LossConfig, temperature: float,
   `on_policy` (static: one epoch, one minibatch) takes the old log-probs as
   stop_gradient of the current ones, so the ratio is exactly 1. `coefs` (entropy,
   kl, sft) are traced, so schedules never recompile. `key` feeds losses that draw
-  random numbers (Clip-Cov).
+  random numbers (Clip-Cov). `with_scores` (static) also returns the forward's
+  (log-probs, entropies) [B, T] at the pre-update parameters: on-policy, exactly what
+  `token_logp` would have scored before the update, so the step need not run it.
   """
   mask_BxT = mb["mask"]
 
@@ -61,13 +64,15 @@ def rl_update(graphdef, optimizer, loss_cfg: LossConfig, temperature: float,
     sft = aggregate(-logp_BxT, mask_BxT * mb["sft_mask"][:, None], loss_cfg.agg,
                     loss_cfg.norm_constant)
     log_ratio_max = jnp.max(jnp.abs(logp_BxT - old_logp_BxT) * mask_BxT)
-    return loss + coefs["sft"] * sft, dict(metrics, sft_loss=sft,
-                                           log_ratio_abs_max=log_ratio_max)
+    return loss + coefs["sft"] * sft, (dict(metrics, sft_loss=sft,
+                                            log_ratio_abs_max=log_ratio_max),
+                                       jax.lax.stop_gradient((logp_BxT, ent_BxT)))
 
-  (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  (loss, (metrics, scores)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   new, ok = apply_if_finite(optimizer, state, grads, loss)
-  return new, dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads),
-                   skipped=(~ok).astype(jnp.float32))
+  metrics = dict(metrics, loss=loss, grad_norm=optax.tree.norm(grads),
+                 skipped=(~ok).astype(jnp.float32))
+  return (new, metrics, scores) if with_scores else (new, metrics)
 
 
 def token_logp(graphdef, temperature: float, params, batch: dict):
@@ -107,7 +112,9 @@ class StepFns:
   """The compiled functions of a run.
 
   Attributes:
-    update: (state, minibatch, key, coefs) -> (state, metrics); the state is donated.
+    update: (state, minibatch, key, coefs) -> (state, metrics), and the pre-update
+      (log-probs, entropies) [B, T] of the minibatch when made `with_scores`; the state is
+      donated.
     score: (params, {prompt, prompt_mask, tokens, mask}) -> (log-probs, entropies) [B, T].
     reset: state -> state with the reference reset (ProRL); the state is donated.
   """
@@ -119,20 +126,23 @@ class StepFns:
 
 def make_step_fns(graphdef, optimizer, state_shardings: TrainState, mesh, loss_cfg: LossConfig,
                   temperature: float, reinit_optimizer: bool, on_policy: bool,
-                  weighted: bool) -> StepFns:
+                  weighted: bool, with_scores: bool = False) -> StepFns:
   """Compiles the step's functions with shardings on `mesh`.
 
   `on_policy`: each step makes one update on all its rollouts (the ratio is then 1
-  exactly); `weighted`: a rollout correction supplies token weights.
+  exactly); `weighted`: a rollout correction supplies token weights; `with_scores`: the
+  update also returns its forward's log-probs and entropies (see `rl_update`).
   """
   rep = sharding.replicated(mesh)
   batch_sh = {k: sharding.batch_sharding(mesh, 1 if k in _PER_ROLLOUT else 2)
               for k in BATCH_KEYS}
   seq_sh = {k: batch_sh[k] for k in SEQUENCE_KEYS}
+  scores_sh = (batch_sh["tokens"], batch_sh["tokens"])
   update = jax.jit(functools.partial(rl_update, graphdef, optimizer, loss_cfg, temperature,
-                                     on_policy, weighted),
+                                     on_policy, weighted, with_scores),
                    in_shardings=(state_shardings, batch_sh, rep, rep),
-                   out_shardings=(state_shardings, rep), donate_argnums=(0,))
+                   out_shardings=(state_shardings, rep) + ((scores_sh,) if with_scores else ()),
+                   donate_argnums=(0,))
   score = jax.jit(functools.partial(token_logp, graphdef, temperature),
                   in_shardings=(state_shardings.params, seq_sh),
                   out_shardings=(batch_sh["tokens"], batch_sh["tokens"]))
