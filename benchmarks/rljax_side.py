@@ -34,13 +34,15 @@ from rljax.rl.update import make_step_fns
 G = WORKLOAD["grpo"]
 
 
-def model_config(m: dict, max_seq_len: int) -> ModelConfig:
+def model_config(m: dict, max_seq_len: int, dtype: str = "float32",
+                 scan_layers: bool = False) -> ModelConfig:
   return ModelConfig(vocab_size=m["vocab_size"], d_model=m["hidden_size"],
                      n_layers=m["num_hidden_layers"], n_heads=m["num_attention_heads"],
                      n_kv_heads=m["num_key_value_heads"], head_dim=m["head_dim"],
                      mlp_dim=m["intermediate_size"], rope_theta=m.get("rope_theta", 1e4),
                      norm_eps=m.get("rms_norm_eps", 1e-6), qkv_bias=True,
-                     tie_embeddings=True, max_seq_len=max_seq_len, dtype="float32")
+                     tie_embeddings=True, max_seq_len=max_seq_len, dtype=dtype,
+                     scan_layers=scan_layers)
 
 
 def timed(fn, repeats: int) -> dict:
@@ -59,11 +61,12 @@ def timed(fn, repeats: int) -> dict:
 class Setup:
   """The workload's state, step functions and prompts on one device."""
 
-  def __init__(self, m: dict, max_new: int, optim_lr: float = WORKLOAD["optimizer"]["lr"]):
-    self.cfg = model_config(m, G["prompt_length"] + max_new)
+  def __init__(self, m: dict, max_new: int, dtype: str = "float32", scan_layers: bool = False,
+               prompts: int = G["num_prompts"]):
+    self.cfg = model_config(m, G["prompt_length"] + max_new, dtype, scan_layers)
     self.mesh = sharding.make_mesh(1, 1, 1, devices=jax.devices()[:1])
     o = WORKLOAD["optimizer"]
-    opt = train_state.make_optimizer(OptimConfig(lr=optim_lr, grad_clip=o["max_grad_norm"],
+    opt = train_state.make_optimizer(OptimConfig(lr=o["lr"], grad_clip=o["max_grad_norm"],
                                                  b1=o["betas"][0], b2=o["betas"][1],
                                                  weight_decay=o["weight_decay"]), 10)
     with jax.set_mesh(self.mesh):
@@ -78,7 +81,7 @@ class Setup:
                                False, on_policy=True, weighted=False, with_scores=True)
     rng = np.random.default_rng(WORKLOAD["seeds"]["prompts"])
     lo, hi = WORKLOAD["tokens"]["prompt_token_range"]
-    self.prompt = rng.integers(lo, hi, (G["num_prompts"], G["prompt_length"])).astype(np.int32)
+    self.prompt = rng.integers(lo, hi, (prompts, G["prompt_length"])).astype(np.int32)
     self.pmask = np.ones_like(self.prompt)
     # EOS is never emitted (an id outside the vocabulary), so every completion has
     # exactly max_new tokens, as min_new_tokens does for the peers.

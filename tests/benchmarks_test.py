@@ -1,0 +1,55 @@
+"""The benchmark's arithmetic: model FLOPs by hand, and the ratios `benchmarks.run` reports."""
+
+import pytest
+
+from benchmarks import run, workload
+
+
+def test_forward_flops_by_hand():
+  # D=2, H=1, N=2, K=1, F=3, V=5, one layer, one sequence of 2 tokens, 1 scored:
+  # per token 2*(D*N*H + 2*D*K*H + N*H*D + 3*D*F) = 2*(4 + 4 + 4 + 18) = 60, so 120;
+  # attention 2 * 2 * (2*3/2 causal pairs) * N*H = 24; head 2 * 1 * D * V = 20.
+  m = dict(hidden_size=2, head_dim=1, num_attention_heads=2, num_key_value_heads=1,
+           intermediate_size=3, vocab_size=5, num_hidden_layers=1)
+  assert workload.forward_flops(m, 1, 2, 1) == 120 + 24 + 20
+  f = workload.grpo_update_flops(m, 1, 1, 1)
+  assert f["policy_fwd_bwd"] == 3 * f["reference_fwd"] and f["total"] == 4 * f["reference_fwd"]
+
+
+def _runs(**figures):
+  return [dict(figures) for _ in range(3)]
+
+
+def test_summary_ratios_are_rljax_over_the_peer_measured_in_the_run():
+  flops = 2 * 2048 ** 3
+  results = {
+      "rljax": {
+          "decode64": _runs(tokens_per_s_all=[300.0, 300.0, 300.0]),
+          "decode256": _runs(tokens_per_s_all=[200.0, 220.0, 180.0]),
+          "step": _runs(times_s=[1.0, 1.0, 1.0], first_s=5.0, compiles_after_first_step=0,
+                        split_median_s={"sample_s": 0.5, "update_s": 0.5}),
+          "train": _runs(times_s=[2.0] * 3, model_flops=100.0),
+          "matmul": _runs(times_s=[0.01] * 3),
+          "large": _runs(times_s=[0.5] * 3, model_flops=flops),  # 50x the matmul time
+      },
+      "peers": {
+          "decode64": _runs(tokens_per_s_all=[100.0] * 3),
+          "decode256": _runs(tokens_per_s_all=[100.0] * 3),
+          "trl_step": _runs(times_s=[1.7] * 3, generate_median_s=0.8),
+          "train": _runs(times_s=[3.0] * 3, model_flops=100.0),
+          "matmul": _runs(times_s=[0.02] * 3, versions={"torch": "x"}),
+      }}
+  for side in results.values():
+    for runs in side.values():
+      for r in runs:
+        r.setdefault("peak_rss_mb", 1.0)
+  out = run.summarize(results)
+  r = out["ratios"]
+  assert r["decode_speedup_vs_hf_64"] == pytest.approx(3.0)
+  assert r["decode_speedup_vs_hf_256"] == pytest.approx(2.0)
+  assert r["decode_speedup_vs_hf"] == pytest.approx(2.0)   # the smaller of the two
+  assert r["step_speedup_vs_trl"] == pytest.approx(1.7)
+  assert r["train_speedup_vs_torch"] == pytest.approx(1.5)
+  assert r["mfu_large"] == pytest.approx(1 / 50)            # 2% of the XLA peak
+  assert out["peak_matmul_flops_per_s"]["xla"] == pytest.approx(flops / 0.01)
+  assert out["rljax"]["grpo_step_s"]["n"] == 9               # 3 rounds x 3 repeats
