@@ -7,7 +7,7 @@ CONFIG ?= configs/testbed.py
 
 ORACLE_VENV ?= .venv-oracle
 
-.PHONY: setup oracle demo test test-slow test-all clean
+.PHONY: setup oracle demo bench test test-slow test-all clean
 
 $(VENV)/.installed: setup.py
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ oracle: $(ORACLE_VENV)/.installed
 demo: setup
 	$(PY) -m launch.train --config $(CONFIG) --workdir $(WORKDIR)
 
+# rljax vs TRL / HF generate / plain torch on one GRPO workload (benchmarks/README.md);
+# sets up the peers' own environment on first use. About 15 minutes on 2 cores.
+bench: setup
+	$(PY) -m benchmarks.run --out benchmarks/results/latest.json
+
 # The fast suite; test-slow adds the minutes-long end-to-end tests (SIGKILL at random
 # moments then resume, multi-process runs, every mesh); CI runs both (test-all). Two
 # workers, one test file each at a time (module fixtures are built once): XLA compiles
@@ -50,4 +55,4 @@ test-slow: setup oracle
 test-all: test test-slow
 
 clean:
-	rm -rf $(VENV) $(ORACLE_VENV) workdirs
+	rm -rf $(VENV) $(ORACLE_VENV) workdirs benchmarks/.venv-peers
