@@ -7,6 +7,7 @@ pre-update parameters. These tests fail if the sampler's ever leak into the rati
 
 import dataclasses
 import os
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -42,20 +43,32 @@ def test_one_update_per_step_is_exactly_on_policy(tmp_path, sampling):
   assert rows[0]["kl"] == 0.0   # the reference is the policy at step 1
 
 
+def test_what_makes_a_step_score_before_its_update():
+  assert not trainer.scores_before_update(tiny_config(2, minibatches=1, epochs=1))
+  assert trainer.scores_before_update(tiny_config(2, minibatches=2, epochs=1))
+  assert trainer.scores_before_update(tiny_config(2, minibatches=1, epochs=2))
+  for iv in (dict(forking_top_frac=0.2), dict(entropy_schedule="adaptive"),
+             dict(kl_in_reward=True)):
+    assert trainer.scores_before_update(tiny_config(2, iv, minibatches=1, epochs=1)), iv
+  assert trainer.scores_before_update(tiny_config(2, minibatches=1, epochs=1,
+                                                  rollout_correction="token_tis"))
+
+
+@pytest.mark.slow
 def test_on_policy_steps_score_once_and_log_what_scoring_first_logs(tmp_path, monkeypatch):
   """One update per step: its forward is the pre-update scoring, so the step scores
   only the reference; the metrics read from those scores (entropy, KL, the sampler
   mismatch, the covariance diagnostics) and the update match a run that scores first."""
-  assert not trainer.scores_before_update(tiny_config(2, minibatches=1, epochs=1))
-  assert trainer.scores_before_update(tiny_config(2, minibatches=2, epochs=1))
-  assert trainer.scores_before_update(tiny_config(2, minibatches=1, epochs=1,
-                                                  rollout_correction="token_tis"))
   calls, real = [], rollouts._score
   monkeypatch.setattr(rollouts, "_score", lambda *a: calls.append(1) or real(*a))
-  once = _rows(tmp_path / "once", 2, minibatches=1, epochs=1)
+  once = _rows(tmp_path / "once", 1, minibatches=1, epochs=1)
   n_once = len(calls)
   monkeypatch.setattr(trainer, "scores_before_update", lambda cfg: True)
-  first = _rows(tmp_path / "first", 2, minibatches=1, epochs=1)
+  os.makedirs(tmp_path / "first")  # the same base model, not pretrained again
+  for name in ("tokenizer.model", "base_eval.json"):
+    shutil.copy(tmp_path / "once" / name, tmp_path / "first" / name)
+  shutil.copytree(tmp_path / "once" / "base", tmp_path / "first" / "base")
+  first = _rows(tmp_path / "first", 1, minibatches=1, epochs=1)
   assert len(calls) - n_once == 2 * n_once  # policy + reference vs the reference alone
   for a, b in zip(once, first):
     for key in ("entropy", "kl", "mismatch/logp_abs_mean", "mismatch/logp_abs_max",
