@@ -177,13 +177,11 @@ def _compile_count(fn) -> int:
   return _COMPILES[0] - before
 
 
-def case_train(m: dict, sequences_note: str, repeats: int, completion: int,
+def case_train(m: dict, n_seq: int, repeats: int, completion: int,
                with_reference: bool) -> dict:
   """Policy forward + backward + AdamW (and the reference's forward) on a fixed batch."""
   s = Setup(m, completion)
   rng = np.random.default_rng(0)
-  g = G["num_generations"]
-  n_seq = G["num_prompts"] * g if sequences_note == "workload" else LARGE_BATCH["sequences"]
   tokens = rng.integers(2, m["vocab_size"], (n_seq, completion)).astype(np.int32)
   mask = np.ones_like(tokens, np.float32)
   prompt = rng.integers(2, m["vocab_size"], (n_seq, G["prompt_length"])).astype(np.int32)
@@ -226,10 +224,11 @@ def main(argv=None):
   elif args.case == "step":
     out = case_step(args.repeats)
   elif args.case == "train":
-    out = case_train(WORKLOAD["model"], "workload", args.repeats, G["max_new_tokens"], True)
+    out = case_train(WORKLOAD["model"], G["batch_sequences"], args.repeats,
+                     G["max_new_tokens"], True)
   elif args.case == "large":
-    out = case_train(LARGE_MODEL, "large", args.repeats, LARGE_BATCH["completion_length"],
-                     False)
+    out = case_train(LARGE_MODEL, LARGE_BATCH["sequences"], args.repeats,
+                     LARGE_BATCH["completion_length"], False)
   else:
     out = case_matmul()
   out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -115,7 +115,8 @@ def _round(ctx: RolloutContext, params, ref_params, rng, index: int) -> dict:
   if ctx.score_policy:
     batch["old_logp"], batch["entropy"] = _score(ctx, params, batch)
   else:
-    batch["old_logp"], batch["entropy"] = (np.zeros_like(batch["sampler_logp"]) for _ in "12")
+    batch["old_logp"] = np.zeros_like(batch["sampler_logp"])
+    batch["entropy"] = np.zeros_like(batch["sampler_logp"])
   batch["ref_logp"], _ = _score(ctx, ref_params, batch)
   texts = ctx.tok.decode_completions(batch["tokens"])
   owner = [problems[i // g] for i in range(len(texts))]

@@ -119,8 +119,8 @@ def draw(key, logp_BxV):
   """One token per row from exp(logp): the first index whose cumulative probability
   reaches u * total, u uniform in (0, 1] (inverse-CDF sampling, the same distribution
   as `jax.random.categorical`). It draws one uniform per row where Gumbel-max draws V:
-  at V = 1,024 and 64 rows that was 1.4 of a decode step's ~10 ms on 2 CPU cores, the
-  inverse CDF 0.3 ms. A token of probability 0 is never drawn (u > 0)."""
+  at V = 1,024 and 64 rows that was 1.4 ms of a decode step's ~10 ms on 2 CPU cores,
+  the inverse CDF 0.3 ms. A token of probability 0 is never drawn (u > 0)."""
   cdf_BxV = jnp.cumsum(jnp.exp(logp_BxV), axis=-1)
   u_Bx1 = 1.0 - jax.random.uniform(key, (logp_BxV.shape[0], 1), jnp.float32)
   tok_B = jnp.sum(cdf_BxV < u_Bx1 * cdf_BxV[:, -1:], axis=-1)
