@@ -86,6 +86,9 @@ def _summary(cfg: ExperimentConfig, base: dict, final: dict, final_entropy: floa
       "initial_entropy": rows[0]["entropy"] if rows else None,
       "final_entropy": rows[-1]["entropy"] if rows else None,
       "base_eval_entropy": base["entropy"], "final_eval_entropy": final_entropy,
+      # Per held-out group (e.g. regime): where the rollouts' entropy fell, where it did not.
+      "rollout_entropy": {k.split("/", 1)[1]: {"initial": rows[0][k], "final": rows[-1].get(k)}
+                          for k in sorted(rows[0]) if k.startswith("entropy/")} if rows else {},
       "steps": steps, "wall_time_s": wall_time_s,
       # .get: a base evaluation cached by an older version may lack newer instruments.
       "tiers": {k: {"base": base.get(k), "final": final[k]} for k in sorted(final) if "/" in k},

@@ -141,7 +141,8 @@ class Setup:
 
   def summarize(self, samples: Samples, n: int) -> dict:
     return summarize(self.task.eval_problems, samples.counts, n, self.task.eval_tags,
-                     cot_counts=samples.cot_counts)
+                     cot_counts=samples.cot_counts, entropy_sums=samples.entropy_sums,
+                     tokens=samples.tokens)
 
   def rl_state(self):
     """(optimizer, state shardings, a fresh RL TrainState around the base parameters)."""

@@ -43,3 +43,15 @@ def test_shortcut_fraction():
                                       verify)
   assert out["shortcut_frac"] == 0.5
   assert diagnostics.shortcut_fraction(["p"], ["x"], [1], 1, None)["shortcut_frac"] == 0.0
+
+
+def test_tag_stats_accuracy_and_entropy_per_group():
+  """Two problems x 2 samples; problem "a" is in groups {x, y}, "b" in {y}. A group's
+  entropy is its tokens' mean (padding excluded), not a mean of per-row means."""
+  ent = np.array([[0.4, 0.2, 9.0], [0.0, 0.0, 0.0], [1.0, 9.0, 9.0], [0.5, 0.5, 0.5]])
+  mask = np.array([[1, 1, 0], [1, 1, 1], [1, 0, 0], [1, 1, 1]])
+  tags = {"a": ["x", "y"], "b": ["y"]}
+  out = diagnostics.tag_stats(["a", "b"], [1, 0, 1, 1], ent, mask, 2, tags.__getitem__)
+  assert out["accuracy/x"] == pytest.approx(0.5) and out["accuracy/y"] == pytest.approx(0.75)
+  assert out["entropy/x"] == pytest.approx(0.6 / 5)
+  assert out["entropy/y"] == pytest.approx((0.6 + 1.0 + 1.5) / 9)

@@ -60,6 +60,11 @@ def test_two_step_run_writes_summary_and_metrics(tmp_path):
   assert "eval/pass@1" in rows[1]
   assert 0 < rows[0]["compute_flops"] < rows[1]["compute_flops"]
   assert os.listdir(os.path.join(tmp_path, "tensorboard", "metrics"))
+  # The tiers partition the rollouts: the step's entropy is a weighted mean of theirs.
+  tiers = [v for k, v in rows[0].items() if k.startswith("entropy/tier")]
+  assert tiers and min(tiers) - 1e-6 <= rows[0]["entropy"] <= max(tiers) + 1e-6
+  assert {g: v["initial"] for g, v in summary["rollout_entropy"].items()} == {
+      k.split("/", 1)[1]: v for k, v in rows[0].items() if k.startswith("entropy/")}
   with open(os.path.join(tmp_path, "summary.json")) as f:
     assert json.load(f)["steps"] == 2
   dumped = traces.read(str(tmp_path))
@@ -200,6 +205,10 @@ def test_eval_command_compares_with_base(tmp_path):
   cells = report["solvable_sets"]["all"]
   assert sum(cell["count"] for cell in cells.values()) == 4
   assert set(report["crossover"]) == set(report["solvable_sets"]) and "all" in report["crossover"]
+  # Per-group entropy: with one tier, the tier's entropy is the whole evaluation's.
+  for m in report["models"].values():
+    (tier,) = {k for k in m if k.startswith("tier") and k.endswith("/entropy")}
+    assert m[tier] == pytest.approx(m["entropy"]) and m[tier] > 0
   text = evaluate_workdir.format_report(report, 8)
   assert "cot_pass@8" in text and "crossover k* (all)" in text
   p = report["probes"]

@@ -10,7 +10,7 @@
   while plans stay diverse; this tells the two apart.
 * Per-group diversity (distinct final answers among the G samples) and the
   batch's pass@G - pass@1 gap (what sampling more could still find).
-* Accuracy per task tag (the testbed's tiers).
+* Accuracy and token entropy per held-out group (the testbed's tiers, cells, regimes).
 * Model FLOPs of the step (2 N per generated or scored token, 6 N per trained
   token), accumulated for compute-scaling fits.
 """
@@ -71,12 +71,25 @@ def shortcut_fraction(problems: list, texts: list, correct_B, group_size: int,
   return {"shortcut_frac": float(np.mean(bad))}
 
 
-def tag_accuracy(problems, correct_B, group_size: int, tag_fn) -> dict:
-  """Mean correctness per tag (the testbed's tiers) of a step's rollouts: accuracy/<tag>."""
-  out: dict[str, list] = {}
+def tag_stats(problems, correct_B, entropy_BxT, mask_BxT, group_size: int, tags_fn) -> dict:
+  """Per group of `tags_fn(problem) -> [group names]` (the testbed's tiers, cells and
+  regimes), the step's rollout accuracy and mean token entropy: accuracy/<g>, entropy/<g>.
+  Entropy per group shows where a collapse happens: groups whose rollouts all score the
+  same get no gradient and keep their entropy."""
+  ent_B = (np.asarray(entropy_BxT) * np.asarray(mask_BxT)).sum(1)
+  tok_B = np.asarray(mask_BxT, np.float64).sum(1)
+  right: dict[str, list] = {}
+  ent: dict[str, list] = {}
   for i, p in enumerate(problems):
-    out.setdefault(tag_fn(p), []).extend(correct_B[i * group_size:(i + 1) * group_size])
-  return {f"accuracy/{k}": float(np.mean(v)) for k, v in sorted(out.items())}
+    rows = slice(i * group_size, (i + 1) * group_size)
+    for tag in tags_fn(p):
+      right.setdefault(tag, []).extend(correct_B[rows])
+      ent.setdefault(tag, []).append((ent_B[rows].sum(), tok_B[rows].sum()))
+  out = {f"accuracy/{k}": float(np.mean(v)) for k, v in sorted(right.items())}
+  for k, v in sorted(ent.items()):
+    e, t = np.sum(v, 0)
+    out[f"entropy/{k}"] = float(e / max(t, 1.0))
+  return out
 
 
 def step_flops(num_params: int, generated_tokens: float, prompt_tokens: float,

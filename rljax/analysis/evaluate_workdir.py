@@ -146,16 +146,20 @@ def _ci(row: dict) -> str:
 
 def format_report(report: dict, n: int) -> str:
   """The report as text: per model and group, greedy accuracy, pass@1 and pass@n with
-  95% intervals, CoT-pass@n, Cover@0.5; then the crossover k* per group."""
+  95% intervals, CoT-pass@n, Cover@0.5, the samples' mean token entropy; then the
+  crossover k* per group."""
   num = lambda v: "-" if v is None else f"{v:.3f}"
   lines = [f"{'model':<10} {'group':<22} {'greedy':>7} {'pass@1':>22} {f'pass@{n}':>22} "
-           f"{f'cot_pass@{n}':>22} {f'guess@{n}':>9} {'cover@0.5':>9}"]
+           f"{f'cot_pass@{n}':>22} {f'guess@{n}':>9} {'cover@0.5':>9} {'entropy':>7}"]
   for name, groups in report["boundary"].items():
+    model = report["models"][name]
     for g, t in groups.items():
       cot = _ci(t["cot_pass@k"][n]) if "cot_pass@k" in t else "-"
+      # .get: evaluations cached before per-group entropy existed lack it.
+      ent = model.get("entropy") if g == "all" else model.get(f"{g}/entropy")
       lines.append(f"{name:<10} {g:<22} {num(t['greedy']):>7} "
                    f"{_ci(t['pass@k'][1]):>22} {_ci(t['pass@k'][n]):>22} {cot:>22} "
-                   f"{num(t['guess@n']):>9} {t['cover'][0.5]:>9.3f}")
+                   f"{num(t['guess@n']):>9} {t['cover'][0.5]:>9.3f} {num(ent):>7}")
   for g, c in report.get("crossover", {}).items():
     interval = "" if c["lo"] is None else f", 95% interval [{c['lo']}, {c['hi']}]"
     lines.append(f"crossover k* ({g}): {c['k']}{interval} (in {c['frac']:.0%} of resamples)")

@@ -27,11 +27,16 @@ class Samples(NamedTuple):
     cot_counts: right answers whose steps all verify, per problem [T] (CoT-pass@k's
       counts), or None for a task that cannot check steps.
     entropy: the mean token entropy of the samples.
+    entropy_sums: summed token entropy of each problem's samples [T].
+    tokens: generated tokens of each problem's samples [T] (with `entropy_sums`, the
+      entropy of any group of problems: where a collapse happens, where it does not).
   """
 
   counts: np.ndarray
   cot_counts: np.ndarray | None
   entropy: float
+  entropy_sums: np.ndarray
+  tokens: np.ndarray
 
 
 def sample_counts(graphdef, params, problems, tokenizer, *, n: int, prompt_len: int,
@@ -46,7 +51,7 @@ def sample_counts(graphdef, params, problems, tokenizer, *, n: int, prompt_len: 
   q = max(1, batch_rollouts // n)
   counts = np.zeros(len(problems), np.int64)
   cot_counts = np.zeros(len(problems), np.int64) if steps_verify else None
-  ent_sum, tok_sum = 0.0, 0.0
+  ent_sums, tokens = np.zeros(len(problems)), np.zeros(len(problems))
   starts = range(0, len(problems), q)
   # Long evaluations (n = 1024: minutes) show their progress; short ones stay quiet.
   for start in tqdm(starts, desc=f"sampling n={n}", leave=False, disable=len(starts) < 8,
@@ -59,8 +64,9 @@ def sample_counts(graphdef, params, problems, tokenizer, *, n: int, prompt_len: 
     out = distributed.to_host(out)
     texts = tokenizer.decode_completions(out.tokens)
     keep = len(chunk) * n
-    ent_sum += float(out.entropy[:keep].sum())
-    tok_sum += float(out.mask[:keep].sum())
+    rows = slice(start, start + len(chunk))
+    ent_sums[rows] = np.asarray(out.entropy[:keep], np.float64).reshape(len(chunk), -1).sum(1)
+    tokens[rows] = np.asarray(out.mask[:keep], np.float64).reshape(len(chunk), -1).sum(1)
     # Each process verifies its share of the batch (padding included, so that shares
     # are equal); every process gets all scores.
     calls = [(padded[i // n], texts[i]) for i in range(q * n if distributed.multi() else keep)]
@@ -72,12 +78,15 @@ def sample_counts(graphdef, params, problems, tokenizer, *, n: int, prompt_len: 
     if steps_verify:
       cot = [bool(r) and steps_verify(padded[i // n], texts[i]) for i, r in enumerate(right)]
       cot_counts[start:start + len(chunk)] = np.reshape(cot, (len(chunk), n)).sum(1)
-  return Samples(counts, cot_counts, ent_sum / max(tok_sum, 1.0))
+  return Samples(counts, cot_counts, ent_sums.sum() / max(tokens.sum(), 1.0), ent_sums,
+                 tokens)
 
 
-def summarize(problems, counts, n: int, tags, prefix: str = "", cot_counts=None) -> dict:
-  """pass@k (and CoT-pass@k) curves and Cover@tau overall; pass@1, pass@n (CoT-pass@n)
-  and Cover@0.5 per group of `tags(problem) -> [group names]`."""
+def summarize(problems, counts, n: int, tags, prefix: str = "", cot_counts=None,
+              entropy_sums=None, tokens=None) -> dict:
+  """pass@k (and CoT-pass@k) curves and Cover@tau overall; pass@1, pass@n (CoT-pass@n),
+  Cover@0.5 and, given per-problem `entropy_sums` and `tokens`, the mean token entropy
+  per group of `tags(problem) -> [group names]`."""
   counts = np.asarray(counts)
   out = {f"{prefix}pass@{k}": v for k, v in pass_at_k_curve(n, counts).items()}
   if cot_counts is not None:
@@ -95,4 +104,7 @@ def summarize(problems, counts, n: int, tags, prefix: str = "", cot_counts=None)
     out[f"{prefix}{name}/cover@0.5"] = cover_at(n, counts[idx], (0.5,))[0.5]
     if cot_counts is not None:
       out[f"{prefix}{name}/cot_pass@{n}"] = pass_at_k_curve(n, np.asarray(cot_counts)[idx])[n]
+    if entropy_sums is not None:
+      out[f"{prefix}{name}/entropy"] = float(
+          np.asarray(entropy_sums)[idx].sum() / max(np.asarray(tokens)[idx].sum(), 1.0))
   return out

@@ -257,7 +257,8 @@ class RLTrainer:
         **diagnostics.semantic_entropy(plans, g),
         **diagnostics.shortcut_fraction(ro.problems, ro.texts, correct_B, g,
                                         self.task.steps_verify),
-        **diagnostics.tag_accuracy(ro.problems, correct_B, g, self.task.tag)}
+        **diagnostics.tag_stats(ro.problems, correct_B, ro.batch["entropy"], mask_BxT, g,
+                                self.task.eval_tags)}
 
   def _control(self, state: TrainState, step: int, metrics: dict) -> TrainState:
     """Host controllers after step `step`: adaptive entropy and reference resets."""

@@ -30,3 +30,18 @@ def test_bad_input():
     pass_at_k(4, 5, 1)
   with pytest.raises(ValueError):
     pass_at_k(4, 1, 8)
+
+
+def test_summarize_groups_pass_cover_and_entropy():
+  """Per group: pass@1, pass@n, Cover@0.5 and the group's token entropy (its summed entropy
+  over its tokens, not a mean of per-problem means), by hand."""
+  from rljax.analysis.evaluation import summarize
+  problems = ["a1", "a2", "b1"]
+  out = summarize(problems, [4, 0, 2], 4, lambda p: [p[0]],
+                  entropy_sums=np.array([1.0, 3.0, 0.5]), tokens=np.array([10, 10, 5]))
+  assert out["a/pass@1"] == pytest.approx(0.5) and out["b/pass@1"] == pytest.approx(0.5)
+  assert out["a/pass@4"] == pytest.approx(0.5) and out["b/pass@4"] == pytest.approx(1.0)
+  # Cover@0.5 counts rates of at least 0.5: a1 (4/4) of a, b1 (2/4) of b.
+  assert out["a/cover@0.5"] == pytest.approx(0.5) and out["b/cover@0.5"] == pytest.approx(1.0)
+  assert out["a/entropy"] == pytest.approx(4.0 / 20) and out["b/entropy"] == pytest.approx(0.1)
+  assert "a/entropy" not in summarize(problems, [4, 0, 2], 4, lambda p: [p[0]])
