@@ -78,7 +78,7 @@ def sample_counts(graphdef, params, problems, tokenizer, *, n: int, prompt_len: 
     if steps_verify:
       cot = [bool(r) and steps_verify(padded[i // n], texts[i]) for i, r in enumerate(right)]
       cot_counts[start:start + len(chunk)] = np.reshape(cot, (len(chunk), n)).sum(1)
-  return Samples(counts, cot_counts, ent_sums.sum() / max(tokens.sum(), 1.0), ent_sums,
+  return Samples(counts, cot_counts, float(ent_sums.sum() / max(tokens.sum(), 1.0)), ent_sums,
                  tokens)
 
 
