@@ -178,9 +178,10 @@ def _compile_count(fn) -> int:
 
 
 def case_train(m: dict, n_seq: int, repeats: int, completion: int,
-               with_reference: bool) -> dict:
-  """Policy forward + backward + AdamW (and the reference's forward) on a fixed batch."""
-  s = Setup(m, completion)
+               with_reference: bool, dtype: str = "float32") -> dict:
+  """Policy forward + backward + AdamW (and the reference's forward) on a fixed batch;
+  `dtype` is the compute dtype (bfloat16: float32 master weights and optimizer)."""
+  s = Setup(m, completion, dtype)
   rng = np.random.default_rng(0)
   tokens = rng.integers(2, m["vocab_size"], (n_seq, completion)).astype(np.int32)
   mask = np.ones_like(tokens, np.float32)
@@ -204,17 +205,20 @@ def case_train(m: dict, n_seq: int, repeats: int, completion: int,
           "model_flops": work, "flops_per_s": work / r["median_s"], **r}
 
 
-def case_matmul(repeats: int = 10) -> dict:
-  """Peak matmul: a jitted 2048 x 2048 float32 product, median of 10."""
-  x = jax.random.normal(jax.random.key(0), (2048, 2048), jnp.float32)
-  f = jax.jit(lambda a: a @ a)
+def case_matmul(repeats: int = 10, dtype=jnp.float32) -> dict:
+  """Peak matmul: a jitted 2048 x 2048 product (float32, or bfloat16 for the extra row),
+  median of 10."""
+  x = jax.random.normal(jax.random.key(0), (2048, 2048), dtype)
+  # float32 accumulation: the product rljax's bfloat16 layers run (`layers.project`).
+  f = jax.jit(lambda a: jnp.dot(a, a, preferred_element_type=jnp.float32))
   r = timed(lambda: f(x), repeats)
   return {"flops_per_s": 2 * 2048 ** 3 / r["median_s"], **r}
 
 
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  ap.add_argument("case", choices=["decode64", "decode256", "step", "train", "large", "matmul"])
+  ap.add_argument("case", choices=["decode64", "decode256", "step", "train", "large", "matmul",
+                                   "train_bf16", "matmul_bf16"])
   ap.add_argument("--repeats", type=int, default=WORKLOAD["timing"]["repeats"])
   args = ap.parse_args(argv)
   if args.case == "decode64":
@@ -226,6 +230,11 @@ def main(argv=None):
   elif args.case == "train":
     out = case_train(WORKLOAD["model"], G["batch_sequences"], args.repeats,
                      G["max_new_tokens"], True)
+  elif args.case == "train_bf16":
+    out = case_train(WORKLOAD["model"], G["batch_sequences"], args.repeats,
+                     G["max_new_tokens"], True, dtype="bfloat16")
+  elif args.case == "matmul_bf16":
+    out = case_matmul(dtype=jnp.bfloat16)
   elif args.case == "large":
     out = case_train(LARGE_MODEL, LARGE_BATCH["sequences"], args.repeats,
                      LARGE_BATCH["completion_length"], False)

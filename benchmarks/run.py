@@ -30,7 +30,10 @@ REQUIREMENTS = HERE / "peers" / "requirements.txt"
 
 # (rljax case, peers case) per row of the comparison; None: that side has no such case.
 PAIRS = [("decode64", "decode64"), ("decode256", "decode256"), ("step", "trl_step"),
-         ("train", "train"), ("matmul", "matmul"), ("large", None)]
+         ("train", "train"), ("matmul", "matmul"), ("large", None),
+         # The extra bfloat16 row (the targets are on float32): both sides' bfloat16
+         # compute with float32 weights and optimizer, and their bfloat16 matmul peaks.
+         ("train_bf16", "train_bf16"), ("matmul_bf16", "matmul_bf16")]
 
 
 def peers_python() -> pathlib.Path:
@@ -121,9 +124,15 @@ def summarize(results: dict) -> dict:
       "torch_train_fraction_of_torch_peak": (peers["torch_train_flops_per_s"]["median"]
                                              / peak(peak_torch)),
   }
+  bf16 = {"rljax_train_fwd_bwd_ref_s": pooled(r["train_bf16"]),
+          "torch_train_fwd_bwd_ref_s": pooled(p["train_bf16"]),
+          "peak_matmul_flops_per_s": {"xla": peak(pooled(r["matmul_bf16"])),
+                                      "torch": peak(pooled(p["matmul_bf16"]))}}
+  bf16["train_speedup_vs_torch"] = (bf16["torch_train_fwd_bwd_ref_s"]["median"]
+                                    / bf16["rljax_train_fwd_bwd_ref_s"]["median"])
   return {"rljax": rl, "peers": peers,
           "peak_matmul_flops_per_s": {"xla": peak(peak_xla), "torch": peak(peak_torch)},
-          "ratios": ratios}
+          "ratios": ratios, "bfloat16": bf16}
 
 
 def main(argv=None):

@@ -31,6 +31,8 @@ def test_summary_ratios_are_rljax_over_the_peer_measured_in_the_run():
           "train": _runs(times_s=[2.0] * 3, model_flops=100.0),
           "matmul": _runs(times_s=[0.01] * 3),
           "large": _runs(times_s=[0.5] * 3, model_flops=flops),  # 50x the matmul time
+          "train_bf16": _runs(times_s=[1.0] * 3, model_flops=100.0),
+          "matmul_bf16": _runs(times_s=[0.005] * 3),
       },
       "peers": {
           "decode64": _runs(tokens_per_s_all=[100.0] * 3),
@@ -38,6 +40,8 @@ def test_summary_ratios_are_rljax_over_the_peer_measured_in_the_run():
           "trl_step": _runs(times_s=[1.7] * 3, generate_median_s=0.8),
           "train": _runs(times_s=[3.0] * 3, model_flops=100.0),
           "matmul": _runs(times_s=[0.02] * 3, versions={"torch": "x"}),
+          "train_bf16": _runs(times_s=[0.5] * 3, model_flops=100.0),
+          "matmul_bf16": _runs(times_s=[0.01] * 3),
       }}
   for side in results.values():
     for runs in side.values():
@@ -53,3 +57,5 @@ def test_summary_ratios_are_rljax_over_the_peer_measured_in_the_run():
   assert r["mfu_large"] == pytest.approx(1 / 50)            # 2% of the XLA peak
   assert out["peak_matmul_flops_per_s"]["xla"] == pytest.approx(flops / 0.01)
   assert out["rljax"]["grpo_step_s"]["n"] == 9               # 3 rounds x 3 repeats
+  assert out["bfloat16"]["train_speedup_vs_torch"] == pytest.approx(0.5)   # torch 2x faster
+  assert out["bfloat16"]["peak_matmul_flops_per_s"]["xla"] == pytest.approx(flops / 0.005)

@@ -98,8 +98,10 @@ def completion_logp(model, seq, p: int):
   return torch.log_softmax(logits, -1).gather(-1, seq[:, p:, None])[..., 0]
 
 
-def case_train(repeats: int) -> dict:
-  """Plain PyTorch: reference forward (no grad), policy forward + backward, clip, AdamW."""
+def case_train(repeats: int, bf16: bool = False) -> dict:
+  """Plain PyTorch: reference forward (no grad), policy forward + backward, clip, AdamW;
+  `bf16`: both forwards under CPU autocast to bfloat16 (float32 weights and optimizer,
+  as rljax's bfloat16 compute dtype)."""
   model = qwen2(M["max_position_embeddings"]).train()
   ref = qwen2(M["max_position_embeddings"]).eval()
   o = WORKLOAD["optimizer"]
@@ -112,9 +114,11 @@ def case_train(repeats: int) -> dict:
   mask = torch.ones(b, t)
 
   def run():
-    with torch.no_grad():
-      ref_logp = completion_logp(ref, seq, p)
-    loss = grpo_loss(completion_logp(model, seq, p), ref_logp, adv, mask)
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+      with torch.no_grad():
+        ref_logp = completion_logp(ref, seq, p)
+      logp = completion_logp(model, seq, p)
+    loss = grpo_loss(logp, ref_logp, adv, mask)
     opt.zero_grad(set_to_none=True)
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), o["max_grad_norm"])
@@ -192,22 +196,25 @@ def case_trl_step(repeats: int) -> dict:
           "generate_median_s": statistics.median(gen_times[1:]) if len(gen_times) > 1 else None}
 
 
-def case_matmul(repeats: int = 10) -> dict:
-  x = torch.randn(2048, 2048)
+def case_matmul(repeats: int = 10, dtype=torch.float32) -> dict:
+  x = torch.randn(2048, 2048).to(dtype)
   r = median_of(lambda: torch.matmul(x, x), repeats)
   return {"flops_per_s": 2 * 2048 ** 3 / r["median_s"], **r}
 
 
 def main():
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  ap.add_argument("case", choices=["decode64", "decode256", "trl_step", "train", "matmul"])
+  ap.add_argument("case", choices=["decode64", "decode256", "trl_step", "train", "matmul",
+                                   "train_bf16", "matmul_bf16"])
   ap.add_argument("--repeats", type=int, default=WORKLOAD["timing"]["repeats"])
   args = ap.parse_args()
   torch.set_num_threads(torch.get_num_threads())
   cases = {"decode64": lambda: case_decode(64, args.repeats),
            "decode256": lambda: case_decode(256, args.repeats),
            "trl_step": lambda: case_trl_step(args.repeats),
-           "train": lambda: case_train(args.repeats), "matmul": case_matmul}
+           "train": lambda: case_train(args.repeats), "matmul": case_matmul,
+           "train_bf16": lambda: case_train(args.repeats, bf16=True),
+           "matmul_bf16": lambda: case_matmul(dtype=torch.bfloat16)}
   out = cases[args.case]()
   out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
   out["versions"] = _versions()

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from rljax.model.config import ModelConfig
-from rljax.model.layers import RMSNorm, apply_rope, param
+from rljax.model.layers import RMSNorm, apply_rope, param, project
 
 _NEG_INF = -1e30
 Q_BLOCK = 512
@@ -129,9 +129,9 @@ class Attention(nnx.Module):
     into its block (`cache_start` is still the absolute slot).
     """
     cfg, dt = self.cfg, x_BxTxD.dtype
-    q_BxTxNxH = jnp.einsum("btd,dnh->btnh", x_BxTxD, self.q[...].astype(dt))
-    k_BxTxKxH = jnp.einsum("btd,dkh->btkh", x_BxTxD, self.k[...].astype(dt))
-    v_BxTxKxH = jnp.einsum("btd,dkh->btkh", x_BxTxD, self.v[...].astype(dt))
+    q_BxTxNxH = project("btd,dnh->btnh", x_BxTxD, self.q[...].astype(dt))
+    k_BxTxKxH = project("btd,dkh->btkh", x_BxTxD, self.k[...].astype(dt))
+    v_BxTxKxH = project("btd,dkh->btkh", x_BxTxD, self.v[...].astype(dt))
     if cfg.qkv_bias:
       q_BxTxNxH += self.q_bias[...].astype(dt)
       k_BxTxKxH += self.k_bias[...].astype(dt)
@@ -163,7 +163,7 @@ class Attention(nnx.Module):
     else:
       out_BxTxKxGxH = _attend(q_BxTxKxGxH, parts, kv_mask_BxS, query_slot_T)
     out_BxTxNxH = out_BxTxKxGxH.reshape(b, t, n, h)
-    return jnp.einsum("btnh,nhd->btd", out_BxTxNxH, self.o[...].astype(dt)), cache
+    return project("btnh,nhd->btd", out_BxTxNxH, self.o[...].astype(dt)), cache
 
 
 def _attend(q_BxTxKxGxH, parts, kv_mask_BxS, query_slot_T):
@@ -186,15 +186,15 @@ def _attend(q_BxTxKxGxH, parts, kv_mask_BxS, query_slot_T):
     valid_BxTxS = causal_TxS[None] & kv_BxS[:, None, :]
     valid.append(jnp.broadcast_to(valid_BxTxS[:, None, :, None, :], (b, 1, t, g, s))
                  .reshape(b, 1, t * g, s))
-    scores.append(jnp.einsum("bkmh,bkhs->bkms", q_BxKxMxH, keys_BxKxHxS.astype(dt)))
+    scores.append(project("bkmh,bkhs->bkms", q_BxKxMxH, keys_BxKxHxS.astype(dt)))
   scores_BxKxMxS = jnp.concatenate(scores, -1).astype(jnp.float32) * (h ** -0.5)
   scores_BxKxMxS = jnp.where(jnp.concatenate(valid, -1), scores_BxKxMxS, _NEG_INF)
   probs_BxKxMxS = jax.nn.softmax(scores_BxKxMxS, axis=-1).astype(dt)
   out_BxKxMxH, first_col = 0, 0
   for _, values_BxKxSxH, _ in parts:
     s = values_BxKxSxH.shape[2]
-    out_BxKxMxH += jnp.einsum("bkms,bksh->bkmh", probs_BxKxMxS[..., first_col:first_col + s],
-                              values_BxKxSxH.astype(dt))
+    out_BxKxMxH += project("bkms,bksh->bkmh", probs_BxKxMxS[..., first_col:first_col + s],
+                           values_BxKxSxH.astype(dt))
     first_col += s
   return out_BxKxMxH.reshape(b, kh, t, g, h).transpose(0, 2, 1, 3, 4)
 
