@@ -79,7 +79,8 @@ def project(equation: str, x, w):
   GFLOP/s at 2,048^2 here), while a bfloat16 result takes a path no faster than float32
   (148), and autodiff's gradients of a float32-accumulated product multiply a float32
   cotangent by a bfloat16 operand (float32 speed). TPUs and GPUs accumulate in float32
-  either way. Every index of `equation` appears in exactly two of its three terms."""
+  either way. Every index of `equation` appears in at least two of its three terms
+  (batch axes in all three), so that each gradient is an einsum of the other two."""
   if x.dtype != jnp.bfloat16:
     return jnp.einsum(equation, x, w)
   return _project_bf16(equation, x, w)

@@ -11,11 +11,15 @@ import pytest
 from rljax.model.layers import project
 
 EQ = "btd,dnh->btnh"
+# (equation, x shape, w shape, d/dx equation, d/dw equation): a projection, and
+# attention's scores with batch axes in all three terms.
+CASES = [(EQ, (2, 3, 16), (16, 2, 4), "btnh,dnh->btd", "btd,btnh->dnh"),
+         ("bkmh,bkhs->bkms", (2, 2, 3, 8), (2, 2, 8, 5), "bkms,bkhs->bkmh", "bkmh,bkms->bkhs")]
 
 
-def _inputs():
+def _inputs(x_shape=(2, 3, 16), w_shape=(16, 2, 4)):
   kx, kw = jax.random.split(jax.random.key(0))
-  return jax.random.normal(kx, (2, 3, 16)), jax.random.normal(kw, (16, 2, 4))
+  return jax.random.normal(kx, x_shape), jax.random.normal(kw, w_shape)
 
 
 def test_float32_is_the_einsum():
@@ -23,27 +27,28 @@ def test_float32_is_the_einsum():
   np.testing.assert_array_equal(project(EQ, x, w), jnp.einsum(EQ, x, w))
 
 
-def test_bfloat16_values_and_gradients_match_float32_math_on_rounded_inputs():
-  x, w = _inputs()
+@pytest.mark.parametrize("eq,x_shape,w_shape,eq_dx,eq_dw", CASES)
+def test_bfloat16_values_and_gradients_match_float32_math_on_rounded_inputs(
+    eq, x_shape, w_shape, eq_dx, eq_dw):
+  x, w = _inputs(x_shape, w_shape)
   x16, w16 = x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)
-  y = project(EQ, x16, w16)
+  y = project(eq, x16, w16)
   assert y.dtype == jnp.bfloat16
-  ref = jnp.einsum(EQ, x16.astype(jnp.float32), w16.astype(jnp.float32))
+  ref = jnp.einsum(eq, x16.astype(jnp.float32), w16.astype(jnp.float32))
   np.testing.assert_array_equal(y, ref.astype(jnp.bfloat16))   # one rounding, at the end
-  g_BxTxNxH = jax.random.normal(jax.random.key(1), y.shape).astype(jnp.bfloat16)
-  dx, dw = jax.vjp(lambda a, b: project(EQ, a, b), x16, w16)[1](g_BxTxNxH)
-  g = g_BxTxNxH.astype(jnp.float32)
-  dx_ref = jnp.einsum("btnh,dnh->btd", g, w16.astype(jnp.float32))
-  dw_ref = jnp.einsum("btd,btnh->dnh", x16.astype(jnp.float32), g)
+  g_bf16 = jax.random.normal(jax.random.key(1), y.shape).astype(jnp.bfloat16)
+  dx, dw = jax.vjp(lambda a, b: project(eq, a, b), x16, w16)[1](g_bf16)
+  g = g_bf16.astype(jnp.float32)
+  dx_ref = jnp.einsum(eq_dx, g, w16.astype(jnp.float32))
+  dw_ref = jnp.einsum(eq_dw, x16.astype(jnp.float32), g)
   assert dx.dtype == dw.dtype == jnp.bfloat16
   np.testing.assert_array_equal(dx, dx_ref.astype(jnp.bfloat16))
   np.testing.assert_array_equal(dw, dw_ref.astype(jnp.bfloat16))
 
 
-@pytest.mark.parametrize("dtype", [jnp.bfloat16])
-def test_every_product_of_the_bfloat16_gradient_takes_bfloat16_operands(dtype):
+def test_every_product_of_the_bfloat16_gradient_takes_bfloat16_operands():
   """The speed comes from the operand types: no dot may see a float32 operand."""
-  x, w = (a.astype(dtype) for a in _inputs())
+  x, w = (a.astype(jnp.bfloat16) for a in _inputs())
   loss = lambda a, b: jnp.sum(project(EQ, a, b).astype(jnp.float32) ** 2)
   hlo = jax.jit(jax.grad(loss, (0, 1))).lower(x, w).as_text()
   dots = [l for l in hlo.splitlines() if "dot_general" in l]
