@@ -128,8 +128,9 @@ def _instrument_lines(all_runs) -> list[str]:
                       f"pass@{n}": r[f"eval/pass@{n}"],
                       f"CoT-pass@{n}": r.get(f"eval/cot_pass@{n}"),
                       "Cover@0.5": r.get("eval/cover@0.5"),
-                      **{f"{k.split('/')[1]} pass@1": r[k] for k in sorted(r)
-                         if k.startswith("eval/regime_") and k.endswith("/pass@1")}})
+                      **{f"{k.split('/')[1]} {k.rsplit('/', 1)[1]}": r[k] for k in sorted(r)
+                         if k.startswith("eval/regime_")
+                         and k.endswith(("/pass@1", "/entropy"))}})
   if tracked:
     lines += ["Held-out evaluations during training (every `rl.eval_every` steps):", ""]
     lines += markdown_table(tracked) + [""]
