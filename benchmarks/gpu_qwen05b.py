@@ -1,6 +1,6 @@
 """The GPU check of the performance issue: a Qwen2.5-0.5B-shaped model in bfloat16.
 
-  python -m benchmarks.gpu_qwen05b [--tiny] [--scan_layers]
+  python -m benchmarks.gpu_qwen05b [--tiny] [--scan_layers] [--profile DIR]
 
 Prints one JSON object: the GRPO update step's achieved FLOP/s over the measured bf16
 matmul peak and over the chip's datasheet peak (MFU), and decode tokens/s over the
@@ -32,8 +32,13 @@ TINY = dict(QWEN25_05B, vocab_size=1024, hidden_size=128, num_hidden_layers=2,
 DATASHEET = {"NVIDIA H200": (989e12, 4.8e12), "NVIDIA H100 80GB HBM3": (989e12, 3.35e12)}
 
 
-def _median(fn, repeats=5):
+def _median(fn, repeats=5, first: list | None = None):
+  """Median seconds of `repeats` calls after a warm-up call (whose time, compile
+  included, is appended to `first` when given)."""
+  t0 = time.perf_counter()
   jax.block_until_ready(fn())
+  if first is not None:
+    first.append(time.perf_counter() - t0)
   ts = []
   for _ in range(repeats):
     t0 = time.perf_counter()
@@ -54,7 +59,8 @@ def copy_bandwidth(n_bytes: int) -> float:
   return 2 * n_bytes / _median(lambda: f(x))  # read + write
 
 
-def update_mfu(m: dict, sequences: int, completion: int, scan: bool) -> dict:
+def update_mfu(m: dict, sequences: int, completion: int, scan: bool,
+               profile: str | None = None) -> dict:
   s = rljax_side.Setup(m, completion, dtype="bfloat16", scan_layers=scan)
   rng = np.random.default_rng(0)
   p = rljax_side.G["prompt_length"]
@@ -67,15 +73,24 @@ def update_mfu(m: dict, sequences: int, completion: int, scan: bool) -> dict:
        "offpolicy": np.zeros(sequences, np.float32), "is_weight": np.ones_like(mask)}
   b["ref_logp"], _ = s.score(s.state.params, b)
   b["old_logp"] = b["ref_logp"]
-  t = _median(lambda: s.update(b), repeats=3)
+  first = []
+  t = _median(lambda: s.update(b), repeats=3, first=first)
+  if profile:  # one more update under the profiler, after the timed ones
+    with jax.profiler.trace(profile):
+      s.update(b)
   flops = grpo_update_flops(m, sequences, p, completion)["policy_fwd_bwd"]
   return {"sequences": sequences, "tokens_per_sequence": p + completion, "update_s": t,
-          "model_flops": flops, "flops_per_s": flops / t}
+          "first_call_s": first[0], "model_flops": flops, "flops_per_s": flops / t}
 
 
-def decode(m: dict, prompts: int, new_tokens: int, scan: bool) -> dict:
+def decode(m: dict, prompts: int, new_tokens: int, scan: bool,
+           profile: str | None = None) -> dict:
   s = rljax_side.Setup(m, new_tokens, dtype="bfloat16", scan_layers=scan, prompts=prompts)
-  t = _median(s.sample, repeats=3)
+  first = []
+  t = _median(s.sample, repeats=3, first=first)
+  if profile:
+    with jax.profiler.trace(profile):
+      jax.block_until_ready(s.sample())
   rows = prompts * rljax_side.G["num_generations"]
   d, v, layers = m["hidden_size"], m["vocab_size"], m["num_hidden_layers"]
   n_block = sum(x.size for x in jax.tree.leaves(s.state.params)) - v * d
@@ -84,7 +99,7 @@ def decode(m: dict, prompts: int, new_tokens: int, scan: bool) -> dict:
   cache_per_slot = 2 * layers * m["num_key_value_heads"] * m["head_dim"] * 2 * rows
   avg_slots = rljax_side.G["prompt_length"] + new_tokens / 2
   step_bytes = 2 * n_block + 4 * v * d + cache_per_slot * avg_slots
-  return {"rows": rows, "new_tokens": new_tokens, "decode_s": t,
+  return {"rows": rows, "new_tokens": new_tokens, "decode_s": t, "first_call_s": first[0],
           "tokens_per_s": rows * new_tokens / t, "bytes_per_step": step_bytes}
 
 
@@ -92,6 +107,7 @@ def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--tiny", action="store_true")
   ap.add_argument("--scan_layers", action="store_true")
+  ap.add_argument("--profile", help="write jax.profiler traces of one update and one decode here")
   ap.add_argument("--sequences", type=int, default=32)
   ap.add_argument("--completion", type=int, default=480)
   ap.add_argument("--prompts", type=int, default=16)
@@ -104,20 +120,29 @@ def main(argv=None):
   peak = matmul_peak(512 if args.tiny else 8192)
   bw = copy_bandwidth(2 ** 24 if args.tiny else 2 ** 32)
   sheet_peak, sheet_bw = DATASHEET.get(kind, (None, None))
-  up = update_mfu(m, args.sequences, args.completion, args.scan_layers)
-  dec = decode(m, args.prompts, args.new_tokens, args.scan_layers)
-  roofline = dec["rows"] / (dec["bytes_per_step"] / bw)
-  print(json.dumps({
-      "device": kind, "jax": jax.__version__, "scan_layers": args.scan_layers,
-      "bf16_matmul_peak_flops_per_s": peak, "copy_bandwidth_bytes_per_s": bw,
-      "update": up, "mfu_vs_measured_peak": up["flops_per_s"] / peak,
-      "mfu_vs_datasheet": up["flops_per_s"] / sheet_peak if sheet_peak else None,
-      "decode": dec, "decode_roofline_tokens_per_s": roofline,
-      "decode_fraction_of_roofline": dec["tokens_per_s"] / roofline,
-      "decode_fraction_of_datasheet_roofline": (
-          dec["tokens_per_s"] / (dec["rows"] / (dec["bytes_per_step"] / sheet_bw))
-          if sheet_bw else None)}, indent=1))
-
+  out = {"device": kind, "jax": jax.__version__, "scan_layers": args.scan_layers,
+         "bf16_matmul_peak_flops_per_s": peak, "copy_bandwidth_bytes_per_s": bw}
+  # Each part runs alone: a failure in one (reported with its error) leaves the other's
+  # figures, since a device lease is too short to rerun everything.
+  try:
+    up = update_mfu(m, args.sequences, args.completion, args.scan_layers, args.profile)
+    out.update(update=up, mfu_vs_measured_peak=up["flops_per_s"] / peak,
+               mfu_vs_datasheet=up["flops_per_s"] / sheet_peak if sheet_peak else None)
+  except Exception as e:  # noqa: BLE001 -- reported, not hidden
+    out["update_error"] = f"{type(e).__name__}: {e}"[:2000]
+  try:
+    dec = decode(m, args.prompts, args.new_tokens, args.scan_layers, args.profile)
+    roofline = dec["rows"] / (dec["bytes_per_step"] / bw)
+    out.update(decode=dec, decode_roofline_tokens_per_s=roofline,
+               decode_fraction_of_roofline=dec["tokens_per_s"] / roofline,
+               decode_fraction_of_datasheet_roofline=(
+                   dec["tokens_per_s"] / (dec["rows"] / (dec["bytes_per_step"] / sheet_bw))
+                   if sheet_bw else None))
+  except Exception as e:  # noqa: BLE001
+    out["decode_error"] = f"{type(e).__name__}: {e}"[:2000]
+  stats = jax.devices()[0].memory_stats() or {}
+  out["peak_device_bytes"] = stats.get("peak_bytes_in_use")
+  print(json.dumps(out, indent=1))
 
 if __name__ == "__main__":
   main()
