@@ -30,11 +30,7 @@ from rljax.model.attention import DecodeWindow, KVCache
 from rljax.rl.logprobs import entropy_from_logits
 
 _NEG_INF = -1e30
-# Decode steps per segment (see `decode_segments`). 64 rather than 32: half the loop
-# bodies to compile (the first call at 256 new tokens fell from 16-18 s to 9-11 s on the
-# benchmark workload) and a faster 64-token decode; each step attends over at most 63
-# unwritten slots of its block, cheap beside the step's projections (benchmarks/README.md).
-DECODE_BLOCK = 64
+DECODE_BLOCK = 32  # decode steps per segment (see `decode_segments`)
 MAX_SEGMENTS = 8
 
 
