@@ -143,6 +143,8 @@ def main(argv=None):
   stats = jax.devices()[0].memory_stats() or {}
   out["peak_device_bytes"] = stats.get("peak_bytes_in_use")
   print(json.dumps(out, indent=1))
+  return 1 if "update_error" in out or "decode_error" in out else 0
+
 
 if __name__ == "__main__":
-  main()
+  raise SystemExit(main())
