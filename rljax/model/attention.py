@@ -27,6 +27,8 @@ Each query row is the same softmax over the same keys as in the one-shot path.
 
 from __future__ import annotations
 
+import functools
+
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -178,25 +180,38 @@ def _attend(q_BxTxKxGxH, parts, kv_mask_BxS, query_slot_T):
   dt = q_BxTxKxGxH.dtype
   b, t, kh, g, h = q_BxTxKxGxH.shape
   q_BxKxMxH = q_BxTxKxGxH.transpose(0, 2, 1, 3, 4).reshape(b, kh, t * g, h)
-  scores, valid = [], []
+  scores = []
   for keys_BxKxHxS, _, first in parts:
     s = keys_BxKxHxS.shape[-1]
     causal_TxS = (first + jnp.arange(s))[None, :] <= query_slot_T[:, None]
     kv_BxS = jax.lax.slice_in_dim(kv_mask_BxS, first, first + s, axis=1).astype(bool)
     valid_BxTxS = causal_TxS[None] & kv_BxS[:, None, :]
-    valid.append(jnp.broadcast_to(valid_BxTxS[:, None, :, None, :], (b, 1, t, g, s))
-                 .reshape(b, 1, t * g, s))
-    scores.append(project("bkmh,bkhs->bkms", q_BxKxMxH, keys_BxKxHxS.astype(dt)))
-  scores_BxKxMxS = jnp.concatenate(scores, -1).astype(jnp.float32) * (h ** -0.5)
-  scores_BxKxMxS = jnp.where(jnp.concatenate(valid, -1), scores_BxKxMxS, _NEG_INF)
-  probs_BxKxMxS = jax.nn.softmax(scores_BxKxMxS, axis=-1).astype(dt)
-  out_BxKxMxH, first_col = 0, 0
-  for _, values_BxKxSxH, _ in parts:
-    s = values_BxKxSxH.shape[2]
-    out_BxKxMxH += project("bkms,bksh->bkmh", probs_BxKxMxS[..., first_col:first_col + s],
+    valid_Bx1xMxS = (jnp.broadcast_to(valid_BxTxS[:, None, :, None, :], (b, 1, t, g, s))
+                     .reshape(b, 1, t * g, s))
+    scores_BxKxMxS = project("bkmh,bkhs->bkms", q_BxKxMxH, keys_BxKxHxS.astype(dt))
+    scores.append(jnp.where(valid_Bx1xMxS, scores_BxKxMxS.astype(jnp.float32) * (h ** -0.5),
+                            _NEG_INF))
+  probs = _softmax_over_parts(scores)
+  out_BxKxMxH = 0
+  for probs_BxKxMxS, (_, values_BxKxSxH, _) in zip(probs, parts):
+    out_BxKxMxH += project("bkms,bksh->bkmh", probs_BxKxMxS.astype(dt),
                            values_BxKxSxH.astype(dt))
-    first_col += s
   return out_BxKxMxH.reshape(b, kh, t, g, h).transpose(0, 2, 1, 3, 4)
+
+
+def _softmax_over_parts(scores):
+  """One softmax over the last axis of several score arrays [..., S_i] taken together,
+  returned part by part. The decode window's prefix and block are scored apart, and
+  concatenating them would copy every step's scores (measured: the largest kernel of a
+  GPU decode step, benchmarks/README.md), so the parts share one max and one denominator
+  instead. A fully masked row (every score _NEG_INF) is uniform, as in one softmax."""
+  if len(scores) == 1:
+    return [jax.nn.softmax(scores[0], axis=-1)]
+  max_BxKxMx1 = jax.lax.stop_gradient(
+      functools.reduce(jnp.maximum, [s.max(-1, keepdims=True) for s in scores]))
+  exps = [jnp.exp(s - max_BxKxMx1) for s in scores]
+  total_BxKxMx1 = sum(e.sum(-1, keepdims=True) for e in exps)
+  return [e / total_BxKxMx1 for e in exps]
 
 
 def _blockwise(q_BxTxKxGxH, parts, kv_mask_BxT, block: int):

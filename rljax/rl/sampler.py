@@ -30,7 +30,7 @@ from rljax.model.attention import DecodeWindow, KVCache
 from rljax.rl.logprobs import entropy_from_logits
 
 _NEG_INF = -1e30
-DECODE_BLOCK = 32  # decode steps per segment (see `decode_segments`)
+DECODE_BLOCK = 64  # decode steps per segment (see `decode_segments`)
 MAX_SEGMENTS = 8
 
 
