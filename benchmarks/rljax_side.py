@@ -78,7 +78,8 @@ class Setup:
       loss = LossConfig(eps_low=G["clip_eps"], eps_high=G["clip_eps"], agg="token-mean",
                         kl_coef=G["beta_kl"], kl_estimator="k3")
       self.fns = make_step_fns(self.graphdef, opt, sh, self.mesh, loss, G["temperature"],
-                               False, on_policy=True, weighted=False, with_scores=True)
+                               False, on_policy=True, weighted=False, with_scores=True,
+                               group_size=G["num_generations"])
     rng = np.random.default_rng(WORKLOAD["seeds"]["prompts"])
     lo, hi = WORKLOAD["tokens"]["prompt_token_range"]
     self.prompt = rng.integers(lo, hi, (prompts, G["prompt_length"])).astype(np.int32)

@@ -152,9 +152,13 @@ def test_segmented_decode_attends_to_the_filled_prefix_only(tiny, monkeypatch):
   prefix_slots, block_slots = [], []
   for loop in loops:
     avals = [v.aval for v in loop.params["body_jaxpr"].jaxpr.invars]
+    consts, carry = avals[:loop.params["body_nconsts"]], avals[loop.params["body_nconsts"]:]
     is_keys = lambda a: a.shape[-3:-1] == (model.cfg.n_kv_heads, model.cfg.head_dim)
-    # Per-layer prefix keys [B, K, H, S] (read-only), the carried block [L, B, K, H, C].
-    prefix_slots.append(sorted({a.shape[-1] for a in avals if a.ndim == 4 and is_keys(a)}))
-    block_slots.append(sorted({a.shape[-1] for a in avals if a.ndim == 5 and is_keys(a)}))
-  assert prefix_slots == [[p + 3 * j] for j in range(4)], prefix_slots
-  assert block_slots == [[3]] * 4, block_slots
+    # Per-layer keys [B, K, H, S]: the prefix read-only (a constant of the loop), the
+    # block carried, one array per layer (nothing stacked is read inside the loop).
+    prefix_slots.append([a.shape[-1] for a in consts if is_keys(a)])
+    block_slots.append([a.shape[-1] for a in carry if is_keys(a)])
+    assert all(a.ndim == 4 for a in consts + carry if is_keys(a))
+  n = model.cfg.n_layers
+  assert prefix_slots == [[p + 3 * j] * n for j in range(4)], prefix_slots
+  assert block_slots == [[3] * n] * 4, block_slots

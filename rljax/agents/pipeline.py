@@ -175,7 +175,7 @@ def _train(cfg: AgentConfig, graphdef, base_params, model_cfg, tok, mesh, sp, wo
   if ckpt.latest_step() is not None:
     state, _ = ckpt.restore(state)
   fns = make_step_fns(graphdef, optimizer, sh, mesh, cfg.loss, cfg.sampling.temperature,
-                      False, on_policy=True, weighted=False)
+                      False, on_policy=True, weighted=False, group_size=rl.group_size)
   writer = MetricsWriter(workdir, "metrics", resume_step=int(state.step))
   coefs = {"entropy": np.float32(rl.entropy_coef), "kl": np.float32(rl.kl_coef),
            "sft": np.float32(0.0)}

@@ -11,13 +11,17 @@ and returns the updated arrays; nothing is mutated in place. Which slots hold re
 tokens is the caller's `kv_mask_BxS` (per row: rows of different lengths share slot
 indices); a query at slot s attends to valid slots <= s.
 
+A training forward over rows that share their prompt in groups (GRPO's G samples of
+a prompt) attends through a `SharedPrefix`: the prompts' keys and values, computed
+once per prompt, read by each of their G rows as a prefix (`rl/logprobs.py`).
+
 The decode loop attends through a `DecodeWindow` instead: the slots written before
 the current segment (`prefix`, static length, read-only inside the loop) and the
 segment's own `block` of slots, written one per step. The loop carries only the
 block, so no step copies the cache, and a step's cost follows the filled prefix rather
 than the cache budget (the sampler's segments, `rl/sampler.py`).
 
-Long training forwards (no cache, T > `Q_BLOCK`) attend block by block: queries in
+Long training forwards (no cache or a `SharedPrefix`, T > `Q_BLOCK`) attend block by block: queries in
 blocks of `Q_BLOCK`, each block's scores [B, K, G, Q_BLOCK, T] made, softmaxed and
 used inside one rematerialised step of a `lax.map`, so neither the forward nor the
 backward ever holds the [B, K, G, T, T] scores (at 8 x 4,096 tokens with Qwen2.5-0.5B's
@@ -74,7 +78,10 @@ class KVCache:
     return KVCache(k=self.k[..., start:start + length], v=self.v[:, :, :, start:start + length])
 
   def put(self, part: "KVCache", start) -> "KVCache":
-    """`part`'s slots written at [start, start + part.length) of every layer."""
+    """`part`'s slots (stacked or `per_layer`) written at [start, start + part.length)
+    of every layer."""
+    if isinstance(part.k, tuple):
+      part = KVCache(k=jnp.stack(part.k), v=jnp.stack(part.v))
     return KVCache(k=jax.lax.dynamic_update_slice(self.k, part.k.astype(self.k.dtype),
                                                   (0, 0, 0, 0, start)),
                    v=jax.lax.dynamic_update_slice(self.v, part.v.astype(self.v.dtype),
@@ -82,6 +89,13 @@ class KVCache:
 
   def write(self, layer, k_BxTxKxH, v_BxTxKxH, start) -> "KVCache":
     """Layer `layer`'s T new keys and values at slots [start, start + T)."""
+    if isinstance(self.k, tuple):  # `per_layer` (static `layer`): update that array alone
+      k_BxKxHxT = k_BxTxKxH.transpose(0, 2, 3, 1).astype(self.k[layer].dtype)
+      v_BxKxTxH = v_BxTxKxH.transpose(0, 2, 1, 3).astype(self.v[layer].dtype)
+      k, v = list(self.k), list(self.v)
+      k[layer] = jax.lax.dynamic_update_slice(k[layer], k_BxKxHxT, (0, 0, 0, start))
+      v[layer] = jax.lax.dynamic_update_slice(v[layer], v_BxKxTxH, (0, 0, start, 0))
+      return KVCache(k=tuple(k), v=tuple(v))
     k_1xBxKxHxT = k_BxTxKxH.transpose(0, 2, 3, 1)[None].astype(self.k.dtype)
     v_1xBxKxTxH = v_BxTxKxH.transpose(0, 2, 1, 3)[None].astype(self.v.dtype)
     return KVCache(k=jax.lax.dynamic_update_slice(self.k, k_1xBxKxHxT, (layer, 0, 0, 0, start)),
@@ -91,8 +105,8 @@ class KVCache:
 @flax.struct.dataclass
 class DecodeWindow:
   """The decode loop's view of the cache in one segment: `prefix` holds slots
-  [0, start) (start = prefix.length, static; stacked or `per_layer`), `block` slots
-  [start, start + C)."""
+  [0, start) (start = prefix.length, static), `block` slots [start, start + C); each
+  stacked or `per_layer`."""
 
   prefix: KVCache
   block: KVCache
@@ -100,6 +114,25 @@ class DecodeWindow:
   @property
   def length(self) -> int:
     return self.prefix.length + self.block.length
+
+
+@flax.struct.dataclass
+class SharedPrefix:
+  """A training forward's read-only prefix: `cache` holds Q prompts' keys and values
+  (slots [0, P), from their own forward), each read by `group` consecutive rows of
+  the batch (B = Q * group), whose T tokens take slots [P, P + T). Nothing is written:
+  the gradient flows back into the prompts' forward, summed over each group."""
+
+  cache: KVCache
+  group: int = flax.struct.field(pytree_node=False)
+
+  @property
+  def length(self) -> int:
+    return self.cache.length
+
+  def rows(self, x_QxKx___):
+    """One prompt's array for each of its rows: [Q, ...] -> [Q * group, ...]."""
+    return jnp.repeat(x_QxKx___, self.group, axis=0)
 
 
 class Attention(nnx.Module):
@@ -122,13 +155,16 @@ class Attention(nnx.Module):
       self.k_norm = RMSNorm(h, cfg.norm_eps, "head_dim", rngs)
 
   def __call__(self, x_BxTxD, positions_BxT, inv_freq, kv_mask_BxS,
-               cache: KVCache | DecodeWindow | None = None, layer: int = 0, cache_start=0):
+               cache: KVCache | DecodeWindow | SharedPrefix | None = None, layer: int = 0,
+               cache_start=0):
     """Returns (output [B, T, D], the cache with this layer's T new entries).
 
     Without a cache the keys are the T inputs themselves (training forward). With a
     `KVCache` the new entries are written at slot `cache_start` with one
     dynamic_update_slice per array (in place inside a loop); with a `DecodeWindow`
-    into its block (`cache_start` is still the absolute slot).
+    into its block (`cache_start` is still the absolute slot). With a `SharedPrefix`
+    the keys are the prefix's and the T inputs' (at slots `cache_start` = P onward), and
+    the prefix is returned as it came.
     """
     cfg, dt = self.cfg, x_BxTxD.dtype
     q_BxTxNxH = project("btd,dnh->btnh", x_BxTxD, self.q[...].astype(dt))
@@ -148,6 +184,9 @@ class Attention(nnx.Module):
     query_slot_T = cache_start + jnp.arange(t)
     if cache is None:
       parts = [(k_BxTxKxH.transpose(0, 2, 3, 1), v_BxTxKxH.transpose(0, 2, 1, 3), 0)]
+    elif isinstance(cache, SharedPrefix):
+      parts = [(cache.rows(cache.cache.k[layer]), cache.rows(cache.cache.v[layer]), 0),
+               (k_BxTxKxH.transpose(0, 2, 3, 1), v_BxTxKxH.transpose(0, 2, 1, 3), cache.length)]
     elif isinstance(cache, DecodeWindow):
       start = cache.prefix.length
       block = cache.block.write(layer, k_BxTxKxH, v_BxTxKxH, cache_start - start)
@@ -160,8 +199,8 @@ class Attention(nnx.Module):
     b, _, n, h = q_BxTxNxH.shape
     kh = cfg.n_kv_heads
     q_BxTxKxGxH = q_BxTxNxH.reshape(b, t, kh, n // kh, h)
-    if cache is None and t > Q_BLOCK:
-      out_BxTxKxGxH = _blockwise(q_BxTxKxGxH, parts, kv_mask_BxS, Q_BLOCK)
+    if (cache is None or isinstance(cache, SharedPrefix)) and t > Q_BLOCK:
+      out_BxTxKxGxH = _blockwise(q_BxTxKxGxH, parts, kv_mask_BxS, Q_BLOCK, cache_start)
     else:
       out_BxTxKxGxH = _attend(q_BxTxKxGxH, parts, kv_mask_BxS, query_slot_T)
     out_BxTxNxH = out_BxTxKxGxH.reshape(b, t, n, h)
@@ -214,8 +253,9 @@ def _softmax_over_parts(scores):
   return [e / total_BxKxMx1 for e in exps]
 
 
-def _blockwise(q_BxTxKxGxH, parts, kv_mask_BxT, block: int):
-  """`_attend` for a training forward (queries at slots 0..T-1), `block` queries at a time."""
+def _blockwise(q_BxTxKxGxH, parts, kv_mask_BxS, block: int, first_slot=0):
+  """`_attend` for a training forward (queries at slots first_slot + 0..T-1), `block`
+  queries at a time."""
   b, t, kh, g, h = q_BxTxKxGxH.shape
   n_blocks = -(-t // block)
   q_pad = jnp.pad(q_BxTxKxGxH, ((0, 0), (0, n_blocks * block - t), (0, 0), (0, 0), (0, 0)))
@@ -224,7 +264,8 @@ def _blockwise(q_BxTxKxGxH, parts, kv_mask_BxT, block: int):
   @jax.checkpoint
   def one(xs):
     q_BxCxKxGxH, start = xs
-    return _attend(q_BxCxKxGxH, parts, kv_mask_BxT, start + jnp.arange(block))
+    return _attend(q_BxCxKxGxH, parts, kv_mask_BxS, start + jnp.arange(block))
 
-  out_JxBxCxKxGxH = jax.lax.map(one, (q_JxBxCxKxGxH, jnp.arange(n_blocks) * block))
+  out_JxBxCxKxGxH = jax.lax.map(one, (q_JxBxCxKxGxH,
+                                      first_slot + jnp.arange(n_blocks) * block))
   return out_JxBxCxKxGxH.swapaxes(0, 1).reshape(b, n_blocks * block, kh, g, h)[:, :t]

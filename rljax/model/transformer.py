@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from rljax.model.attention import Attention, KVCache
+from rljax.model.attention import Attention, KVCache, SharedPrefix
 from rljax.model.config import REMAT_POLICIES, ModelConfig
 from rljax.model.layers import RMSNorm, SwiGLU, param, rope_inv_freq
 
@@ -66,8 +66,9 @@ class Transformer(nnx.Module):
       tokens_BxT: int token ids.
       positions_BxT: RoPE positions; default 0..T-1 (pass them for left padding).
       kv_mask_BxS: 1 where a key slot holds a real token (S = T without a cache,
-        the cache length with one). Default: all valid.
-      cache: functional KV cache (see `attention.py`), or None.
+        the cache length with one, P + T with a shared prefix). Default: all valid.
+      cache: functional KV cache or a training forward's `SharedPrefix` (see
+        `attention.py`), or None.
       cache_start: slot where these T tokens are written.
     """
     cfg = self.cfg
@@ -75,7 +76,7 @@ class Transformer(nnx.Module):
     if positions_BxT is None:
       positions_BxT = jnp.broadcast_to(cache_start + jnp.arange(t), (b, t))
     if kv_mask_BxS is None:
-      s = t if cache is None else cache.length
+      s = t if cache is None else cache.length + (t if isinstance(cache, SharedPrefix) else 0)
       kv_mask_BxS = jnp.ones((b, s), bool)
     inv_freq = rope_inv_freq(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
     x_BxTxD = self.embed[...][tokens_BxT].astype(jnp.dtype(cfg.dtype))

@@ -4,14 +4,23 @@ Memory stays O(B x chunk x V) instead of O(B x T x V): the LM head is applied to
 one chunk of hidden states at a time under `jax.checkpoint`, so the backward
 pass recomputes each chunk's logits instead of storing all of them.
 
-Axis letters: B rollouts, P prompt length, T completion length, D width, V vocab,
-J chunks of C tokens along T.
+Rows that share their prompt in groups (GRPO's G completions of a prompt) can run the
+prompt once per group (`group`): the prompt's forward on Q = B / G rows, then the
+completions' forward attending to its keys and values (`attention.SharedPrefix`). The
+same function of the parameters, at a fraction of the cost (the prompt's share of the
+tokens, times (G - 1) / G), in the forward and the backward alike.
+
+Axis letters: B rollouts, Q prompts, G rows per prompt, P prompt length, T completion
+length, D width, V vocab, J chunks of C tokens along T.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+
+from rljax.model.attention import KVCache, SharedPrefix
 
 
 def entropy_from_logits(logits_xV):
@@ -47,18 +56,26 @@ def sequence_inputs(prompt_BxP, prompt_mask_BxP, completion_BxT, position_offset
 
 def completion_logp_entropy(model, prompt_BxP, prompt_mask_BxP, completion_BxT,
                             *, temperature: float = 1.0, chunk: int = 128,
-                            position_offset_B=None):
+                            position_offset_B=None, group: int = 1):
   """Per-token log pi(y_t | x, y_<t) and entropy at `temperature`, each [B, T].
 
   Logits are divided by the sampling temperature before the softmax (verl
   `dp_actor.py`), so these equal the sampler's log-probs when no top-k/top-p
-  truncation is used.
+  truncation is used. `group` > 1 says that rows q*G .. q*G + G - 1 share one prompt
+  (and prompt mask): it then runs once per group (`prompt_groups`, static).
   """
-  tokens, positions, kv_mask = sequence_inputs(prompt_BxP, prompt_mask_BxP, completion_BxT,
-                                               position_offset_B)
-  h_BxLxD, _ = model.hidden(tokens, positions_BxT=positions, kv_mask_BxS=kv_mask)
-  p, t = prompt_BxP.shape[1], completion_BxT.shape[1]
-  h_BxTxD = h_BxLxD[:, p - 1:p + t - 1]  # position i predicts token i + 1
+  if group > 1:
+    if position_offset_B is not None:
+      raise ValueError("a shared prompt (group > 1) starts every row at position 0; "
+                       "position_offset_B needs group = 1")
+    h_BxTxD = _grouped_hidden(model, prompt_BxP, prompt_mask_BxP, completion_BxT, group)
+  else:
+    tokens, positions, kv_mask = sequence_inputs(prompt_BxP, prompt_mask_BxP, completion_BxT,
+                                                 position_offset_B)
+    h_BxLxD, _ = model.hidden(tokens, positions_BxT=positions, kv_mask_BxS=kv_mask)
+    p = prompt_BxP.shape[1]
+    h_BxTxD = h_BxLxD[:, p - 1:p + completion_BxT.shape[1] - 1]  # i predicts token i + 1
+  t = completion_BxT.shape[1]
   w_DxV = model.head_weight_DxV()
 
   chunk = min(chunk, t)
@@ -78,3 +95,47 @@ def completion_logp_entropy(model, prompt_BxP, prompt_mask_BxP, completion_BxT,
   logp_JxBxC, ent_JxBxC = jax.lax.map(lambda a: one_chunk(*a), (h_JxBxCxD, y_JxBxC))
   unchunk = lambda x: x.swapaxes(0, 1).reshape(b, n_chunks * chunk)[:, :t]
   return unchunk(logp_JxBxC), unchunk(ent_JxBxC)
+
+
+def _grouped_hidden(model, prompt_BxP, prompt_mask_BxP, completion_BxT, group: int):
+  """The hidden states [B, T, D] that predict the completion tokens, with each group's
+  prompt run once: the prompts' forward on [Q, P] fills their keys and values, and the
+  completions' forward reads them as a `SharedPrefix`. The last completion token
+  predicts nothing, so it is not run. The grouping is a reshape of the rows [B] ->
+  [Q, G], so a batch split over devices by whole groups stays where it is."""
+  b, p = prompt_BxP.shape
+  if b % group:
+    raise ValueError(f"{b} rows do not split into groups of {group}")
+  q = b // group
+  prompt_QxP = prompt_BxP.reshape(q, group, p)[:, 0]
+  mask_QxP = prompt_mask_BxP.reshape(q, group, p)[:, 0].astype(bool)
+  positions_QxP = jnp.maximum(jnp.cumsum(mask_QxP, axis=1) - 1, 0)
+  cache = KVCache.zeros(model.cfg, q, p, jnp.dtype(model.cfg.dtype))
+  h_QxPxD, cache = model.hidden(prompt_QxP, positions_BxT=positions_QxP, kv_mask_BxS=mask_QxP,
+                                cache=cache)
+  prefix = SharedPrefix(cache=cache, group=group)
+  last_Bx1xD = prefix.rows(h_QxPxD[:, -1:])  # left-padded: the last slot is the last token
+  t = completion_BxT.shape[1]
+  if t == 1:
+    return last_Bx1xD
+  prompt_len_Bx1 = prefix.rows(mask_QxP.sum(axis=1, keepdims=True))
+  kv_mask_BxS = jnp.concatenate([prefix.rows(mask_QxP), jnp.ones((b, t - 1), bool)], axis=1)
+  h_BxTxD, _ = model.hidden(completion_BxT[:, :-1], positions_BxT=prompt_len_Bx1 + jnp.arange(t - 1),
+                            kv_mask_BxS=kv_mask_BxS, cache=prefix, cache_start=p)
+  return jnp.concatenate([last_Bx1xD, h_BxTxD], axis=1)
+
+
+def prompt_groups(prompt_BxP, prompt_mask_BxP, group: int, batch_devices: int = 1) -> int:
+  """`group` if a host batch's rows come in runs of `group` with one prompt and mask
+  each, whole runs on each of `batch_devices` (Q divisible by it), else 1: what
+  `completion_logp_entropy` may be told."""
+  b = len(prompt_BxP)
+  if group <= 1 or b % group or (b // group) % batch_devices:
+    return 1
+  for x in (prompt_BxP, prompt_mask_BxP):
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+      return 1  # another process's rows: not this host's to read
+    x_QxGxP = np.asarray(x).reshape(b // group, group, -1)
+    if not (x_QxGxP == x_QxGxP[:, :1]).all():
+      return 1
+  return group

@@ -24,6 +24,7 @@ import flax.struct
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.sharding import PartitionSpec as P
 
 from rljax import sharding
 from rljax.model.attention import DecodeWindow, KVCache
@@ -210,7 +211,8 @@ def _generate(graphdef, params_list, prompt_QxP, prompt_mask_QxP, key, cfg, grou
     # The barrier keeps XLA from sinking the prefix's slices into the loop body, where
     # they would copy the prefix at every step.
     prefixes = jax.lax.optimization_barrier([_prefix(c, p + t0, models[0].cfg) for c in caches])
-    state = state.replace(caches=tuple(c.slots(p + t0, steps) for c in caches))
+    state = state.replace(caches=tuple(_layered(c.slots(p + t0, steps), models[0].cfg)
+                                       for c in caches))
     state = jax.lax.while_loop(
         lambda st, end=t0 + steps: (st.t < end) & ~jnp.all(st.done_B),
         functools.partial(body, prefixes=prefixes), state)
@@ -222,15 +224,24 @@ def _generate(graphdef, params_list, prompt_QxP, prompt_mask_QxP, key, cfg, grou
 
 
 def _prefix(cache: KVCache, length: int, model_cfg) -> KVCache:
-  prefix = cache.slots(0, length)
-  return prefix if model_cfg.scan_layers else prefix.per_layer()
+  return _layered(cache.slots(0, length), model_cfg)
+
+
+def _layered(cache: KVCache, model_cfg) -> KVCache:
+  """Unrolled layers read and write the loop's slots as per-layer arrays: reading layer
+  l of a stacked array inside the loop copies it (measured: the block's 8 slices were
+  a fifth of a decode step at 64 rows, benchmarks/README.md)."""
+  return cache if model_cfg.scan_layers else cache.per_layer()
 
 
 def _constrain_cache(cache: KVCache) -> KVCache:
   mesh = sharding.ambient_mesh()
-  if mesh is None or cache.k.shape[1] % sharding.batch_devices(mesh):
+  k0 = cache.k[0]  # layer 0's [B, K, H, S], stacked or per layer
+  if mesh is None or k0.shape[0] % sharding.batch_devices(mesh):
     return cache
-  spec = sharding.cache_spec(cache.k.shape[2], mesh)
+  spec = sharding.cache_spec(k0.shape[1], mesh)
+  if isinstance(cache.k, tuple):
+    return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, P(*spec[1:])), cache)
   return KVCache(k=jax.lax.with_sharding_constraint(cache.k, spec),
                  v=jax.lax.with_sharding_constraint(cache.v, spec))
 

@@ -79,7 +79,8 @@ class RLTrainer:
                              cfg.sampling.temperature, cfg.intervention.reset_optimizer,
                              on_policy=cfg.rl.epochs * cfg.rl.minibatches == 1,
                              weighted=cfg.rl.rollout_correction == "token_tis",
-                             with_scores=not self.score_first)
+                             with_scores=not self.score_first,
+                             group_size=cfg.rl.group_size)
     self.ckpt = Checkpointer(f"{workdir}/checkpoints", cfg.rl.max_to_keep)
     reward_fn = resolve(cfg.rl.reward_fn) if cfg.rl.reward_fn else task.reward
     self.reward_guard = RewardGuard(reward_fn, cfg.rl.reward_timeout_s,
@@ -187,7 +188,9 @@ class RLTrainer:
     step_key = prng.update_key(state.rng, step)
     per_mb = []
     for epoch in range(cfg.rl.epochs):
-      perm_B = order.permutation(b)
+      # One minibatch holds every row, in any order: keep the rollouts' order, whose
+      # groups share their prompt (the update then runs each prompt once).
+      perm_B = np.arange(b) if cfg.rl.minibatches == 1 else order.permutation(b)
       for j in range(cfg.rl.minibatches):
         idx = perm_B[j * mb_size:(j + 1) * mb_size]
         out = self.fns.update(state, {k: v[idx] for k, v in batch.items()},

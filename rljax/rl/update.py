@@ -20,7 +20,7 @@ from flax import nnx
 
 from rljax import distributed, sharding
 from rljax.rl.aggregation import aggregate
-from rljax.rl.logprobs import completion_logp_entropy
+from rljax.rl.logprobs import completion_logp_entropy, prompt_groups
 from rljax.rl.losses import LossConfig, LossInputs, grpo_objective
 from rljax.rl.train_state import TrainState, apply_if_finite
 
@@ -32,8 +32,8 @@ SEQUENCE_KEYS = ("prompt", "prompt_mask", "tokens", "mask")
 
 
 def rl_update(graphdef, optimizer, loss_cfg: LossConfig, temperature: float,
-              on_policy: bool, weighted: bool, with_scores: bool, state: TrainState, mb: dict,
-              key, coefs: dict):
+              on_policy: bool, weighted: bool, with_scores: bool, group: int,
+              state: TrainState, mb: dict, key, coefs: dict):
   """One optimizer step of the GRPO objective on minibatch `mb`; skips non-finite steps.
 
   `mb["mask"]` is the loss mask (forking tokens / truncation already applied),
@@ -47,13 +47,16 @@ def rl_update(graphdef, optimizer, loss_cfg: LossConfig, temperature: float,
   random numbers (Clip-Cov). `with_scores` (static) also returns the forward's
   (log-probs, entropies) [B, T] at the pre-update parameters: on-policy, exactly what
   `token_logp` would have scored before the update, so the step need not run it.
+  `group` (static): the rows share their prompt in runs of `group`, each run once
+  (`logprobs.completion_logp_entropy`).
   """
   mask_BxT = mb["mask"]
 
   def loss_fn(params):
     model = nnx.merge(graphdef, params)
     logp_BxT, ent_BxT = completion_logp_entropy(model, mb["prompt"], mb["prompt_mask"],
-                                                mb["tokens"], temperature=temperature)
+                                                mb["tokens"], temperature=temperature,
+                                                group=group)
     old_logp_BxT = jax.lax.stop_gradient(logp_BxT) if on_policy else mb["old_logp"]
     x = LossInputs(logp_BxT=logp_BxT, old_logp_BxT=old_logp_BxT,
                    adv_BxT=mb["adv"] * mask_BxT, mask_BxT=mask_BxT,
@@ -75,17 +78,19 @@ def rl_update(graphdef, optimizer, loss_cfg: LossConfig, temperature: float,
   return (new, metrics, scores) if with_scores else (new, metrics)
 
 
-def token_logp(graphdef, temperature: float, params, batch: dict):
+def token_logp(graphdef, temperature: float, group: int, params, batch: dict):
   """(log pi(token), entropy) of a batch's completion tokens under `params`, each [B, T],
   from the training forward (full tempered softmax, float32 head), no gradient.
 
   The old log-probs and entropies of a step (the policy's pre-update parameters), the
   reference log-probs, RL-PLUS's demonstrations and DRO's teacher-forced certainty
-  all come from here, so every ratio and KL compares one forward with itself.
+  all come from here, so every ratio and KL compares one forward with itself. `group`
+  as in `rl_update`.
   """
   model = nnx.merge(graphdef, params)
   logp_BxT, ent_BxT = completion_logp_entropy(model, batch["prompt"], batch["prompt_mask"],
-                                              batch["tokens"], temperature=temperature)
+                                              batch["tokens"], temperature=temperature,
+                                              group=group)
   return logp_BxT * batch["mask"], ent_BxT * batch["mask"]
 
 
@@ -116,6 +121,9 @@ class StepFns:
       (log-probs, entropies) [B, T] of the minibatch when made `with_scores`; the state is
       donated.
     score: (params, {prompt, prompt_mask, tokens, mask}) -> (log-probs, entropies) [B, T].
+    Both run each prompt once for its group when the batch's rows come in runs of the
+    run's group size with one prompt each (`logprobs.prompt_groups`), else every row
+    in full; one compiled function for each of the two, made on first use.
     reset: state -> state with the reference reset (ProRL); the state is donated.
   """
 
@@ -126,34 +134,47 @@ class StepFns:
 
 def make_step_fns(graphdef, optimizer, state_shardings: TrainState, mesh, loss_cfg: LossConfig,
                   temperature: float, reinit_optimizer: bool, on_policy: bool,
-                  weighted: bool, with_scores: bool = False) -> StepFns:
+                  weighted: bool, with_scores: bool = False, group_size: int = 1) -> StepFns:
   """Compiles the step's functions with shardings on `mesh`.
 
   `on_policy`: each step makes one update on all its rollouts (the ratio is then 1
   exactly); `weighted`: a rollout correction supplies token weights; `with_scores`: the
-  update also returns its forward's log-probs and entropies (see `rl_update`).
+  update also returns its forward's log-probs and entropies (see `rl_update`);
+  `group_size`: the run's G, the prompt sharing the functions look for.
   """
   rep = sharding.replicated(mesh)
   batch_sh = {k: sharding.batch_sharding(mesh, 1 if k in _PER_ROLLOUT else 2)
               for k in BATCH_KEYS}
   seq_sh = {k: batch_sh[k] for k in SEQUENCE_KEYS}
   scores_sh = (batch_sh["tokens"], batch_sh["tokens"])
-  update = jax.jit(functools.partial(rl_update, graphdef, optimizer, loss_cfg, temperature,
-                                     on_policy, weighted, with_scores),
+
+  @functools.cache
+  def update(group: int):
+    return jax.jit(functools.partial(rl_update, graphdef, optimizer, loss_cfg, temperature,
+                                     on_policy, weighted, with_scores, group),
                    in_shardings=(state_shardings, batch_sh, rep, rep),
                    out_shardings=(state_shardings, rep) + ((scores_sh,) if with_scores else ()),
                    donate_argnums=(0,))
-  score = jax.jit(functools.partial(token_logp, graphdef, temperature),
-                  in_shardings=(state_shardings.params, seq_sh),
-                  out_shardings=(batch_sh["tokens"], batch_sh["tokens"]))
-  # Host batches (the same on every process) become global arrays, each process placing
-  # its own rows (`rljax.distributed`); with one process they pass through unchanged.
+
+  @functools.cache
+  def score(group: int):
+    return jax.jit(functools.partial(token_logp, graphdef, temperature, group),
+                   in_shardings=(state_shardings.params, seq_sh),
+                   out_shardings=(batch_sh["tokens"], batch_sh["tokens"]))
+
+  # The host batch (the same on every process) says whether its prompts come in groups.
+  group_of = lambda b: prompt_groups(b["prompt"], b["prompt_mask"], group_size,
+                                     sharding.batch_devices(mesh))
+  # Host batches become global arrays, each process placing its own rows
+  # (`rljax.distributed`); with one process they pass through unchanged.
   def update_fn(state, mb, key, coefs):
+    fn = update(group_of(mb))
     mb = distributed.to_global(mb, {k: batch_sh[k] for k in mb})
-    return update(state, mb, key, distributed.to_global(coefs, {k: rep for k in coefs}))
+    return fn(state, mb, key, distributed.to_global(coefs, {k: rep for k in coefs}))
 
   def score_fn(params, seqs):
-    return score(params, distributed.to_global(seqs, {k: seq_sh[k] for k in seqs}))
+    fn = score(group_of(seqs))
+    return fn(params, distributed.to_global(seqs, {k: seq_sh[k] for k in seqs}))
 
   reset = jax.jit(functools.partial(reset_reference, optimizer, reinit_optimizer),
                   in_shardings=(state_shardings,), out_shardings=state_shardings,

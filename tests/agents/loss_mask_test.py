@@ -54,7 +54,7 @@ def test_observation_tokens_get_no_gradient_and_change_nothing():
   state = TrainState(step=jnp.int32(0), params=params, opt_state=opt.init(params),
                      ref_params=params, rng=jax.random.PRNGKey(0))
   coefs = {"entropy": 0.01, "kl": 0.1, "sft": 0.0}
-  run = lambda b: update.rl_update(graphdef, opt, LossConfig(), 1.0, True, False, False, state, b,
+  run = lambda b: update.rl_update(graphdef, opt, LossConfig(), 1.0, True, False, False, 1, state, b,
                                    jax.random.PRNGKey(1), coefs)
   garbage = {k: np.where(model > 0, mb[k], 7.0).astype(np.float32)
              for k in ("adv", "ref_logp", "old_logp")}

@@ -105,6 +105,6 @@ def test_a_tiny_model_plays_it_end_to_end():
   opt = optax.adam(1e-3)
   state = TrainState(step=jnp.int32(0), params=params, opt_state=opt.init(params),
                      ref_params=params, rng=jax.random.PRNGKey(0))
-  _, m = update.rl_update(graphdef, opt, LossConfig(), 1.0, True, False, False, state, mb,
+  _, m = update.rl_update(graphdef, opt, LossConfig(), 1.0, True, False, False, 1, state, mb,
                           jax.random.PRNGKey(1), {"entropy": 0.0, "kl": 0.0, "sft": 0.0})
   assert np.isfinite(float(m["loss"])) and float(m["grad_norm"]) > 0
