@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.workload import LARGE_BATCH, LARGE_MODEL, WORKLOAD, grpo_update_flops
-from rljax import sharding
+from rljax import host_memory, sharding
 from rljax.config import OptimConfig
 from rljax.model.config import ModelConfig
 from rljax.rl import advantages, sampler, train_state
@@ -46,16 +46,22 @@ def model_config(m: dict, max_seq_len: int, dtype: str = "float32",
 
 
 def timed(fn, repeats: int) -> dict:
-  """fn() once (compile + run), then `repeats` times; seconds."""
+  """fn() once (compile + run), then `repeats` times; seconds, and the page faults of a
+  repeat (fresh pages the kernel zeroes: `rljax.host_memory`)."""
   t0 = time.perf_counter()
   jax.block_until_ready(fn())
   first = time.perf_counter() - t0
-  times = []
+  times, faults = [], _minor_faults()
   for _ in range(repeats):
     t0 = time.perf_counter()
     jax.block_until_ready(fn())
     times.append(time.perf_counter() - t0)
-  return {"first_s": first, "times_s": times, "median_s": float(np.median(times))}
+  return {"first_s": first, "times_s": times, "median_s": float(np.median(times)),
+          "page_faults_per_repeat": (_minor_faults() - faults) // repeats}
+
+
+def _minor_faults() -> int:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_minflt
 
 
 class Setup:
@@ -153,12 +159,14 @@ def case_step(repeats: int) -> dict:
     return t[-1] - t[0]
 
   first = step(False)
+  faults = _minor_faults()
   times = [step(True) for _ in range(repeats)]
+  faults = (_minor_faults() - faults) // repeats
   # Compiles after the first step would show as a slow later step; count them directly.
   compiles = _compile_count(lambda: step(False))
   return {"first_s": first, "times_s": times, "median_s": float(np.median(times)),
           "split_median_s": {k: float(np.median(v)) for k, v in split.items()},
-          "compiles_after_first_step": compiles}
+          "compiles_after_first_step": compiles, "page_faults_per_repeat": faults}
 
 
 _COMPILES = [0]
@@ -222,6 +230,7 @@ def main(argv=None):
                                    "train_bf16", "matmul_bf16"])
   ap.add_argument("--repeats", type=int, default=WORKLOAD["timing"]["repeats"])
   args = ap.parse_args(argv)
+  host_memory.keep_freed_memory()  # as the launch commands do (RLJAX_KEEP_FREED_MEMORY=0: not)
   if args.case == "decode64":
     out = case_decode(64, args.repeats)
   elif args.case == "decode256":

@@ -10,6 +10,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from launch import cli
+from rljax import host_memory
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run's directory.")
@@ -27,6 +28,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
   del argv
+  host_memory.keep_freed_memory()  # before JAX's backend starts
   logging.set_verbosity(logging.WARNING)
   cfg = cli.config_or_exit(_CONFIG.value)
   from rljax.analysis import evaluate_workdir

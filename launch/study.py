@@ -13,6 +13,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from launch import cli
+from rljax import host_memory
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Study config file.",
                                           lock_config=False)
@@ -39,6 +40,7 @@ def _agent_study() -> None:
 
 def main(argv):
   del argv
+  host_memory.keep_freed_memory()  # before JAX's backend starts
   logging.set_verbosity(logging.WARNING)
   if _CONFIG.value.get("pipeline") == "agent":
     _agent_study()

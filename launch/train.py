@@ -7,6 +7,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from launch import cli
+from rljax import host_memory
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, summary.")
@@ -50,6 +51,7 @@ def _dry_run(cfg) -> None:
 
 def main(argv):
   del argv
+  host_memory.keep_freed_memory()  # before JAX's backend starts
   logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
   if _SIMULATE.value:
     _simulate(_SIMULATE.value)

@@ -21,11 +21,12 @@ segment's own `block` of slots, written one per step. The loop carries only the
 block, so no step copies the cache, and a step's cost follows the filled prefix rather
 than the cache budget (the sampler's segments, `rl/sampler.py`).
 
-Long training forwards (no cache or a `SharedPrefix`, T > `Q_BLOCK`) attend block by block: queries in
-blocks of `Q_BLOCK`, each block's scores [B, K, G, Q_BLOCK, T] made, softmaxed and
-used inside one rematerialised step of a `lax.map`, so neither the forward nor the
-backward ever holds the [B, K, G, T, T] scores (at 8 x 4,096 tokens with Qwen2.5-0.5B's
-14 heads that is 7.5 GB per layer in float32); the backward recomputes each block's.
+Long training forwards (no cache or a `SharedPrefix`, T > `Q_BLOCK`) attend block by
+block: queries in blocks of `Q_BLOCK`, each block's scores [B, K, G, Q_BLOCK, T] made,
+softmaxed and used inside one rematerialised step of a `lax.map`, so neither the
+forward nor the backward ever holds the [B, K, G, T, T] scores (at 8 x 4,096 tokens
+with Qwen2.5-0.5B's 14 heads that is 7.5 GB per layer in float32); the backward
+recomputes each block's.
 Each query row is the same softmax over the same keys as in the one-shot path.
 """
 

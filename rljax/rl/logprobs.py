@@ -120,9 +120,10 @@ def _grouped_hidden(model, prompt_BxP, prompt_mask_BxP, completion_BxT, group: i
     return last_Bx1xD
   prompt_len_Bx1 = prefix.rows(mask_QxP.sum(axis=1, keepdims=True))
   kv_mask_BxS = jnp.concatenate([prefix.rows(mask_QxP), jnp.ones((b, t - 1), bool)], axis=1)
-  h_BxTxD, _ = model.hidden(completion_BxT[:, :-1], positions_BxT=prompt_len_Bx1 + jnp.arange(t - 1),
-                            kv_mask_BxS=kv_mask_BxS, cache=prefix, cache_start=p)
-  return jnp.concatenate([last_Bx1xD, h_BxTxD], axis=1)
+  h_rest_BxTxD, _ = model.hidden(completion_BxT[:, :-1],
+                                 positions_BxT=prompt_len_Bx1 + jnp.arange(t - 1),
+                                 kv_mask_BxS=kv_mask_BxS, cache=prefix, cache_start=p)
+  return jnp.concatenate([last_Bx1xD, h_rest_BxTxD], axis=1)
 
 
 def prompt_groups(prompt_BxP, prompt_mask_BxP, group: int, batch_devices: int = 1) -> int:

@@ -80,7 +80,10 @@ class RLTrainer:
                              on_policy=cfg.rl.epochs * cfg.rl.minibatches == 1,
                              weighted=cfg.rl.rollout_correction == "token_tis",
                              with_scores=not self.score_first,
-                             group_size=cfg.rl.group_size)
+                             # Each prompt once per group where the update's minibatch
+                             # holds whole groups, so that the ratio's two forwards (the
+                             # scoring and the update's) are the same computation.
+                             group_size=cfg.rl.group_size if cfg.rl.minibatches == 1 else 1)
     self.ckpt = Checkpointer(f"{workdir}/checkpoints", cfg.rl.max_to_keep)
     reward_fn = resolve(cfg.rl.reward_fn) if cfg.rl.reward_fn else task.reward
     self.reward_guard = RewardGuard(reward_fn, cfg.rl.reward_timeout_s,
