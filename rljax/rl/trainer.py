@@ -191,8 +191,9 @@ class RLTrainer:
     step_key = prng.update_key(state.rng, step)
     per_mb = []
     for epoch in range(cfg.rl.epochs):
-      # One minibatch holds every row, in any order: keep the rollouts' order, whose
-      # groups share their prompt (the update then runs each prompt once).
+      # One minibatch holds every row, and its loss does not depend on their order
+      # (only Clip-Cov's random draw does): keep the rollouts' order, whose groups
+      # share their prompt (the update then runs each prompt once).
       perm_B = np.arange(b) if cfg.rl.minibatches == 1 else order.permutation(b)
       for j in range(cfg.rl.minibatches):
         idx = perm_B[j * mb_size:(j + 1) * mb_size]
