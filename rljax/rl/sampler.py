@@ -229,18 +229,19 @@ def _prefix(cache: KVCache, length: int, model_cfg) -> KVCache:
 
 def _layered(cache: KVCache, model_cfg) -> KVCache:
   """Unrolled layers read and write the loop's slots as per-layer arrays: reading layer
-  l of a stacked array inside the loop copies it (measured: the block's 8 slices were
-  a fifth of a decode step at 64 rows, benchmarks/README.md)."""
+  l of a stacked array inside the loop copies it (the block's 8 slices took 90 of a
+  64-token call's 635 busy core-ms, benchmarks/README.md)."""
   return cache if model_cfg.scan_layers else cache.per_layer()
 
 
 def _constrain_cache(cache: KVCache) -> KVCache:
   mesh = sharding.ambient_mesh()
-  k0 = cache.k[0]  # layer 0's [B, K, H, S], stacked or per layer
-  if mesh is None or k0.shape[0] % sharding.batch_devices(mesh):
+  per_layer = isinstance(cache.k, tuple)
+  b, kv_heads = cache.k[0].shape[:2] if per_layer else cache.k.shape[1:3]
+  if mesh is None or b % sharding.batch_devices(mesh):
     return cache
-  spec = sharding.cache_spec(k0.shape[1], mesh)
-  if isinstance(cache.k, tuple):
+  spec = sharding.cache_spec(kv_heads, mesh)
+  if per_layer:
     return jax.tree.map(lambda x: jax.lax.with_sharding_constraint(x, P(*spec[1:])), cache)
   return KVCache(k=jax.lax.with_sharding_constraint(cache.k, spec),
                  v=jax.lax.with_sharding_constraint(cache.v, spec))
