@@ -90,15 +90,16 @@ class KVCache:
 
   def write(self, layer, k_BxTxKxH, v_BxTxKxH, start) -> "KVCache":
     """Layer `layer`'s T new keys and values at slots [start, start + T)."""
+    k_BxKxHxT, v_BxKxTxH = k_BxTxKxH.transpose(0, 2, 3, 1), v_BxTxKxH.transpose(0, 2, 1, 3)
     if isinstance(self.k, tuple):  # `per_layer` (static `layer`): update that array alone
-      k_BxKxHxT = k_BxTxKxH.transpose(0, 2, 3, 1).astype(self.k[layer].dtype)
-      v_BxKxTxH = v_BxTxKxH.transpose(0, 2, 1, 3).astype(self.v[layer].dtype)
       k, v = list(self.k), list(self.v)
-      k[layer] = jax.lax.dynamic_update_slice(k[layer], k_BxKxHxT, (0, 0, 0, start))
-      v[layer] = jax.lax.dynamic_update_slice(v[layer], v_BxKxTxH, (0, 0, start, 0))
+      k[layer] = jax.lax.dynamic_update_slice(k[layer], k_BxKxHxT.astype(k[layer].dtype),
+                                              (0, 0, 0, start))
+      v[layer] = jax.lax.dynamic_update_slice(v[layer], v_BxKxTxH.astype(v[layer].dtype),
+                                              (0, 0, start, 0))
       return KVCache(k=tuple(k), v=tuple(v))
-    k_1xBxKxHxT = k_BxTxKxH.transpose(0, 2, 3, 1)[None].astype(self.k.dtype)
-    v_1xBxKxTxH = v_BxTxKxH.transpose(0, 2, 1, 3)[None].astype(self.v.dtype)
+    k_1xBxKxHxT = k_BxKxHxT[None].astype(self.k.dtype)
+    v_1xBxKxTxH = v_BxKxTxH[None].astype(self.v.dtype)
     return KVCache(k=jax.lax.dynamic_update_slice(self.k, k_1xBxKxHxT, (layer, 0, 0, 0, start)),
                    v=jax.lax.dynamic_update_slice(self.v, v_1xBxKxTxH, (layer, 0, 0, start, 0)))
 

@@ -42,13 +42,18 @@ def token_logp_entropy(logits_xV, tokens_x):
   return logp_x, entropy_from_logits(z)
 
 
+def left_padded_positions(mask_BxL):
+  """RoPE positions of left-padded rows: 0 at the first real token (pads take 0)."""
+  return jnp.maximum(jnp.cumsum(mask_BxL, axis=1) - 1, 0)
+
+
 def sequence_inputs(prompt_BxP, prompt_mask_BxP, completion_BxT, position_offset_B=None):
   """Tokens, RoPE positions and key mask of [left-padded prompt | completion]; the
   positions start at `position_offset_B` (default 0) at the first real token."""
   tokens = jnp.concatenate([prompt_BxP, completion_BxT], axis=1)
   kv_mask = jnp.concatenate(
       [prompt_mask_BxP.astype(bool), jnp.ones(completion_BxT.shape, bool)], axis=1)
-  positions = jnp.maximum(jnp.cumsum(kv_mask, axis=1) - 1, 0)
+  positions = left_padded_positions(kv_mask)
   if position_offset_B is not None:
     positions = positions + position_offset_B[:, None].astype(positions.dtype)
   return tokens, positions, kv_mask
@@ -109,7 +114,7 @@ def _grouped_hidden(model, prompt_BxP, prompt_mask_BxP, completion_BxT, group: i
   q = b // group
   prompt_QxP = prompt_BxP.reshape(q, group, p)[:, 0]
   mask_QxP = prompt_mask_BxP.reshape(q, group, p)[:, 0].astype(bool)
-  positions_QxP = jnp.maximum(jnp.cumsum(mask_QxP, axis=1) - 1, 0)
+  positions_QxP = left_padded_positions(mask_QxP)
   cache = KVCache.zeros(model.cfg, q, p, jnp.dtype(model.cfg.dtype))
   h_QxPxD, cache = model.hidden(prompt_QxP, positions_BxT=positions_QxP, kv_mask_BxS=mask_QxP,
                                 cache=cache)

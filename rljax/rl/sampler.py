@@ -28,7 +28,7 @@ from jax.sharding import PartitionSpec as P
 
 from rljax import sharding
 from rljax.model.attention import DecodeWindow, KVCache
-from rljax.rl.logprobs import entropy_from_logits
+from rljax.rl.logprobs import entropy_from_logits, left_padded_positions
 
 _NEG_INF = -1e30
 DECODE_BLOCK = 64  # decode steps per segment (see `decode_segments`)
@@ -285,7 +285,7 @@ def _prefill(models, prompt_QxP, prompt_mask_QxP, t_max: int, group_size: int):
   q, p = prompt_QxP.shape
   s = p + t_max
   prompt_mask = prompt_mask_QxP.astype(bool)
-  positions_QxP = jnp.maximum(jnp.cumsum(prompt_mask, axis=1) - 1, 0)
+  positions_QxP = left_padded_positions(prompt_mask)
   kv_mask_QxS = jnp.concatenate([prompt_mask, jnp.ones((q, t_max), bool)], axis=1)
   caches, logits = [], []
   for model in models:
