@@ -15,11 +15,12 @@ A training forward over rows that share their prompt in groups (GRPO's G samples
 a prompt) attends through a `SharedPrefix`: the prompts' keys and values, computed
 once per prompt, read by each of their G rows as a prefix (`rl/logprobs.py`).
 
-The decode loop attends through a `DecodeWindow` instead: the slots written before
-the current segment (`prefix`, static length, read-only inside the loop) and the
-segment's own `block` of slots, written one per step. The loop carries only the
-block, so no step copies the cache, and a step's cost follows the filled prefix rather
-than the cache budget (the sampler's segments, `rl/sampler.py`).
+The decode loop attends through a `DecodeWindow` instead: the prompts' slots (one
+entry per prompt, as a `SharedPrefix`), the generated slots written before the current
+segment (`prefix`, static length, read-only inside the loop) and the segment's own
+`block` of slots, written one per step. The loop carries only the block, so no step
+copies the cache, and a step's cost follows the filled prefix rather than the cache
+budget (the sampler's segments, `rl/sampler.py`).
 
 Long training forwards (no cache or a `SharedPrefix`, T > `Q_BLOCK`) attend block by
 block: queries in blocks of `Q_BLOCK`, each block's scores [B, K, G, Q_BLOCK, T] made,
@@ -33,6 +34,7 @@ Each query row is the same softmax over the same keys as in the one-shot path.
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import flax.struct
 import jax
@@ -105,20 +107,6 @@ class KVCache:
 
 
 @flax.struct.dataclass
-class DecodeWindow:
-  """The decode loop's view of the cache in one segment: `prefix` holds slots
-  [0, start) (start = prefix.length, static), `block` slots [start, start + C); each
-  stacked or `per_layer`."""
-
-  prefix: KVCache
-  block: KVCache
-
-  @property
-  def length(self) -> int:
-    return self.prefix.length + self.block.length
-
-
-@flax.struct.dataclass
 class SharedPrefix:
   """A training forward's read-only prefix: `cache` holds Q prompts' keys and values
   (slots [0, P), from their own forward), each read by `group` consecutive rows of
@@ -135,6 +123,39 @@ class SharedPrefix:
   def rows(self, x_QxKx___):
     """One prompt's array for each of its rows: [Q, ...] -> [Q * group, ...]."""
     return jnp.repeat(x_QxKx___, self.group, axis=0)
+
+  def part(self, layer) -> "_Part":
+    return _Part(self.cache.k[layer], self.cache.v[layer], 0, self.group)
+
+
+class _Part(NamedTuple):
+  """Key slots [first, first + S) that a softmax attends to: keys [B / group, K, H, S]
+  and values [B / group, K, S, H], one entry read by `group` consecutive rows."""
+
+  keys: jax.Array
+  values: jax.Array
+  first: int
+  group: int = 1
+
+
+@flax.struct.dataclass
+class DecodeWindow:
+  """The decode loop's view of the cache in one segment: the prompts' slots [0, P) as
+  a `SharedPrefix` (one entry per prompt, read by its G rows), the generated slots
+  written before this segment, [P, start) (`prefix`, possibly empty), and the
+  segment's own `block` of slots [start, start + C); each stacked or `per_layer`."""
+
+  prompt: SharedPrefix
+  prefix: KVCache
+  block: KVCache
+
+  @property
+  def start(self) -> int:
+    return self.prompt.length + self.prefix.length
+
+  @property
+  def length(self) -> int:
+    return self.start + self.block.length
 
 
 class Attention(nnx.Module):
@@ -156,7 +177,7 @@ class Attention(nnx.Module):
       self.q_norm = RMSNorm(h, cfg.norm_eps, "head_dim", rngs)
       self.k_norm = RMSNorm(h, cfg.norm_eps, "head_dim", rngs)
 
-  def __call__(self, x_BxTxD, positions_BxT, inv_freq, kv_mask_BxS,
+  def __call__(self, x_BxTxD, rope, kv_mask_BxS,
                cache: KVCache | DecodeWindow | SharedPrefix | None = None, layer: int = 0,
                cache_start=0):
     """Returns (output [B, T, D], the cache with this layer's T new entries).
@@ -179,25 +200,28 @@ class Attention(nnx.Module):
     if cfg.qk_norm:
       q_BxTxNxH = self.q_norm(q_BxTxNxH)
       k_BxTxKxH = self.k_norm(k_BxTxKxH)
-    q_BxTxNxH = apply_rope(q_BxTxNxH, positions_BxT, inv_freq)
-    k_BxTxKxH = apply_rope(k_BxTxKxH, positions_BxT, inv_freq)
+    q_BxTxNxH = apply_rope(q_BxTxNxH, rope)
+    k_BxTxKxH = apply_rope(k_BxTxKxH, rope)
 
     t = x_BxTxD.shape[1]
     query_slot_T = cache_start + jnp.arange(t)
     if cache is None:
-      parts = [(k_BxTxKxH.transpose(0, 2, 3, 1), v_BxTxKxH.transpose(0, 2, 1, 3), 0)]
+      parts = [_Part(k_BxTxKxH.transpose(0, 2, 3, 1), v_BxTxKxH.transpose(0, 2, 1, 3), 0)]
     elif isinstance(cache, SharedPrefix):
-      parts = [(cache.rows(cache.cache.k[layer]), cache.rows(cache.cache.v[layer]), 0),
-               (k_BxTxKxH.transpose(0, 2, 3, 1), v_BxTxKxH.transpose(0, 2, 1, 3), cache.length)]
+      parts = [cache.part(layer),
+               _Part(k_BxTxKxH.transpose(0, 2, 3, 1), v_BxTxKxH.transpose(0, 2, 1, 3),
+                     cache.length)]
     elif isinstance(cache, DecodeWindow):
-      start = cache.prefix.length
+      start = cache.start
       block = cache.block.write(layer, k_BxTxKxH, v_BxTxKxH, cache_start - start)
-      cache = DecodeWindow(prefix=cache.prefix, block=block)
-      parts = [(cache.prefix.k[layer], cache.prefix.v[layer], 0),
-               (block.k[layer], block.v[layer], start)]
+      cache = cache.replace(block=block)
+      parts = [cache.prompt.part(layer)]
+      if cache.prefix.length:  # the first segment has written nothing before it
+        parts.append(_Part(cache.prefix.k[layer], cache.prefix.v[layer], cache.prompt.length))
+      parts.append(_Part(block.k[layer], block.v[layer], start))
     else:
       cache = cache.write(layer, k_BxTxKxH, v_BxTxKxH, cache_start)
-      parts = [(cache.k[layer], cache.v[layer], 0)]
+      parts = [_Part(cache.k[layer], cache.v[layer], 0)]
     b, _, n, h = q_BxTxNxH.shape
     kh = cfg.n_kv_heads
     q_BxTxKxGxH = q_BxTxNxH.reshape(b, t, kh, n // kh, h)
@@ -211,33 +235,50 @@ class Attention(nnx.Module):
 
 def _attend(q_BxTxKxGxH, parts, kv_mask_BxS, query_slot_T):
   """Softmax attention of T queries at slots `query_slot_T` over the key slots of
-  `parts`: (keys [B, K, H, S_i], values [B, K, S_i, H], first slot) each, one softmax
-  over all of them (a part's slots are its first slot + 0..S_i-1).
+  `parts` (`_Part`s), one softmax over all of them.
 
   Each KV head's T x G queries are one matrix M = T*G, so both matmuls are plain
   batched [M, H] x [H, S] and [M, S] x [S, H] products over (B, K) with every operand
   in its natural layout (XLA:CPU otherwise transposes the cache or runs a
-  transposed-operand kernel several times slower)."""
+  transposed-operand kernel several times slower). A part shared by groups of rows
+  (a prompt's slots, read by its G samples) is multiplied once per group, its rows'
+  queries stacked into one [group * M, H] matrix: the prompt's keys and values are
+  read once per prompt, not once per sample, and never copied per row."""
   dt = q_BxTxKxGxH.dtype
   b, t, kh, g, h = q_BxTxKxGxH.shape
   q_BxKxMxH = q_BxTxKxGxH.transpose(0, 2, 1, 3, 4).reshape(b, kh, t * g, h)
   scores = []
-  for keys_BxKxHxS, _, first in parts:
-    s = keys_BxKxHxS.shape[-1]
-    causal_TxS = (first + jnp.arange(s))[None, :] <= query_slot_T[:, None]
-    kv_BxS = jax.lax.slice_in_dim(kv_mask_BxS, first, first + s, axis=1).astype(bool)
+  for part in parts:
+    s = part.keys.shape[-1]
+    causal_TxS = (part.first + jnp.arange(s))[None, :] <= query_slot_T[:, None]
+    kv_BxS = jax.lax.slice_in_dim(kv_mask_BxS, part.first, part.first + s, axis=1).astype(bool)
     valid_BxTxS = causal_TxS[None] & kv_BxS[:, None, :]
     valid_Bx1xMxS = (jnp.broadcast_to(valid_BxTxS[:, None, :, None, :], (b, 1, t, g, s))
                      .reshape(b, 1, t * g, s))
-    scores_BxKxMxS = project("bkmh,bkhs->bkms", q_BxKxMxH, keys_BxKxHxS.astype(dt))
+    scores_BxKxMxS = _per_group(part.group, project, "bkmh,bkhs->bkms", q_BxKxMxH,
+                                part.keys.astype(dt))
     scores.append(jnp.where(valid_Bx1xMxS, scores_BxKxMxS.astype(jnp.float32) * (h ** -0.5),
                             _NEG_INF))
   probs = _softmax_over_parts(scores)
   out_BxKxMxH = 0
-  for probs_BxKxMxS, (_, values_BxKxSxH, _) in zip(probs, parts):
-    out_BxKxMxH += project("bkms,bksh->bkmh", probs_BxKxMxS.astype(dt),
-                           values_BxKxSxH.astype(dt))
+  for probs_BxKxMxS, part in zip(probs, parts):
+    out_BxKxMxH += _per_group(part.group, project, "bkms,bksh->bkmh",
+                              probs_BxKxMxS.astype(dt), part.values.astype(dt))
   return out_BxKxMxH.reshape(b, kh, t, g, h).transpose(0, 2, 1, 3, 4)
+
+
+def _per_group(group: int, product, equation, rows_BxKxMxX, shared):
+  """product(equation, rows, shared) where `shared` has one entry per group of `group`
+  rows: the group's rows stacked as one [group * M, X] matrix per entry."""
+  if group == 1:
+    return product(equation, rows_BxKxMxX, shared)
+  b, kh, m, x = rows_BxKxMxX.shape
+  stacked = (rows_BxKxMxX.reshape(b // group, group, kh, m, x).transpose(0, 2, 1, 3, 4)
+             .reshape(b // group, kh, group * m, x))
+  out = product(equation, stacked, shared)
+  y = out.shape[-1]
+  return (out.reshape(b // group, kh, group, m, y).transpose(0, 2, 1, 3, 4)
+          .reshape(b, kh, m, y))
 
 
 def _softmax_over_parts(scores):

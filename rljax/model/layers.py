@@ -59,11 +59,17 @@ def rope_inv_freq(head_dim: int, theta: float,
   return jnp.where(mid, smoothed, out)
 
 
-def apply_rope(x_BxTxNxH, positions_BxT, inv_freq):
-  """Rotary embedding in the rotate-half layout used by HF Qwen/Llama."""
-  angles = positions_BxT[..., None].astype(jnp.float32) * inv_freq  # BxTx(H/2)
-  cos = jnp.cos(angles)[:, :, None, :]
-  sin = jnp.sin(angles)[:, :, None, :]
+def rope_tables(positions_BxT, inv_freq):
+  """(cos, sin) of the rotary angles, each [B, T, H/2], read by every layer's queries
+  and keys."""
+  angles_BxTxH2 = positions_BxT[..., None].astype(jnp.float32) * inv_freq
+  return jnp.cos(angles_BxTxH2), jnp.sin(angles_BxTxH2)
+
+
+def apply_rope(x_BxTxNxH, rope):
+  """Rotary embedding in the rotate-half layout used by HF Qwen/Llama; `rope` is
+  `rope_tables`' (cos, sin)."""
+  cos, sin = (t[:, :, None, :] for t in rope)
   x = x_BxTxNxH.astype(jnp.float32)
   x1, x2 = jnp.split(x, 2, axis=-1)
   out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)

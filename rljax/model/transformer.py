@@ -21,7 +21,7 @@ from flax import nnx
 
 from rljax.model.attention import Attention, KVCache, SharedPrefix
 from rljax.model.config import REMAT_POLICIES, ModelConfig
-from rljax.model.layers import RMSNorm, SwiGLU, param, rope_inv_freq
+from rljax.model.layers import RMSNorm, SwiGLU, param, rope_inv_freq, rope_tables
 
 
 class Block(nnx.Module):
@@ -32,10 +32,9 @@ class Block(nnx.Module):
     self.mlp_norm = RMSNorm(cfg.d_model, cfg.norm_eps, "embed", rngs)
     self.mlp = SwiGLU(cfg, rngs)
 
-  def __call__(self, x_BxTxD, positions_BxT, inv_freq, kv_mask_BxS, cache,
-               layer, cache_start):
-    h_BxTxD, cache = self.attn(self.attn_norm(x_BxTxD), positions_BxT, inv_freq,
-                               kv_mask_BxS, cache, layer, cache_start)
+  def __call__(self, x_BxTxD, rope, kv_mask_BxS, cache, layer, cache_start):
+    h_BxTxD, cache = self.attn(self.attn_norm(x_BxTxD), rope, kv_mask_BxS, cache, layer,
+                               cache_start)
     x_BxTxD = x_BxTxD + h_BxTxD
     return x_BxTxD + self.mlp(self.mlp_norm(x_BxTxD)), cache
 
@@ -58,8 +57,14 @@ class Transformer(nnx.Module):
       self.lm_head = param(rngs, (cfg.d_model, cfg.vocab_size), ("embed", "vocab"),
                            cfg.d_model ** -0.5)
 
+  def rope(self, positions_BxT):
+    """The rotary tables (cos, sin) [B, T, H/2] of these positions (`layers.rope_tables`)."""
+    cfg = self.cfg
+    return rope_tables(positions_BxT,
+                       rope_inv_freq(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling))
+
   def hidden(self, tokens_BxT, *, positions_BxT=None, kv_mask_BxS=None,
-             cache: KVCache | None = None, cache_start=0):
+             cache: KVCache | None = None, cache_start=0, rope=None):
     """Final-norm hidden states [B, T, D] and the updated cache.
 
     Args:
@@ -70,6 +75,11 @@ class Transformer(nnx.Module):
       cache: functional KV cache or a training forward's `SharedPrefix` (see
         `attention.py`), or None.
       cache_start: slot where these T tokens are written.
+      rope: `rope(positions_BxT)`, made by the caller (then positions_BxT is unused): a
+        decode loop makes every step's tables once, before the loop. Made inside the
+        forward, XLA fuses the sine and cosine into each of their 2L consumers and
+        evaluates them again per head and layer (4% of a CPU decode step,
+        benchmarks/README.md).
     """
     cfg = self.cfg
     b, t = tokens_BxT.shape
@@ -78,12 +88,13 @@ class Transformer(nnx.Module):
     if kv_mask_BxS is None:
       s = t if cache is None else cache.length + (t if isinstance(cache, SharedPrefix) else 0)
       kv_mask_BxS = jnp.ones((b, s), bool)
-    inv_freq = rope_inv_freq(cfg.head_dim, cfg.rope_theta, cfg.rope_scaling)
+    if rope is None:
+      rope = self.rope(positions_BxT)
     x_BxTxD = self.embed[...][tokens_BxT].astype(jnp.dtype(cfg.dtype))
     remat = _remat(cfg)
 
     def apply(block, x_BxTxD, cache, layer):
-      return block(x_BxTxD, positions_BxT, inv_freq, kv_mask_BxS, cache, layer, cache_start)
+      return block(x_BxTxD, rope, kv_mask_BxS, cache, layer, cache_start)
 
     if cfg.scan_layers:
       block_def, stacked = nnx.split(self.layers)

@@ -27,7 +27,7 @@ from flax import nnx
 from jax.sharding import PartitionSpec as P
 
 from rljax import sharding
-from rljax.model.attention import DecodeWindow, KVCache
+from rljax.model.attention import DecodeWindow, KVCache, SharedPrefix
 from rljax.rl.logprobs import entropy_from_logits, left_padded_positions
 
 _NEG_INF = -1e30
@@ -175,8 +175,14 @@ def _generate(graphdef, params_list, prompt_QxP, prompt_mask_QxP, key, cfg, grou
   q, p = prompt_QxP.shape
   t_max = cfg.max_new_tokens
   b = q * group_size
-  caches, logits, kv_mask_BxS, prompt_len_B = _prefill(models, prompt_QxP, prompt_mask_QxP,
-                                                       t_max, group_size)
+  prompts, logits, kv_mask_BxS, prompt_len_B = _prefill(models, prompt_QxP, prompt_mask_QxP,
+                                                        t_max, group_size)
+  # The generated tokens' slots P..P+T-1 of each row (the prompts' are in `prompts`).
+  caches = [_constrain_cache(KVCache.zeros(m.cfg, b, t_max, jnp.dtype(m.cfg.dtype)))
+            for m in models]
+  # Every step's rotary tables, made once (inside the loop XLA would evaluate the
+  # sine and cosine again in each of their 2L consumers).
+  rope_BxT = models[0].rope(prompt_len_B[:, None] + jnp.arange(t_max))
   zeros_BxT = sharding.constrain_batch(jnp.zeros((b, t_max), jnp.float32))
   state = _LoopState(
       t=jnp.array(0, jnp.int32), caches=(), logits=tuple(logits),
@@ -184,7 +190,7 @@ def _generate(graphdef, params_list, prompt_QxP, prompt_mask_QxP, key, cfg, grou
       tokens_BxT=sharding.constrain_batch(jnp.full((b, t_max), cfg.pad_id, jnp.int32)),
       logp_BxT=zeros_BxT, ent_BxT=zeros_BxT, routed_BxT=zeros_BxT)
 
-  def body(st: _LoopState, prefixes):
+  def body(st: _LoopState, windows):
     routed_B = jnp.zeros((b,), bool) if route is None else route(st.logits[0])
     logits_BxV = st.logits[0] if route is None else jnp.where(
         routed_B[:, None], st.logits[1], st.logits[0])
@@ -195,36 +201,34 @@ def _generate(graphdef, params_list, prompt_QxP, prompt_mask_QxP, key, cfg, grou
     logp = st.logp_BxT.at[:, st.t].set(jnp.where(live_B, logp_B, 0.0))
     ent = st.ent_BxT.at[:, st.t].set(jnp.where(live_B, ent_B, 0.0))
     routed = st.routed_BxT.at[:, st.t].set((live_B & routed_B).astype(jnp.float32))
+    rope_Bx1 = tuple(jax.lax.dynamic_slice_in_dim(x, st.t, 1, axis=1) for x in rope_BxT)
     blocks, logits = [], []
-    for model, prefix, block in zip(models, prefixes, st.caches):
+    for model, (prompt, prefix), block in zip(models, windows, st.caches):
       h_Bx1xD, window = model.hidden(
-          tok_B[:, None], positions_BxT=(prompt_len_B + st.t)[:, None],
-          kv_mask_BxS=kv_mask_BxS, cache=DecodeWindow(prefix=prefix, block=block),
-          cache_start=p + st.t)
+          tok_B[:, None], rope=rope_Bx1, kv_mask_BxS=kv_mask_BxS,
+          cache=DecodeWindow(prompt=prompt, prefix=prefix, block=block), cache_start=p + st.t)
       blocks.append(_constrain_cache(window.block))
       logits.append(sharding.constrain_batch(model.logits(h_Bx1xD[:, 0])))
     return _LoopState(t=st.t + 1, caches=tuple(blocks), logits=tuple(logits),
                       done_B=st.done_B | (tok_B == cfg.eos_id), tokens_BxT=tokens,
                       logp_BxT=logp, ent_BxT=ent, routed_BxT=routed)
 
+  cfg0 = models[0].cfg
+  prompts = [SharedPrefix(cache=_layered(c, cfg0), group=group_size) for c in prompts]
   for t0, steps in decode_segments(t_max):
     # The barrier keeps XLA from sinking the prefix's slices into the loop body, where
     # they would copy the prefix at every step.
-    prefixes = jax.lax.optimization_barrier([_prefix(c, p + t0, models[0].cfg) for c in caches])
-    state = state.replace(caches=tuple(_layered(c.slots(p + t0, steps), models[0].cfg)
-                                       for c in caches))
+    windows = jax.lax.optimization_barrier(
+        [(prompt, _layered(c.slots(0, t0), cfg0)) for prompt, c in zip(prompts, caches)])
+    state = state.replace(caches=tuple(_layered(c.slots(t0, steps), cfg0) for c in caches))
     state = jax.lax.while_loop(
         lambda st, end=t0 + steps: (st.t < end) & ~jnp.all(st.done_B),
-        functools.partial(body, prefixes=prefixes), state)
-    caches = [_constrain_cache(c.put(block, p + t0)) for c, block in zip(caches, state.caches)]
+        functools.partial(body, windows=windows), state)
+    caches = [_constrain_cache(c.put(block, t0)) for c, block in zip(caches, state.caches)]
   mask = completion_mask(state.tokens_BxT, cfg.eos_id)
   rollout = Rollout(tokens=state.tokens_BxT, mask=mask,
                     logp=state.logp_BxT * mask, entropy=state.ent_BxT * mask)
   return jax.tree.map(sharding.constrain_batch, (rollout, state.routed_BxT * mask))
-
-
-def _prefix(cache: KVCache, length: int, model_cfg) -> KVCache:
-  return _layered(cache.slots(0, length), model_cfg)
 
 
 def _layered(cache: KVCache, model_cfg) -> KVCache:
@@ -250,12 +254,15 @@ def _constrain_cache(cache: KVCache) -> KVCache:
 @functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "group_size"))
 def prefill(graphdef, params, prompt_QxP, prompt_mask_QxP, *, max_new_tokens: int,
             group_size: int):
-  """The decode loop's starting point: (KV cache of P + T slots, next-token logits
-  [B, V]), each prompt's entry repeated for its G samples, laid out as `sample` does."""
+  """The decode loop's starting point as one cache per row: (KV cache of P + T slots,
+  the prompt's entries repeated for its G samples, the rest zero; next-token logits
+  [B, V]), laid out as `sample` does."""
   model = nnx.merge(graphdef, sampling_weights(graphdef, params))
-  caches, logits, _, _ = _prefill([model], prompt_QxP, prompt_mask_QxP, max_new_tokens,
-                                  group_size)
-  return caches[0], logits[0]
+  prompts, logits, _, _ = _prefill([model], prompt_QxP, prompt_mask_QxP, max_new_tokens,
+                                   group_size)
+  b, p = len(logits[0]), prompt_QxP.shape[1]
+  cache = KVCache.zeros(model.cfg, b, p + max_new_tokens, jnp.dtype(model.cfg.dtype))
+  return _constrain_cache(cache.put(prompts[0].repeat(group_size), 0)), logits[0]
 
 
 def sampling_weights(graphdef, params: dict) -> dict:
@@ -277,27 +284,28 @@ def cast_for_sampling(params: dict, dtype) -> dict:
 
 
 def _prefill(models, prompt_QxP, prompt_mask_QxP, t_max: int, group_size: int):
-  """Prefills each model's cache once per prompt, then repeats it for the G samples.
+  """Runs each model's forward once per prompt.
 
-  Returns (caches, next-token logits [B, V] per model, kv_mask [B, S], prompt lengths [B]).
+  Returns (each model's prompt cache [L, Q, ..., P], kept once per prompt: the decode
+  reads it as a `SharedPrefix`; next-token logits [B, V] per model, repeated for the G
+  samples; kv_mask [B, P + T]; prompt lengths [B]).
   """
   prompt_QxP, prompt_mask_QxP = map(sharding.constrain_batch, (prompt_QxP, prompt_mask_QxP))
   q, p = prompt_QxP.shape
-  s = p + t_max
   prompt_mask = prompt_mask_QxP.astype(bool)
   positions_QxP = left_padded_positions(prompt_mask)
-  kv_mask_QxS = jnp.concatenate([prompt_mask, jnp.ones((q, t_max), bool)], axis=1)
-  caches, logits = [], []
+  prompts, logits = [], []
   for model in models:
-    cache = KVCache.zeros(model.cfg, q, s, jnp.dtype(model.cfg.dtype))
+    cache = KVCache.zeros(model.cfg, q, p, jnp.dtype(model.cfg.dtype))
     h_QxPxD, cache = model.hidden(prompt_QxP, positions_BxT=positions_QxP,
-                                  kv_mask_BxS=kv_mask_QxS, cache=cache, cache_start=0)
-    caches.append(_constrain_cache(cache.repeat(group_size)))
+                                  kv_mask_BxS=prompt_mask, cache=cache, cache_start=0)
+    prompts.append(_constrain_cache(cache))
     logits.append(sharding.constrain_batch(
         jnp.repeat(model.logits(h_QxPxD[:, -1]), group_size, axis=0)))
+  kv_mask_QxS = jnp.concatenate([prompt_mask, jnp.ones((q, t_max), bool)], axis=1)
   kv_mask_BxS = sharding.constrain_batch(jnp.repeat(kv_mask_QxS, group_size, axis=0))
   prompt_len_B = jnp.repeat(jnp.sum(prompt_mask, axis=1), group_size)
-  return caches, logits, kv_mask_BxS, prompt_len_B
+  return prompts, logits, kv_mask_BxS, prompt_len_B
 
 
 def completion_mask(tokens_BxT, eos_id: int):
