@@ -135,8 +135,8 @@ def test_decode_segments_cover_the_budget_once():
 def test_segmented_decode_attends_to_the_filled_prefix_only(tiny, monkeypatch):
   # Blocks of 3 steps over 12 new tokens: 4 segments. The sampler's log-probs still
   # equal the training forward's across segment boundaries, and segment j's loop
-  # reads the prompts' P slots once per prompt (Q rows, not B) and 3j generated slots
-  # per row (not the 12 of the budget), and carries 3.
+  # reads the prompts' P slots once per prompt (Q rows, not B) and the j earlier
+  # segments' 3-slot blocks of each row (not the 12 of the budget), and carries 3.
   model, graphdef, params, prompts, mask = tiny
   monkeypatch.setattr(sampler, "DECODE_BLOCK", 3)
   cfg = sampler.SamplingConfig(max_new_tokens=12, eos_id=1)
@@ -161,6 +161,5 @@ def test_segmented_decode_attends_to_the_filled_prefix_only(tiny, monkeypatch):
     block_slots.append([a.shape[-1] for a in carry if is_keys(a)])
     assert all(a.ndim == 4 for a in consts + carry if is_keys(a))
   n, q = model.cfg.n_layers, len(prompts)
-  assert prefix_slots == [[(q, p)] * n + [(2 * q, 3 * j)] * n * (j > 0) for j in range(4)], \
-      prefix_slots
+  assert prefix_slots == [[(q, p)] * n + [(2 * q, 3)] * n * j for j in range(4)], prefix_slots
   assert block_slots == [[3] * n] * 4, block_slots

@@ -16,9 +16,9 @@ a prompt) attends through a `SharedPrefix`: the prompts' keys and values, comput
 once per prompt, read by each of their G rows as a prefix (`rl/logprobs.py`).
 
 The decode loop attends through a `DecodeWindow` instead: the prompts' slots (one
-entry per prompt, as a `SharedPrefix`), the generated slots written before the current
-segment (`prefix`, static length, read-only inside the loop) and the segment's own
-`block` of slots, written one per step. The loop carries only the block, so no step
+entry per prompt, as a `SharedPrefix`), the generated slots of the earlier segments
+(`prefix`, static length, read-only inside the loop) and the segment's own `block` of
+slots, written one per step. The loop carries only the block, so no step
 copies the cache, and a step's cost follows the filled prefix rather than the cache
 budget (the sampler's segments, `rl/sampler.py`).
 
@@ -76,15 +76,8 @@ class KVCache:
     return KVCache(k=jnp.repeat(self.k, times, axis=1),
                    v=jnp.repeat(self.v, times, axis=1))
 
-  def slots(self, start: int, length: int) -> "KVCache":
-    """Slots [start, start + length) of every layer (static bounds)."""
-    return KVCache(k=self.k[..., start:start + length], v=self.v[:, :, :, start:start + length])
-
   def put(self, part: "KVCache", start) -> "KVCache":
-    """`part`'s slots (stacked or `per_layer`) written at [start, start + part.length)
-    of every layer."""
-    if isinstance(part.k, tuple):
-      part = KVCache(k=jnp.stack(part.k), v=jnp.stack(part.v))
+    """`part`'s slots written at [start, start + part.length) of every layer."""
     return KVCache(k=jax.lax.dynamic_update_slice(self.k, part.k.astype(self.k.dtype),
                                                   (0, 0, 0, 0, start)),
                    v=jax.lax.dynamic_update_slice(self.v, part.v.astype(self.v.dtype),
@@ -142,20 +135,33 @@ class _Part(NamedTuple):
 class DecodeWindow:
   """The decode loop's view of the cache in one segment: the prompts' slots [0, P) as
   a `SharedPrefix` (one entry per prompt, read by its G rows), the generated slots
-  written before this segment, [P, start) (`prefix`, possibly empty), and the
-  segment's own `block` of slots [start, start + C); each stacked or `per_layer`."""
+  written by earlier segments, one `KVCache` per segment (`prefix`: slots P onward,
+  in order, possibly none), and the segment's own `block` of slots
+  [start, start + C); each stacked or `per_layer`.
+
+  The earlier segments stay separate arrays, read as separate parts of one softmax:
+  XLA:CPU's score product streams a [H, 64]-slot key block at 20 GB/s and a
+  [H, 192]-slot one at 9 (benchmarks/README.md)."""
 
   prompt: SharedPrefix
-  prefix: KVCache
+  prefix: tuple
   block: KVCache
 
   @property
   def start(self) -> int:
-    return self.prompt.length + self.prefix.length
+    return self.prompt.length + sum(c.length for c in self.prefix)
 
   @property
   def length(self) -> int:
     return self.start + self.block.length
+
+  def parts(self, layer) -> list:
+    """Layer `layer`'s `_Part`s, in slot order."""
+    parts, first = [self.prompt.part(layer)], self.prompt.length
+    for c in (*self.prefix, self.block):
+      parts.append(_Part(c.k[layer], c.v[layer], first))
+      first += c.length
+    return parts
 
 
 class Attention(nnx.Module):
@@ -215,10 +221,7 @@ class Attention(nnx.Module):
       start = cache.start
       block = cache.block.write(layer, k_BxTxKxH, v_BxTxKxH, cache_start - start)
       cache = cache.replace(block=block)
-      parts = [cache.prompt.part(layer)]
-      if cache.prefix.length:  # the first segment has written nothing before it
-        parts.append(_Part(cache.prefix.k[layer], cache.prefix.v[layer], cache.prompt.length))
-      parts.append(_Part(block.k[layer], block.v[layer], start))
+      parts = cache.parts(layer)
     else:
       cache = cache.write(layer, k_BxTxKxH, v_BxTxKxH, cache_start)
       parts = [_Part(cache.k[layer], cache.v[layer], 0)]

@@ -167,9 +167,9 @@ def _generate(graphdef, params_list, prompt_QxP, prompt_mask_QxP, key, cfg, grou
   row whether model 1's logits choose this step's token.
 
   The decode runs in segments (`decode_segments`): segment j's loop carries only its
-  own block of cache slots and attends to the slots written before it as a read-only
-  prefix (`attention.DecodeWindow`), so a step reads the filled prefix, not the whole
-  budget, and never copies the cache; the block is written back once per segment.
+  own block of cache slots and attends to the prompts' slots (once per prompt) and the
+  earlier segments' blocks as a read-only prefix (`attention.DecodeWindow`), so a step
+  reads the filled prefix, not the whole budget, and never copies the cache.
   """
   models = [nnx.merge(graphdef, sampling_weights(graphdef, p)) for p in params_list]
   q, p = prompt_QxP.shape
@@ -177,9 +177,6 @@ def _generate(graphdef, params_list, prompt_QxP, prompt_mask_QxP, key, cfg, grou
   b = q * group_size
   prompts, logits, kv_mask_BxS, prompt_len_B = _prefill(models, prompt_QxP, prompt_mask_QxP,
                                                         t_max, group_size)
-  # The generated tokens' slots P..P+T-1 of each row (the prompts' are in `prompts`).
-  caches = [_constrain_cache(KVCache.zeros(m.cfg, b, t_max, jnp.dtype(m.cfg.dtype)))
-            for m in models]
   # Every step's rotary tables, made once (inside the loop XLA would evaluate the
   # sine and cosine again in each of their 2L consumers).
   rope_BxT = models[0].rope(prompt_len_B[:, None] + jnp.arange(t_max))
@@ -215,16 +212,18 @@ def _generate(graphdef, params_list, prompt_QxP, prompt_mask_QxP, key, cfg, grou
 
   cfg0 = models[0].cfg
   prompts = [SharedPrefix(cache=_layered(c, cfg0), group=group_size) for c in prompts]
+  done = [() for _ in models]  # each model's blocks of the finished segments
   for t0, steps in decode_segments(t_max):
-    # The barrier keeps XLA from sinking the prefix's slices into the loop body, where
-    # they would copy the prefix at every step.
-    windows = jax.lax.optimization_barrier(
-        [(prompt, _layered(c.slots(0, t0), cfg0)) for prompt, c in zip(prompts, caches)])
-    state = state.replace(caches=tuple(_layered(c.slots(t0, steps), cfg0) for c in caches))
+    # The barrier keeps XLA from sinking the blocks' per-layer slices into the loop
+    # body, where they would be copied at every step.
+    windows = jax.lax.optimization_barrier(list(zip(prompts, done)))
+    state = state.replace(caches=tuple(
+        _constrain_cache(_layered(KVCache.zeros(m.cfg, b, steps, jnp.dtype(m.cfg.dtype)), cfg0))
+        for m in models))
     state = jax.lax.while_loop(
         lambda st, end=t0 + steps: (st.t < end) & ~jnp.all(st.done_B),
         functools.partial(body, windows=windows), state)
-    caches = [_constrain_cache(c.put(block, t0)) for c, block in zip(caches, state.caches)]
+    done = [blocks + (block,) for blocks, block in zip(done, state.caches)]
   mask = completion_mask(state.tokens_BxT, cfg.eos_id)
   rollout = Rollout(tokens=state.tokens_BxT, mask=mask,
                     logp=state.logp_BxT * mask, entropy=state.ent_BxT * mask)
