@@ -63,7 +63,12 @@ def rope_tables(positions_BxT, inv_freq):
   """(cos, sin) of the rotary angles, each [B, T, H/2], read by every layer's queries
   and keys."""
   angles_BxTxH2 = positions_BxT[..., None].astype(jnp.float32) * inv_freq
-  return jnp.cos(angles_BxTxH2), jnp.sin(angles_BxTxH2)
+  # A product with the identity (exact at HIGHEST precision) makes XLA store each table
+  # once: left element-wise, XLA:CPU fuses the sine and cosine into every consumer (2L
+  # in the forward, more in the backward) and evaluates them again per head and layer.
+  eye = jnp.eye(inv_freq.shape[0], dtype=jnp.float32)
+  stored = lambda x: jnp.matmul(x, eye, precision=jax.lax.Precision.HIGHEST)
+  return stored(jnp.cos(angles_BxTxH2)), stored(jnp.sin(angles_BxTxH2))
 
 
 def apply_rope(x_BxTxNxH, rope):
