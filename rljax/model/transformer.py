@@ -76,10 +76,8 @@ class Transformer(nnx.Module):
         `attention.py`), or None.
       cache_start: slot where these T tokens are written.
       rope: `rope(positions_BxT)`, made by the caller (then positions_BxT is unused): a
-        decode loop makes every step's tables once, before the loop. Made inside the
-        forward, XLA fuses the sine and cosine into each of their 2L consumers and
-        evaluates them again per head and layer (4% of a CPU decode step,
-        benchmarks/README.md).
+        decode loop makes every step's tables once, before the loop, rather than
+        evaluating sines and cosines at each step.
     """
     cfg = self.cfg
     b, t = tokens_BxT.shape

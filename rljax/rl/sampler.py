@@ -177,8 +177,7 @@ def _generate(graphdef, params_list, prompt_QxP, prompt_mask_QxP, key, cfg, grou
   b = q * group_size
   prompts, logits, kv_mask_BxS, prompt_len_B = _prefill(models, prompt_QxP, prompt_mask_QxP,
                                                         t_max, group_size)
-  # Every step's rotary tables, made once (inside the loop XLA would evaluate the
-  # sine and cosine again in each of their 2L consumers).
+  # Every step's rotary tables, made once rather than at each step.
   rope_BxT = models[0].rope(prompt_len_B[:, None] + jnp.arange(t_max))
   zeros_BxT = sharding.constrain_batch(jnp.zeros((b, t_max), jnp.float32))
   state = _LoopState(
