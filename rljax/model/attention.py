@@ -1,26 +1,8 @@
-"""Grouped-query attention with a functional KV cache.
+"""Grouped-query attention over a functional KV cache (`kv_cache.py`).
 
-Cache layout (documented once, used by the sampler): one pair of arrays for all L
-layers, keys k [L, B, K, H, S] with the slots minor and values v [L, B, K, S, H], S
-the cache length (layer l reads and writes k[l], v[l]). Both are the operands' natural
-layouts for the two attention matmuls (q . k over H, probs . v over S), so a decode
-step reads them in place: stored as [B, S, K, H], XLA:CPU transposes the whole cache
-before each step's score matmul (measured: 8x slower at 288 slots, benchmarks/README.md).
-A forward call with a cache writes its T new keys/values at slots [start, start + T)
-and returns the updated arrays; nothing is mutated in place. Which slots hold real
-tokens is the caller's `kv_mask_BxS` (per row: rows of different lengths share slot
-indices); a query at slot s attends to valid slots <= s.
-
-A training forward over rows that share their prompt in groups (GRPO's G samples of
-a prompt) attends through a `SharedPrefix`: the prompts' keys and values, computed
-once per prompt, read by each of their G rows as a prefix (`rl/logprobs.py`).
-
-The decode loop attends through a `DecodeWindow` instead: the prompts' slots (one
-entry per prompt, as a `SharedPrefix`), the generated slots of the earlier segments
-(`prefix`, static length, read-only inside the loop) and the segment's own `block` of
-slots, written one per step. The loop carries only the block, so no step
-copies the cache, and a step's cost follows the filled prefix rather than the cache
-budget (the sampler's segments, `rl/sampler.py`).
+Without a cache the keys are the T inputs themselves (training forward); with a
+`KVCache`, `SharedPrefix` or `DecodeWindow` they are that view's parts and, but for a
+`SharedPrefix`, the T inputs written into it.
 
 Long training forwards (no cache or a `SharedPrefix`, T > `Q_BLOCK`) attend block by
 block: queries in blocks of `Q_BLOCK`, each block's scores [B, K, G, Q_BLOCK, T] made,
@@ -34,134 +16,17 @@ Each query row is the same softmax over the same keys as in the one-shot path.
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
 
-import flax.struct
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
 from rljax.model.config import ModelConfig
+from rljax.model.kv_cache import DecodeWindow, KVCache, Part, SharedPrefix
 from rljax.model.layers import RMSNorm, apply_rope, param, project
 
 _NEG_INF = -1e30
 Q_BLOCK = 512
-
-
-@flax.struct.dataclass
-class KVCache:
-  """Keys k [L, B, K, H, S] and values v [L, B, K, S, H] of every layer."""
-
-  k: jax.Array
-  v: jax.Array
-
-  @classmethod
-  def zeros(cls, cfg: ModelConfig, batch: int, length: int, dtype=jnp.float32):
-    lead = (cfg.n_layers, batch, cfg.n_kv_heads)
-    return cls(k=jnp.zeros(lead + (cfg.head_dim, length), dtype),
-               v=jnp.zeros(lead + (length, cfg.head_dim), dtype))
-
-  @property
-  def length(self) -> int:
-    return (self.k[0] if isinstance(self.k, tuple) else self.k).shape[-1]
-
-  def per_layer(self) -> "KVCache":
-    """The same slots as tuples of per-layer arrays (for unrolled layers: reading
-    layer l is then no slice, which XLA would otherwise copy inside a loop)."""
-    n = self.k.shape[0]
-    return KVCache(k=tuple(self.k[i] for i in range(n)), v=tuple(self.v[i] for i in range(n)))
-
-  def repeat(self, times: int) -> "KVCache":
-    """Each row repeated `times` times (prompt cache shared by its G samples)."""
-    return KVCache(k=jnp.repeat(self.k, times, axis=1),
-                   v=jnp.repeat(self.v, times, axis=1))
-
-  def put(self, part: "KVCache", start) -> "KVCache":
-    """`part`'s slots written at [start, start + part.length) of every layer."""
-    return KVCache(k=jax.lax.dynamic_update_slice(self.k, part.k.astype(self.k.dtype),
-                                                  (0, 0, 0, 0, start)),
-                   v=jax.lax.dynamic_update_slice(self.v, part.v.astype(self.v.dtype),
-                                                  (0, 0, 0, start, 0)))
-
-  def write(self, layer, k_BxTxKxH, v_BxTxKxH, start) -> "KVCache":
-    """Layer `layer`'s T new keys and values at slots [start, start + T)."""
-    k_BxKxHxT, v_BxKxTxH = k_BxTxKxH.transpose(0, 2, 3, 1), v_BxTxKxH.transpose(0, 2, 1, 3)
-    if isinstance(self.k, tuple):  # `per_layer` (static `layer`): update that array alone
-      k, v = list(self.k), list(self.v)
-      k[layer] = jax.lax.dynamic_update_slice(k[layer], k_BxKxHxT.astype(k[layer].dtype),
-                                              (0, 0, 0, start))
-      v[layer] = jax.lax.dynamic_update_slice(v[layer], v_BxKxTxH.astype(v[layer].dtype),
-                                              (0, 0, start, 0))
-      return KVCache(k=tuple(k), v=tuple(v))
-    k_1xBxKxHxT = k_BxKxHxT[None].astype(self.k.dtype)
-    v_1xBxKxTxH = v_BxKxTxH[None].astype(self.v.dtype)
-    return KVCache(k=jax.lax.dynamic_update_slice(self.k, k_1xBxKxHxT, (layer, 0, 0, 0, start)),
-                   v=jax.lax.dynamic_update_slice(self.v, v_1xBxKxTxH, (layer, 0, 0, start, 0)))
-
-
-@flax.struct.dataclass
-class SharedPrefix:
-  """A training forward's read-only prefix: `cache` holds Q prompts' keys and values
-  (slots [0, P), from their own forward), each read by `group` consecutive rows of
-  the batch (B = Q * group), whose T tokens take slots [P, P + T). Nothing is written:
-  the gradient flows back into the prompts' forward, summed over each group."""
-
-  cache: KVCache
-  group: int = flax.struct.field(pytree_node=False)
-
-  @property
-  def length(self) -> int:
-    return self.cache.length
-
-  def rows(self, x_QxKx___):
-    """One prompt's array for each of its rows: [Q, ...] -> [Q * group, ...]."""
-    return jnp.repeat(x_QxKx___, self.group, axis=0)
-
-  def part(self, layer) -> "_Part":
-    return _Part(self.cache.k[layer], self.cache.v[layer], 0, self.group)
-
-
-class _Part(NamedTuple):
-  """Key slots [first, first + S) that a softmax attends to: keys [B / group, K, H, S]
-  and values [B / group, K, S, H], one entry read by `group` consecutive rows."""
-
-  keys: jax.Array
-  values: jax.Array
-  first: int
-  group: int = 1
-
-
-@flax.struct.dataclass
-class DecodeWindow:
-  """The decode loop's view of the cache in one segment: the prompts' slots [0, P) as
-  a `SharedPrefix` (one entry per prompt, read by its G rows), the generated slots
-  written by earlier segments, one `KVCache` per segment (`prefix`: slots P onward,
-  in order, possibly none), and the segment's own `block` of slots
-  [start, start + C); each stacked or `per_layer`.
-
-  The earlier segments stay separate arrays, read as separate parts of one softmax:
-  XLA:CPU's score product streams a [H, 64]-slot key block at 20 GB/s and a
-  [H, 192]-slot one at 9 (benchmarks/README.md)."""
-
-  prompt: SharedPrefix
-  prefix: tuple
-  block: KVCache
-
-  @property
-  def start(self) -> int:
-    return self.prompt.length + sum(c.length for c in self.prefix)
-
-  @property
-  def length(self) -> int:
-    return self.start + self.block.length
-
-  def parts(self, layer) -> list:
-    """Layer `layer`'s `_Part`s, in slot order."""
-    parts, first = [self.prompt.part(layer)], self.prompt.length
-    for c in (*self.prefix, self.block):
-      parts.append(_Part(c.k[layer], c.v[layer], first))
-      first += c.length
-    return parts
 
 
 class Attention(nnx.Module):
@@ -218,10 +83,10 @@ class Attention(nnx.Module):
 
     query_slot_T = cache_start + jnp.arange(t)
     if cache is None:
-      parts = [_Part(k_BxTxKxH.transpose(0, 2, 3, 1), v_BxTxKxH.transpose(0, 2, 1, 3), 0)]
+      parts = [Part(k_BxTxKxH.transpose(0, 2, 3, 1), v_BxTxKxH.transpose(0, 2, 1, 3), 0)]
     elif isinstance(cache, SharedPrefix):
       parts = [cache.part(layer),
-               _Part(k_BxTxKxH.transpose(0, 2, 3, 1), v_BxTxKxH.transpose(0, 2, 1, 3),
+               Part(k_BxTxKxH.transpose(0, 2, 3, 1), v_BxTxKxH.transpose(0, 2, 1, 3),
                      cache.length)]
     elif isinstance(cache, DecodeWindow):
       start = cache.start
@@ -230,7 +95,7 @@ class Attention(nnx.Module):
       parts = cache.parts(layer)
     else:
       cache = cache.write(layer, k_BxTxKxH, v_BxTxKxH, cache_start)
-      parts = [_Part(cache.k[layer], cache.v[layer], 0)]
+      parts = [Part(cache.k[layer], cache.v[layer], 0)]
     q_BxTxKxGxH = q_BxTxNxH.reshape(b, t, kh, g, h)
     if (cache is None or isinstance(cache, SharedPrefix)) and t > Q_BLOCK:
       out_BxTxKxGxH = _blockwise(q_BxTxKxGxH, parts, kv_mask_BxS, Q_BLOCK, cache_start)
@@ -250,7 +115,7 @@ def _by_kv_head(q_xNxH, k_xKxH, v_xKxH, kv_heads: int):
 
 def _attend(q_BxTxKxGxH, parts, kv_mask_BxS, query_slot_T):
   """Softmax attention of T queries at slots `query_slot_T` over the key slots of
-  `parts` (`_Part`s), one softmax over all of them.
+  `parts` (`Part`s), one softmax over all of them.
 
   Each KV head's T x G queries are one matrix M = T*G, so both matmuls are plain
   batched [M, H] x [H, S] and [M, S] x [S, H] products over (B, K) with every operand
@@ -270,27 +135,26 @@ def _attend(q_BxTxKxGxH, parts, kv_mask_BxS, query_slot_T):
     valid_BxTxS = causal_TxS[None] & kv_BxS[:, None, :]
     valid_Bx1xMxS = (jnp.broadcast_to(valid_BxTxS[:, None, :, None, :], (b, 1, t, g, s))
                      .reshape(b, 1, t * g, s))
-    scores_BxKxMxS = _per_group(part.group, project, "bkmh,bkhs->bkms", q_BxKxMxH,
-                                part.keys.astype(dt))
+    scores_BxKxMxS = _per_group(part.group, "bkmh,bkhs->bkms", q_BxKxMxH, part.keys.astype(dt))
     scores.append(jnp.where(valid_Bx1xMxS, scores_BxKxMxS.astype(jnp.float32) * (h ** -0.5),
                             _NEG_INF))
   probs = _softmax_over_parts(scores)
   out_BxKxMxH = 0
   for probs_BxKxMxS, part in zip(probs, parts):
-    out_BxKxMxH += _per_group(part.group, project, "bkms,bksh->bkmh",
-                              probs_BxKxMxS.astype(dt), part.values.astype(dt))
+    out_BxKxMxH += _per_group(part.group, "bkms,bksh->bkmh", probs_BxKxMxS.astype(dt),
+                              part.values.astype(dt))
   return out_BxKxMxH.reshape(b, kh, t, g, h).transpose(0, 2, 1, 3, 4)
 
 
-def _per_group(group: int, product, equation, rows_BxKxMxX, shared):
-  """product(equation, rows, shared) where `shared` has one entry per group of `group`
+def _per_group(group: int, equation, rows_BxKxMxX, shared):
+  """project(equation, rows, shared) where `shared` has one entry per group of `group`
   rows: the group's rows stacked as one [group * M, X] matrix per entry."""
   if group == 1:
-    return product(equation, rows_BxKxMxX, shared)
+    return project(equation, rows_BxKxMxX, shared)
   b, kh, m, x = rows_BxKxMxX.shape
   stacked = (rows_BxKxMxX.reshape(b // group, group, kh, m, x).transpose(0, 2, 1, 3, 4)
              .reshape(b // group, kh, group * m, x))
-  out = product(equation, stacked, shared)
+  out = project(equation, stacked, shared)
   y = out.shape[-1]
   return (out.reshape(b // group, kh, group, m, y).transpose(0, 2, 1, 3, 4)
           .reshape(b, kh, m, y))

@@ -19,7 +19,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from rljax.model.attention import Attention, KVCache, SharedPrefix
+from rljax.model.attention import Attention
+from rljax.model.kv_cache import KVCache, SharedPrefix
 from rljax.model.config import REMAT_POLICIES, ModelConfig
 from rljax.model.layers import RMSNorm, SwiGLU, param, rope_inv_freq, rope_tables
 
@@ -73,7 +74,7 @@ class Transformer(nnx.Module):
       kv_mask_BxS: 1 where a key slot holds a real token (S = T without a cache,
         the cache length with one, P + T with a shared prefix). Default: all valid.
       cache: functional KV cache or a training forward's `SharedPrefix` (see
-        `attention.py`), or None.
+        `kv_cache.py`), or None.
       cache_start: slot where these T tokens are written.
       rope: `rope(positions_BxT)`, made by the caller (then positions_BxT is unused): a
         decode loop makes every step's tables once, before the loop, rather than

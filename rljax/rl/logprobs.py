@@ -6,7 +6,7 @@ pass recomputes each chunk's logits instead of storing all of them.
 
 Rows that share their prompt in groups (GRPO's G completions of a prompt) can run the
 prompt once per group (`group`): the prompt's forward on Q = B / G rows, then the
-completions' forward attending to its keys and values (`attention.SharedPrefix`). The
+completions' forward attending to its keys and values (`kv_cache.SharedPrefix`). The
 same function of the parameters, at a fraction of the cost (the prompt's share of the
 tokens, times (G - 1) / G), in the forward and the backward alike.
 
@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rljax.model.attention import KVCache, SharedPrefix
+from rljax.model.kv_cache import KVCache, SharedPrefix
 
 
 def entropy_from_logits(logits_xV):

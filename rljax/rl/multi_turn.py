@@ -36,7 +36,7 @@ import numpy as np
 from flax import nnx
 
 from rljax.envs import base, episodes, turns
-from rljax.model.attention import KVCache
+from rljax.model.kv_cache import KVCache
 from rljax.rl import sampler
 
 

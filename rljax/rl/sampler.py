@@ -27,7 +27,7 @@ from flax import nnx
 from jax.sharding import PartitionSpec as P
 
 from rljax import sharding
-from rljax.model.attention import DecodeWindow, KVCache, SharedPrefix
+from rljax.model.kv_cache import DecodeWindow, KVCache, SharedPrefix
 from rljax.rl.logprobs import entropy_from_logits, left_padded_positions
 
 _NEG_INF = -1e30
@@ -168,7 +168,7 @@ def _generate(graphdef, params_list, prompt_QxP, prompt_mask_QxP, key, cfg, grou
 
   The decode runs in segments (`decode_segments`): segment j's loop carries only its
   own block of cache slots and attends to the prompts' slots (once per prompt) and the
-  earlier segments' blocks as a read-only prefix (`attention.DecodeWindow`), so a step
+  earlier segments' blocks as a read-only prefix (`kv_cache.DecodeWindow`), so a step
   reads the filled prefix, not the whole budget, and never copies the cache.
   """
   models = [nnx.merge(graphdef, sampling_weights(graphdef, p)) for p in params_list]

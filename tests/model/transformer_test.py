@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rljax.model.attention import KVCache
+from rljax.model.kv_cache import KVCache
 from rljax.model.config import PRESETS, get_preset
 from rljax.model.transformer import init_model
 
