@@ -20,8 +20,8 @@ import jax.numpy as jnp
 from flax import nnx
 
 from rljax.model.attention import Attention
-from rljax.model.kv_cache import KVCache, SharedPrefix
 from rljax.model.config import REMAT_POLICIES, ModelConfig
+from rljax.model.kv_cache import KVCache, SharedPrefix
 from rljax.model.layers import RMSNorm, SwiGLU, param, rope_inv_freq, rope_tables
 
 

@@ -47,6 +47,17 @@ def left_padded_positions(mask_BxL):
   return jnp.maximum(jnp.cumsum(mask_BxL, axis=1) - 1, 0)
 
 
+def prompt_forward(model, prompt_QxP, prompt_mask_QxP):
+  """Each (left-padded) prompt's forward on its own row: (hidden states [Q, P, D], its
+  keys and values as a KVCache of P slots), what a `SharedPrefix` reads. The training
+  forward's grouped path and the sampler's prefill both start here."""
+  q, p = prompt_QxP.shape
+  mask_QxP = prompt_mask_QxP.astype(bool)
+  cache = KVCache.zeros(model.cfg, q, p, jnp.dtype(model.cfg.dtype))
+  return model.hidden(prompt_QxP, positions_BxT=left_padded_positions(mask_QxP),
+                      kv_mask_BxS=mask_QxP, cache=cache, cache_start=0)
+
+
 def sequence_inputs(prompt_BxP, prompt_mask_BxP, completion_BxT, position_offset_B=None):
   """Tokens, RoPE positions and key mask of [left-padded prompt | completion]; the
   positions start at `position_offset_B` (default 0) at the first real token."""
@@ -114,10 +125,7 @@ def _grouped_hidden(model, prompt_BxP, prompt_mask_BxP, completion_BxT, group: i
   q = b // group
   prompt_QxP = prompt_BxP.reshape(q, group, p)[:, 0]
   mask_QxP = prompt_mask_BxP.reshape(q, group, p)[:, 0].astype(bool)
-  positions_QxP = left_padded_positions(mask_QxP)
-  cache = KVCache.zeros(model.cfg, q, p, jnp.dtype(model.cfg.dtype))
-  h_QxPxD, cache = model.hidden(prompt_QxP, positions_BxT=positions_QxP, kv_mask_BxS=mask_QxP,
-                                cache=cache)
+  h_QxPxD, cache = prompt_forward(model, prompt_QxP, mask_QxP)
   prefix = SharedPrefix(cache=cache, group=group)
   last_Bx1xD = prefix.rows(h_QxPxD[:, -1:])  # left-padded: the last slot is the last token
   t = completion_BxT.shape[1]

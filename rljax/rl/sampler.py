@@ -28,7 +28,7 @@ from jax.sharding import PartitionSpec as P
 
 from rljax import sharding
 from rljax.model.kv_cache import DecodeWindow, KVCache, SharedPrefix
-from rljax.rl.logprobs import entropy_from_logits, left_padded_positions
+from rljax.rl.logprobs import entropy_from_logits, prompt_forward
 
 _NEG_INF = -1e30
 DECODE_BLOCK = 64  # decode steps per segment (see `decode_segments`)
@@ -289,14 +289,11 @@ def _prefill(models, prompt_QxP, prompt_mask_QxP, t_max: int, group_size: int):
   samples; kv_mask [B, P + T]; prompt lengths [B]).
   """
   prompt_QxP, prompt_mask_QxP = map(sharding.constrain_batch, (prompt_QxP, prompt_mask_QxP))
-  q, p = prompt_QxP.shape
+  q = len(prompt_QxP)
   prompt_mask = prompt_mask_QxP.astype(bool)
-  positions_QxP = left_padded_positions(prompt_mask)
   prompts, logits = [], []
   for model in models:
-    cache = KVCache.zeros(model.cfg, q, p, jnp.dtype(model.cfg.dtype))
-    h_QxPxD, cache = model.hidden(prompt_QxP, positions_BxT=positions_QxP,
-                                  kv_mask_BxS=prompt_mask, cache=cache, cache_start=0)
+    h_QxPxD, cache = prompt_forward(model, prompt_QxP, prompt_mask)
     prompts.append(_constrain_cache(cache))
     logits.append(sharding.constrain_batch(
         jnp.repeat(model.logits(h_QxPxD[:, -1]), group_size, axis=0)))
