@@ -121,6 +121,15 @@ def test_draw_has_the_distribution_and_never_draws_probability_zero():
   # Per-row distributions: a row whose mass sits on one token always draws it.
   rows = jnp.log(jnp.eye(6, dtype=jnp.float32) + 1e-30)
   np.testing.assert_array_equal(sampler.draw(jax.random.key(1), rows), np.arange(6))
+  # 37 tokens: the search's 5 chunks of 8 (the last one padded), zeros at the first and
+  # last token of chunks, where the two levels' rounding would land.
+  p = np.random.default_rng(0).random(37).astype(np.float32)
+  p[[0, 7, 8, 15, 31, 36]] = 0
+  p /= p.sum()
+  tok = np.asarray(sampler.draw(jax.random.key(2), jnp.log(jnp.broadcast_to(p, (200_000, 37)))))
+  freq = np.bincount(tok, minlength=37) / len(tok)
+  assert np.all(freq[[0, 7, 8, 15, 31, 36]] == 0)
+  assert np.all(np.abs(freq - p) <= 4.5 * np.sqrt(p * (1 - p) / len(tok)) + 1e-12), (freq, p)
 
 
 def test_decode_segments_cover_the_budget_once():

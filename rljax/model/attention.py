@@ -101,8 +101,11 @@ class Attention(nnx.Module):
       out_BxTxKxGxH = _blockwise(q_BxTxKxGxH, parts, kv_mask_BxS, Q_BLOCK, cache_start)
     else:
       out_BxTxKxGxH = _attend(q_BxTxKxGxH, parts, kv_mask_BxS, query_slot_T)
-    out_BxTxNxH = out_BxTxKxGxH.reshape(b, t, n, h)
-    return project("btnh,nhd->btd", out_BxTxNxH, self.o[...].astype(dt)), cache
+    # One contracting axis (N*H): with two, XLA:CPU reorders them, transposing the
+    # attention output and copying the weight at every decode step.
+    out_BxTxF = out_BxTxKxGxH.reshape(b, t, n * h)
+    w_FxD = self.o[...].reshape(n * h, -1).astype(dt)
+    return project("btf,fd->btd", out_BxTxF, w_FxD), cache
 
 
 def _by_kv_head(q_xNxH, k_xKxH, v_xKxH, kv_heads: int):

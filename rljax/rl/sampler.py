@@ -119,13 +119,30 @@ def select(key, logits_BxV, cfg: SamplingConfig):
 def draw(key, logp_BxV):
   """One token per row from exp(logp): the first index whose cumulative probability
   reaches u * total, u uniform in (0, 1] (inverse-CDF sampling, the same distribution
-  as `jax.random.categorical`). It draws one uniform per row where Gumbel-max draws V:
-  at V = 1,024 and 64 rows that was 1.4 ms of a decode step's ~10 ms on 2 CPU cores,
-  the inverse CDF 0.3 ms. A token of probability 0 is never drawn (u > 0)."""
-  cdf_BxV = jnp.cumsum(jnp.exp(logp_BxV), axis=-1)
-  u_Bx1 = 1.0 - jax.random.uniform(key, (logp_BxV.shape[0], 1), jnp.float32)
-  tok_B = jnp.sum(cdf_BxV < u_Bx1 * cdf_BxV[:, -1:], axis=-1)
-  return jnp.minimum(tok_B, logp_BxV.shape[-1] - 1).astype(jnp.int32)
+  as `jax.random.categorical`), one uniform per row where Gumbel-max draws V (at
+  V = 1,024 and 64 rows, 1.4 ms of a ~10 ms decode step on 2 CPU cores).
+
+  The search runs in two levels, so no [B, V] cumulative sum is made (XLA:CPU's took
+  ~100 us of a ~6 ms step, its reads of the probabilities another ~60): the vocabulary
+  in chunks of W ~ sqrt(V) (zero-padded), the chunk whose cumulative mass reaches the
+  target, then the index inside that chunk. A token of probability 0 is never drawn:
+  u > 0, the chosen chunk has mass, and the index is clipped to its last token of
+  positive probability (the two levels' sums round differently)."""
+  b, v = logp_BxV.shape
+  w = 1 << max(1, (v - 1).bit_length() + 1) // 2  # a power of two >= sqrt(V)
+  c = -(-v // w)
+  p_BxCxW = jnp.pad(jnp.exp(logp_BxV), ((0, 0), (0, c * w - v))).reshape(b, c, w)
+  mass_BxC = p_BxCxW.sum(-1)
+  upto_BxC = jnp.cumsum(mass_BxC, axis=-1)
+  target_Bx1 = (1.0 - jax.random.uniform(key, (b, 1), jnp.float32)) * upto_BxC[:, -1:]
+  chunk_B = jnp.minimum(jnp.sum(upto_BxC < target_Bx1, axis=-1), c - 1)
+  before_B = jnp.where(chunk_B > 0, jnp.take_along_axis(
+      upto_BxC, jnp.maximum(chunk_B - 1, 0)[:, None], axis=-1)[:, 0], 0.0)
+  row_BxW = jnp.take_along_axis(p_BxCxW, chunk_B[:, None, None], axis=1)[:, 0]
+  inside_B = jnp.sum(jnp.cumsum(row_BxW, axis=-1) < (target_Bx1[:, 0] - before_B)[:, None],
+                     axis=-1)
+  last_positive_B = w - 1 - jnp.argmax((row_BxW > 0)[:, ::-1], axis=-1)
+  return (chunk_B * w + jnp.minimum(inside_B, last_positive_B)).astype(jnp.int32)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "cfg", "group_size"))
