@@ -129,7 +129,7 @@ def draw(key, logp_BxV):
   u > 0, the chosen chunk has mass, and the index is clipped to its last token of
   positive probability (the two levels' sums round differently)."""
   b, v = logp_BxV.shape
-  w = 1 << max(1, (v - 1).bit_length() + 1) // 2  # a power of two >= sqrt(V)
+  w = 1 << (((v - 1).bit_length() + 1) // 2)  # the power of two >= sqrt(V)
   c = -(-v // w)
   p_BxCxW = jnp.pad(jnp.exp(logp_BxV), ((0, 0), (0, c * w - v))).reshape(b, c, w)
   mass_BxC = p_BxCxW.sum(-1)
