@@ -139,5 +139,32 @@ class SwiGLU(nnx.Module):
     # of the activations instead of two.
     w_Dx2xF = jnp.stack([self.gate[...], self.up[...]], axis=1).astype(dt)
     gu_BxTx2xF = project("btd,dcf->btcf", x_BxTxD, w_Dx2xF)
-    return project("btf,fd->btd", jax.nn.silu(gu_BxTx2xF[:, :, 0]) * gu_BxTx2xF[:, :, 1],
-                   self.down[...].astype(dt))
+    return project("btf,fd->btd", gated_silu(gu_BxTx2xF), self.down[...].astype(dt))
+
+
+@jax.custom_vjp
+def gated_silu(gu_xx2xF):
+  """silu(gate) * up of the stacked [..., 2, F] gate/up product (Shazeer 2020, "GLU
+  Variants Improve Transformer").
+
+  Its gradient is written as one stacked [..., 2, F] array: autodiff of the two slices
+  pads each slice's gradient back to [..., 2, F] and adds them (two pads of the
+  activations per layer: 34 of the update's ~1,600 core-ms on the benchmark workload).
+  Computed in float32, rounded once to the input's dtype."""
+  return _gated_silu_fwd(gu_xx2xF)[0]
+
+
+def _gated_silu_fwd(gu_xx2xF):
+  g, u = gu_xx2xF[..., 0, :].astype(jnp.float32), gu_xx2xF[..., 1, :].astype(jnp.float32)
+  return (jax.nn.silu(g) * u).astype(gu_xx2xF.dtype), gu_xx2xF
+
+
+def _gated_silu_bwd(gu_xx2xF, dout_xxF):
+  """d/dg silu(g) u = u s (1 + g (1 - s)), s = sigmoid(g); d/du = silu(g)."""
+  g, u = gu_xx2xF[..., 0, :].astype(jnp.float32), gu_xx2xF[..., 1, :].astype(jnp.float32)
+  dout, s = dout_xxF.astype(jnp.float32), jax.nn.sigmoid(g)
+  d_xx2xF = jnp.stack([dout * u * s * (1 + g * (1 - s)), dout * g * s], axis=-2)
+  return (d_xx2xF.astype(gu_xx2xF.dtype),)
+
+
+gated_silu.defvjp(_gated_silu_fwd, _gated_silu_bwd)
