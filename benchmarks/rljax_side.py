@@ -1,6 +1,7 @@
 """rljax's side of `benchmarks.run`: one case of the workload, timed, as one JSON line.
 
   .venv/bin/python -m benchmarks.rljax_side {decode64,decode256,step,train,large,matmul}
+  (decode64_scan, step_scan, train_scan: the same with `model.scan_layers = True`)
 
 Every case builds the workload's model (`workload.json`) with rljax's own code and
 times the library's own jitted functions: `sampler.sample` (decode), the trainer's
@@ -128,17 +129,17 @@ class Setup:
     return jax.block_until_ready((m, scores))
 
 
-def case_decode(max_new: int, repeats: int) -> dict:
-  s = Setup(WORKLOAD["model"], max_new)
+def case_decode(max_new: int, repeats: int, scan_layers: bool = False) -> dict:
+  s = Setup(WORKLOAD["model"], max_new, scan_layers=scan_layers)
   r = timed(s.sample, repeats)
   tokens = G["num_prompts"] * G["num_generations"] * max_new
   return {"new_tokens": max_new, "tokens_per_s": tokens / r["median_s"],
           "tokens_per_s_all": [tokens / t for t in r["times_s"]], **r}
 
 
-def case_step(repeats: int) -> dict:
+def case_step(repeats: int, scan_layers: bool = False) -> dict:
   """The full GRPO step and its split (sampling, the two scorings, the update)."""
-  s = Setup(WORKLOAD["model"], G["max_new_tokens"])
+  s = Setup(WORKLOAD["model"], G["max_new_tokens"], scan_layers=scan_layers)
   split = {"sample_s": [], "score_reference_s": [], "update_s": [], "host_s": []}
 
   def step(record: bool):
@@ -187,10 +188,10 @@ def _compile_count(fn) -> int:
 
 
 def case_train(m: dict, n_seq: int, repeats: int, completion: int,
-               with_reference: bool, dtype: str = "float32") -> dict:
+               with_reference: bool, dtype: str = "float32", scan_layers: bool = False) -> dict:
   """Policy forward + backward + AdamW (and the reference's forward) on a fixed batch;
   `dtype` is the compute dtype (bfloat16: float32 master weights and optimizer)."""
-  s = Setup(m, completion, dtype)
+  s = Setup(m, completion, dtype, scan_layers)
   rng = np.random.default_rng(0)
   tokens = rng.integers(2, m["vocab_size"], (n_seq, completion)).astype(np.int32)
   mask = np.ones_like(tokens, np.float32)
@@ -227,12 +228,20 @@ def case_matmul(repeats: int = 10, dtype=jnp.float32) -> dict:
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("case", choices=["decode64", "decode256", "step", "train", "large", "matmul",
-                                   "train_bf16", "matmul_bf16"])
+                                   "train_bf16", "matmul_bf16", "decode64_scan", "step_scan",
+                                   "train_scan"])
   ap.add_argument("--repeats", type=int, default=WORKLOAD["timing"]["repeats"])
   args = ap.parse_args(argv)
   host_memory.keep_freed_memory()  # as the launch commands do (RLJAX_KEEP_FREED_MEMORY=0: not)
   if args.case == "decode64":
     out = case_decode(64, args.repeats)
+  elif args.case == "decode64_scan":
+    out = case_decode(64, args.repeats, scan_layers=True)
+  elif args.case == "step_scan":
+    out = case_step(args.repeats, scan_layers=True)
+  elif args.case == "train_scan":
+    out = case_train(WORKLOAD["model"], G["batch_sequences"], args.repeats,
+                     G["max_new_tokens"], True, scan_layers=True)
   elif args.case == "decode256":
     out = case_decode(256, args.repeats)
   elif args.case == "step":

@@ -33,7 +33,9 @@ PAIRS = [("decode64", "decode64"), ("decode256", "decode256"), ("step", "trl_ste
          ("train", "train"), ("matmul", "matmul"), ("large", None),
          # The extra bfloat16 row (the targets are on float32): both sides' bfloat16
          # compute with float32 weights and optimizer, and their bfloat16 matmul peaks.
-         ("train_bf16", "train_bf16"), ("matmul_bf16", "matmul_bf16")]
+         ("train_bf16", "train_bf16"), ("matmul_bf16", "matmul_bf16"),
+         # rljax with its layers scanned (`model.scan_layers`), against the same peers.
+         ("decode64_scan", None), ("step_scan", None), ("train_scan", None)]
 
 
 def peers_python() -> pathlib.Path:
@@ -130,9 +132,19 @@ def summarize(results: dict) -> dict:
                                       "torch": peak(pooled(p["matmul_bf16"]))}}
   bf16["train_speedup_vs_torch"] = (bf16["torch_train_fwd_bwd_ref_s"]["median"]
                                     / bf16["rljax_train_fwd_bwd_ref_s"]["median"])
+  scan = {"decode_tokens_per_s_64": tok_s(r["decode64_scan"]),
+          "grpo_step_s": pooled(r["step_scan"]),
+          "first_step_s": [run["first_s"] for run in r["step_scan"]],
+          "train_fwd_bwd_ref_s": pooled(r["train_scan"])}
+  scan["ratios"] = {
+      "decode_speedup_vs_hf_64": (scan["decode_tokens_per_s_64"]["median"]
+                                  / peers["hf_generate_tokens_per_s_64"]["median"]),
+      "step_speedup_vs_trl": peers["trl_grpo_step_s"]["median"] / scan["grpo_step_s"]["median"],
+      "train_speedup_vs_torch": (peers["torch_train_fwd_bwd_ref_s"]["median"]
+                                 / scan["train_fwd_bwd_ref_s"]["median"])}
   return {"rljax": rl, "peers": peers,
           "peak_matmul_flops_per_s": {"xla": peak(peak_xla), "torch": peak(peak_torch)},
-          "ratios": ratios, "bfloat16": bf16}
+          "ratios": ratios, "bfloat16": bf16, "scan_layers": scan}
 
 
 def main(argv=None):

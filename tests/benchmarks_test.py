@@ -33,6 +33,9 @@ def test_summary_ratios_are_rljax_over_the_peer_measured_in_the_run():
           "large": _runs(times_s=[0.5] * 3, model_flops=flops),  # 50x the matmul time
           "train_bf16": _runs(times_s=[1.0] * 3, model_flops=100.0),
           "matmul_bf16": _runs(times_s=[0.005] * 3),
+          "decode64_scan": _runs(tokens_per_s_all=[250.0] * 3),
+          "step_scan": _runs(times_s=[0.85] * 3, first_s=4.0),
+          "train_scan": _runs(times_s=[1.5] * 3),
       },
       "peers": {
           "decode64": _runs(tokens_per_s_all=[100.0] * 3),
@@ -59,3 +62,7 @@ def test_summary_ratios_are_rljax_over_the_peer_measured_in_the_run():
   assert out["rljax"]["grpo_step_s"]["n"] == 9               # 3 rounds x 3 repeats
   assert out["bfloat16"]["train_speedup_vs_torch"] == pytest.approx(0.5)   # torch 2x faster
   assert out["bfloat16"]["peak_matmul_flops_per_s"]["xla"] == pytest.approx(flops / 0.005)
+  scan = out["scan_layers"]["ratios"]   # scanned layers against the same peers
+  assert scan["decode_speedup_vs_hf_64"] == pytest.approx(2.5)
+  assert scan["step_speedup_vs_trl"] == pytest.approx(2.0)
+  assert scan["train_speedup_vs_torch"] == pytest.approx(2.0)

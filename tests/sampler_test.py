@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from rljax.rl import sampler
+from rljax.rl import sampler, selection
 from rljax.rl.logprobs import completion_logp_entropy
 from rljax.model.config import get_preset
 from rljax.model.transformer import init_model
@@ -55,15 +55,15 @@ def test_completion_mask_through_eos():
 
 def test_top_k_top_p_filtering():
   logits = jnp.log(jnp.array([[0.5, 0.3, 0.15, 0.05]]))
-  z = sampler.filter_logits(logits, sampler.SamplingConfig(max_new_tokens=1, top_k=2))
+  z = selection.filter_logits(logits, sampler.SamplingConfig(max_new_tokens=1, top_k=2))
   # The two most likely tokens keep their (tempered) logits; the rest are masked out.
   assert (np.asarray(z[0]) > -1e29).tolist() == [True, True, False, False]
   np.testing.assert_allclose(np.asarray(z[0, :2]), np.asarray(logits[0, :2]), rtol=1e-6)
-  z = sampler.filter_logits(logits, sampler.SamplingConfig(max_new_tokens=1, top_p=0.8))
+  z = selection.filter_logits(logits, sampler.SamplingConfig(max_new_tokens=1, top_p=0.8))
   assert (np.asarray(z[0]) > -1e29).tolist() == [True, True, False, False]   # 0.5 + 0.3 >= 0.8
-  z = sampler.filter_logits(logits, sampler.SamplingConfig(max_new_tokens=1, top_p=0.81))
+  z = selection.filter_logits(logits, sampler.SamplingConfig(max_new_tokens=1, top_p=0.81))
   assert (np.asarray(z[0]) > -1e29).tolist() == [True, True, True, False]
-  z = sampler.filter_logits(logits, sampler.SamplingConfig(max_new_tokens=1, top_p=0.1))
+  z = selection.filter_logits(logits, sampler.SamplingConfig(max_new_tokens=1, top_p=0.1))
   assert (np.asarray(z[0]) > -1e29).tolist() == [True, False, False, False]
 
 
@@ -113,20 +113,20 @@ def test_draw_has_the_distribution_and_never_draws_probability_zero():
   # probability (a chi-square over the 5 cells would pass far more loosely).
   p = np.array([0.5, 0.0, 0.3, 0.15, 0.0, 0.05], np.float32)
   logp = jnp.log(jnp.broadcast_to(jnp.asarray(p), (200_000, 6)))
-  tok = np.asarray(sampler.draw(jax.random.key(0), logp))
+  tok = np.asarray(selection.draw(jax.random.key(0), logp))
   freq = np.bincount(tok, minlength=6) / len(tok)
   se = np.sqrt(p * (1 - p) / len(tok))
   assert freq[1] == 0 and freq[4] == 0
   assert np.all(np.abs(freq - p) <= 4.5 * se + 1e-12), (freq, p)
   # Per-row distributions: a row whose mass sits on one token always draws it.
   rows = jnp.log(jnp.eye(6, dtype=jnp.float32) + 1e-30)
-  np.testing.assert_array_equal(sampler.draw(jax.random.key(1), rows), np.arange(6))
+  np.testing.assert_array_equal(selection.draw(jax.random.key(1), rows), np.arange(6))
   # 37 tokens: the search's 5 chunks of 8 (the last one padded), zeros at the first and
   # last token of chunks, where the two levels' rounding would land.
   p = np.random.default_rng(0).random(37).astype(np.float32)
   p[[0, 7, 8, 15, 31, 36]] = 0
   p /= p.sum()
-  tok = np.asarray(sampler.draw(jax.random.key(2), jnp.log(jnp.broadcast_to(p, (200_000, 37)))))
+  tok = np.asarray(selection.draw(jax.random.key(2), jnp.log(jnp.broadcast_to(p, (200_000, 37)))))
   freq = np.bincount(tok, minlength=37) / len(tok)
   assert np.all(freq[[0, 7, 8, 15, 31, 36]] == 0)
   assert np.all(np.abs(freq - p) <= 4.5 * np.sqrt(p * (1 - p) / len(tok)) + 1e-12), (freq, p)

@@ -37,7 +37,7 @@ from flax import nnx
 
 from rljax.envs import base, episodes, turns
 from rljax.model.kv_cache import KVCache
-from rljax.rl import sampler
+from rljax.rl import sampler, selection
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,7 +131,7 @@ def decode_turn(graphdef, params, cache, kv_mask_BxS, logits_BxV, pos_B, slot, l
                   written_BxT=zeros_BxT, logp_BxT=zeros_BxT, ent_BxT=zeros_BxT)
 
   def body(st: _TurnState):
-    tok_B, logp_B, ent_B = sampler.select(jax.random.fold_in(key, st.t), st.logits_BxV, cfg)
+    tok_B, logp_B, ent_B = selection.select(jax.random.fold_in(key, st.t), st.logits_BxV, cfg)
     live = st.live_B
     tok_B = jnp.where(live, tok_B, cfg.pad_id)
     kv_mask = st.kv_mask_BxS.at[:, slot + st.t].set(live)
