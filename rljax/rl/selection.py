@@ -35,6 +35,7 @@ def filter_logits(logits_BxV, cfg: SamplingConfig):
 
 
 def select(key, logits_BxV, cfg: SamplingConfig):
+  """(tokens [B], their log-probs [B] and the entropy [B] of the filtered distribution)."""
   z = filter_logits(logits_BxV, cfg)
   logp_BxV = jax.nn.log_softmax(z, axis=-1)
   tok_B = draw(key, logp_BxV)
