@@ -1,8 +1,17 @@
-"""The benchmark's arithmetic: model FLOPs by hand, and the ratios `benchmarks.run` reports."""
+"""The benchmark's arithmetic: model FLOPs by hand, the ratios `benchmarks.run` reports,
+and `benchmarks.profile`'s labelled op table."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
 
 import pytest
 
-from benchmarks import run, workload
+from benchmarks import profile, run, workload
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_forward_flops_by_hand():
@@ -66,3 +75,24 @@ def test_summary_ratios_are_rljax_over_the_peer_measured_in_the_run():
   assert scan["decode_speedup_vs_hf_64"] == pytest.approx(2.5)
   assert scan["step_speedup_vs_trl"] == pytest.approx(2.0)
   assert scan["train_speedup_vs_torch"] == pytest.approx(2.0)
+
+
+def test_hlo_labels_read_shape_and_jax_op():
+  hlo = ('  %ynn_fusion.3 = f32[64,1536]{1,0} fusion(%a, %b), kind=kCustom, calls=%f, '
+         'metadata={op_name="jit(sample)/while/body/btd,dcf->btcf/dot_general" stack_frame_id=1}\n'
+         '  ROOT %copy.7 = f32[8]{0} copy(%c)\n')
+  assert profile.hlo_labels(hlo) == {"ynn_fusion.3": ("f32[64,1536]{1,0}", "dot_general"),
+                                     "copy.7": ("f32[8]{0}", "")}
+
+
+def test_profile_labels_the_decode_ops_from_the_optimized_hlo():
+  # One 64-token decode of the workload under the profiler, in its own process (the
+  # HLO dump flag must be set before jax starts): every op of the table is labelled.
+  out = subprocess.run([sys.executable, "-m", "benchmarks.profile", "decode64", "--top", "5"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "XLA_FLAGS": ""})
+  assert out.returncode == 0, out.stderr[-2000:]
+  table = json.loads(out.stdout)
+  assert table["wall_s"] > 0 and table["op_core_ms"] > 0
+  assert all(op["shape"].startswith(("f32", "s32", "u32", "pred", "(")) for op in table["top_ops"])
+  assert table["top_ops"][0]["jax_op"] == "dot_general" and table["top_ops"][0]["calls"] == 64
