@@ -1,5 +1,5 @@
 """The benchmark's arithmetic: model FLOPs by hand, the ratios `benchmarks.run` reports,
-and `benchmarks.profile`'s labelled op table."""
+and `benchmarks.op_profile`'s labelled op table."""
 
 import json
 import os
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from benchmarks import profile, run, workload
+from benchmarks import op_profile, run, workload
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -81,14 +81,14 @@ def test_hlo_labels_read_shape_and_jax_op():
   hlo = ('  %ynn_fusion.3 = f32[64,1536]{1,0} fusion(%a, %b), kind=kCustom, calls=%f, '
          'metadata={op_name="jit(sample)/while/body/btd,dcf->btcf/dot_general" stack_frame_id=1}\n'
          '  ROOT %copy.7 = f32[8]{0} copy(%c)\n')
-  assert profile.hlo_labels(hlo) == {"ynn_fusion.3": ("f32[64,1536]{1,0}", "dot_general"),
+  assert op_profile.hlo_labels(hlo) == {"ynn_fusion.3": ("f32[64,1536]{1,0}", "dot_general"),
                                      "copy.7": ("f32[8]{0}", "")}
 
 
 def test_profile_labels_the_decode_ops_from_the_optimized_hlo():
   # One 64-token decode of the workload under the profiler, in its own process (the
   # HLO dump flag must be set before jax starts): every op of the table is labelled.
-  out = subprocess.run([sys.executable, "-m", "benchmarks.profile", "decode64", "--top", "5"],
+  out = subprocess.run([sys.executable, "-m", "benchmarks.op_profile", "decode64", "--top", "5"],
                        cwd=ROOT, capture_output=True, text=True, timeout=600,
                        env={**os.environ, "XLA_FLAGS": ""})
   assert out.returncode == 0, out.stderr[-2000:]

@@ -3,7 +3,7 @@
 and labelled with its shape and JAX operation from the optimized HLO. Prints one JSON
 object (the findings of benchmarks/README.md were read off such tables).
 
-  .venv/bin/python -m benchmarks.profile decode64 [--top 30]
+  .venv/bin/python -m benchmarks.op_profile decode64 [--top 30]
 
 Durations are per op on the thread that ran it: a product that YNNPACK splits over
 both threads counts once, so the sum is core time of the ops' own threads, not wall time.
