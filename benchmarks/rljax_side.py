@@ -225,40 +225,35 @@ def case_matmul(repeats: int = 10, dtype=jnp.float32) -> dict:
   return {"flops_per_s": 2 * 2048 ** 3 / r["median_s"], **r}
 
 
+def _train_case(m, n_seq, completion, with_reference, **kw):
+  return lambda repeats: case_train(m, n_seq, repeats, completion, with_reference, **kw)
+
+
+_WORKLOAD_TRAIN = (WORKLOAD["model"], G["batch_sequences"], G["max_new_tokens"], True)
+CASES = {
+    "decode64": lambda repeats: case_decode(64, repeats),
+    "decode256": lambda repeats: case_decode(256, repeats),
+    "step": case_step,
+    "train": _train_case(*_WORKLOAD_TRAIN),
+    "large": _train_case(LARGE_MODEL, LARGE_BATCH["sequences"],
+                         LARGE_BATCH["completion_length"], False),
+    "matmul": lambda repeats: case_matmul(),
+    "train_bf16": _train_case(*_WORKLOAD_TRAIN, dtype="bfloat16"),
+    "matmul_bf16": lambda repeats: case_matmul(dtype=jnp.bfloat16),
+    # The same with the layers scanned (`model.scan_layers`).
+    "decode64_scan": lambda repeats: case_decode(64, repeats, scan_layers=True),
+    "step_scan": lambda repeats: case_step(repeats, scan_layers=True),
+    "train_scan": _train_case(*_WORKLOAD_TRAIN, scan_layers=True),
+}
+
+
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  ap.add_argument("case", choices=["decode64", "decode256", "step", "train", "large", "matmul",
-                                   "train_bf16", "matmul_bf16", "decode64_scan", "step_scan",
-                                   "train_scan"])
+  ap.add_argument("case", choices=list(CASES))
   ap.add_argument("--repeats", type=int, default=WORKLOAD["timing"]["repeats"])
   args = ap.parse_args(argv)
   host_memory.keep_freed_memory()  # as the launch commands do (RLJAX_KEEP_FREED_MEMORY=0: not)
-  if args.case == "decode64":
-    out = case_decode(64, args.repeats)
-  elif args.case == "decode64_scan":
-    out = case_decode(64, args.repeats, scan_layers=True)
-  elif args.case == "step_scan":
-    out = case_step(args.repeats, scan_layers=True)
-  elif args.case == "train_scan":
-    out = case_train(WORKLOAD["model"], G["batch_sequences"], args.repeats,
-                     G["max_new_tokens"], True, scan_layers=True)
-  elif args.case == "decode256":
-    out = case_decode(256, args.repeats)
-  elif args.case == "step":
-    out = case_step(args.repeats)
-  elif args.case == "train":
-    out = case_train(WORKLOAD["model"], G["batch_sequences"], args.repeats,
-                     G["max_new_tokens"], True)
-  elif args.case == "train_bf16":
-    out = case_train(WORKLOAD["model"], G["batch_sequences"], args.repeats,
-                     G["max_new_tokens"], True, dtype="bfloat16")
-  elif args.case == "matmul_bf16":
-    out = case_matmul(dtype=jnp.bfloat16)
-  elif args.case == "large":
-    out = case_train(LARGE_MODEL, LARGE_BATCH["sequences"], args.repeats,
-                     LARGE_BATCH["completion_length"], False)
-  else:
-    out = case_matmul()
+  out = CASES[args.case](args.repeats)
   out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
   print(json.dumps({"side": "rljax", "case": args.case, **out}))
 

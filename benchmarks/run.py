@@ -115,12 +115,15 @@ def summarize(results: dict) -> dict:
   d64 = rl["decode_tokens_per_s_64"]["median"] / peers["hf_generate_tokens_per_s_64"]["median"]
   d256 = (rl["decode_tokens_per_s_256"]["median"]
           / peers["hf_generate_tokens_per_s_256"]["median"])
+  def vs_peers(step_s, train_s) -> dict:
+    return {"step_speedup_vs_trl": peers["trl_grpo_step_s"]["median"] / step_s["median"],
+            "train_speedup_vs_torch": (peers["torch_train_fwd_bwd_ref_s"]["median"]
+                                       / train_s["median"])}
+
   ratios = {
       "decode_speedup_vs_hf": min(d64, d256), "decode_speedup_vs_hf_64": d64,
       "decode_speedup_vs_hf_256": d256,
-      "step_speedup_vs_trl": peers["trl_grpo_step_s"]["median"] / rl["grpo_step_s"]["median"],
-      "train_speedup_vs_torch": (peers["torch_train_fwd_bwd_ref_s"]["median"]
-                                 / rl["train_fwd_bwd_ref_s"]["median"]),
+      **vs_peers(rl["grpo_step_s"], rl["train_fwd_bwd_ref_s"]),
       "mfu_large": rl["large_flops_per_s"]["median"] / peak(peak_xla),
       "train_fraction_of_xla_peak": rl["train_flops_per_s"]["median"] / peak(peak_xla),
       "torch_train_fraction_of_torch_peak": (peers["torch_train_flops_per_s"]["median"]
@@ -139,9 +142,7 @@ def summarize(results: dict) -> dict:
   scan["ratios"] = {
       "decode_speedup_vs_hf_64": (scan["decode_tokens_per_s_64"]["median"]
                                   / peers["hf_generate_tokens_per_s_64"]["median"]),
-      "step_speedup_vs_trl": peers["trl_grpo_step_s"]["median"] / scan["grpo_step_s"]["median"],
-      "train_speedup_vs_torch": (peers["torch_train_fwd_bwd_ref_s"]["median"]
-                                 / scan["train_fwd_bwd_ref_s"]["median"])}
+      **vs_peers(scan["grpo_step_s"], scan["train_fwd_bwd_ref_s"])}
   return {"rljax": rl, "peers": peers,
           "peak_matmul_flops_per_s": {"xla": peak(peak_xla), "torch": peak(peak_torch)},
           "ratios": ratios, "bfloat16": bf16, "scan_layers": scan}

@@ -63,8 +63,9 @@ def draw(key, logp_BxV):
   upto_BxC = jnp.cumsum(mass_BxC, axis=-1)
   target_Bx1 = (1.0 - jax.random.uniform(key, (b, 1), jnp.float32)) * upto_BxC[:, -1:]
   chunk_B = jnp.minimum(jnp.sum(upto_BxC < target_Bx1, axis=-1), c - 1)
-  before_B = jnp.where(chunk_B > 0, jnp.take_along_axis(
-      upto_BxC, jnp.maximum(chunk_B - 1, 0)[:, None], axis=-1)[:, 0], 0.0)
+  # The mass before the chosen chunk: the same float as `upto`'s entry (so < target).
+  before_B = jnp.take_along_axis(jnp.pad(upto_BxC, ((0, 0), (1, 0))), chunk_B[:, None],
+                                 axis=-1)[:, 0]
   row_BxW = jnp.take_along_axis(p_BxCxW, chunk_B[:, None, None], axis=1)[:, 0]
   inside_B = jnp.sum(jnp.cumsum(row_BxW, axis=-1) < (target_Bx1[:, 0] - before_B)[:, None],
                      axis=-1)
