@@ -1,7 +1,8 @@
 """Where a decode's time goes: one `sampler.sample` call of the benchmark workload
-(`rljax_side.Setup`) under `jax.profiler`, each XLA op's duration summed over the call
-and labelled with its shape and JAX operation from the optimized HLO. Prints one JSON
-object (the findings of benchmarks/README.md were read off such tables).
+(`rljax_side.Setup`, on one CPU device) under `jax.profiler`, each XLA op's duration
+summed over the call and labelled with its shape and JAX operation from the optimized
+HLO. Prints one JSON object (the findings of benchmarks/README.md were read off such
+tables).
 
   .venv/bin/python -m benchmarks.op_profile decode64 [--top 30]
 
@@ -62,6 +63,8 @@ def main(argv=None):
                              + f" --xla_dump_to={work}/hlo --xla_dump_hlo_as_text")
   import jax
   from benchmarks import rljax_side
+  from rljax import cpu_devices
+  cpu_devices.use(1)  # one device: one chain of ops (the benchmark splits the rows over cores)
 
   new_tokens = _CASES[args.case]
   s = rljax_side.Setup(rljax_side.WORKLOAD["model"], new_tokens)

@@ -1,6 +1,7 @@
 """rljax's side of `benchmarks.run`: one case of the workload, timed, as one JSON line.
 
   .venv/bin/python -m benchmarks.rljax_side {decode64,decode256,step,train,large,matmul}
+      [--cpu_devices N]
   (decode64_scan, step_scan, train_scan: the same with `model.scan_layers = True`)
 
 Every case builds the workload's model (`workload.json`) with rljax's own code and
@@ -8,8 +9,9 @@ times the library's own jitted functions: `sampler.sample` (decode), the trainer
 step functions `make_step_fns` (update, scoring) composed as a step of
 `rl/rollouts.py` + `rl/trainer.py` does it on this workload (sample, reward, group
 advantages, the reference's training-forward log-probs, one on-policy update whose
-forward also gives the old log-probs: `trainer.scores_before_update`), on one device.
-Each figure is the median of `--repeats` runs after one warm-up run (which also
+forward also gives the old log-probs: `trainer.scores_before_update`), on a mesh whose data axis spans this process's devices:
+by default one CPU device per core (`rljax.cpu_devices`, `--cpu_devices` of the launch
+commands), `--cpu_devices 1` for one device. Each figure is the median of `--repeats` runs after one warm-up run (which also
 compiles: its time is reported as the first-step time).
 """
 
@@ -25,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from benchmarks.workload import LARGE_BATCH, LARGE_MODEL, WORKLOAD, grpo_update_flops
-from rljax import host_memory, sharding
+from rljax import cpu_devices, host_memory, sharding
 from rljax.config import OptimConfig
 from rljax.model.config import ModelConfig
 from rljax.rl import advantages, sampler, train_state
@@ -71,7 +73,7 @@ class Setup:
   def __init__(self, m: dict, max_new: int, dtype: str = "float32", scan_layers: bool = False,
                prompts: int = G["num_prompts"]):
     self.cfg = model_config(m, G["prompt_length"] + max_new, dtype, scan_layers)
-    self.mesh = sharding.make_mesh(1, 1, 1, devices=jax.devices()[:1])
+    self.mesh = sharding.make_mesh(-1, 1, 1)  # the batch split over every device
     o = WORKLOAD["optimizer"]
     opt = train_state.make_optimizer(OptimConfig(lr=o["lr"], grad_clip=o["max_grad_norm"],
                                                  b1=o["betas"][0], b2=o["betas"][1],
@@ -251,11 +253,15 @@ def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("case", choices=list(CASES))
   ap.add_argument("--repeats", type=int, default=WORKLOAD["timing"]["repeats"])
+  ap.add_argument("--cpu_devices", type=int, default=-1,
+                  help="CPU devices (default -1: one per core), as the launch commands' flag")
   args = ap.parse_args(argv)
-  host_memory.keep_freed_memory()  # as the launch commands do (RLJAX_KEEP_FREED_MEMORY=0: not)
+  # As the launch commands do (`launch.cli.start_host`; RLJAX_KEEP_FREED_MEMORY=0: not).
+  host_memory.keep_freed_memory()
+  devices = cpu_devices.use(args.cpu_devices)
   out = CASES[args.case](args.repeats)
   out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-  print(json.dumps({"side": "rljax", "case": args.case, **out}))
+  print(json.dumps({"side": "rljax", "case": args.case, "cpu_devices": devices, **out}))
 
 
 if __name__ == "__main__":

@@ -9,6 +9,11 @@ interleaved, one process per case: round r runs each case once on both sides bef
 round r + 1, so a slow stretch of this shared machine lands on both. Each process times
 `repeats` runs after a warm-up; a figure is the median over rounds x repeats, with its
 spread (min, max). Ratios are rljax's speed over the peer's, measured in the same run.
+
+rljax runs on one CPU device per core (`rljax.cpu_devices`: the batch split over the
+cores, as `--cpu_devices -1` does for the launch commands); the cases of `ONE_DEVICE`
+run again on one device (the JSON's `one_device` object), each right after its
+headline case.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ PAIRS = [("decode64", "decode64"), ("decode256", "decode256"), ("step", "trl_ste
          ("train_bf16", "train_bf16"), ("matmul_bf16", "matmul_bf16"),
          # rljax with its layers scanned (`model.scan_layers`), against the same peers.
          ("decode64_scan", None), ("step_scan", None), ("train_scan", None)]
+ONE_DEVICE = ("decode64", "decode256", "step", "train", "large")
 
 
 def peers_python() -> pathlib.Path:
@@ -51,13 +57,16 @@ def peers_python() -> pathlib.Path:
   return py
 
 
-def run_case(side: str, case: str, peers_py: pathlib.Path, repeats: int) -> dict:
+def run_case(side: str, case: str, peers_py: pathlib.Path, repeats: int,
+             cpu_devices: int = -1) -> dict:
   if side == "rljax":
-    cmd = [sys.executable, "-m", "benchmarks.rljax_side", case, "--repeats", str(repeats)]
+    cmd = [sys.executable, "-m", "benchmarks.rljax_side", case, "--repeats", str(repeats),
+           "--cpu_devices", str(cpu_devices)]
   else:
     cmd = [str(peers_py), str(HERE / "peers" / "torch_side.py"), case,
            "--repeats", str(repeats)]
-  print(f"  {side}: {case}", file=sys.stderr, flush=True)
+  print(f"  {side}: {case}" + (" (one device)" if cpu_devices == 1 else ""),
+        file=sys.stderr, flush=True)
   out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
                        env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
   lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
@@ -143,9 +152,21 @@ def summarize(results: dict) -> dict:
       "decode_speedup_vs_hf_64": (scan["decode_tokens_per_s_64"]["median"]
                                   / peers["hf_generate_tokens_per_s_64"]["median"]),
       **vs_peers(scan["grpo_step_s"], scan["train_fwd_bwd_ref_s"])}
-  return {"rljax": rl, "peers": peers,
+  one = {"decode_tokens_per_s_64": tok_s(r["decode64_one_device"]),
+         "decode_tokens_per_s_256": tok_s(r["decode256_one_device"]),
+         "grpo_step_s": pooled(r["step_one_device"]),
+         "train_fwd_bwd_ref_s": pooled(r["train_one_device"]),
+         "large_flops_per_s": flop_s(r["large_one_device"])}
+  one["ratios"] = {
+      "decode_speedup_vs_hf_64": (one["decode_tokens_per_s_64"]["median"]
+                                  / peers["hf_generate_tokens_per_s_64"]["median"]),
+      "decode_speedup_vs_hf_256": (one["decode_tokens_per_s_256"]["median"]
+                                   / peers["hf_generate_tokens_per_s_256"]["median"]),
+      **vs_peers(one["grpo_step_s"], one["train_fwd_bwd_ref_s"]),
+      "mfu_large": one["large_flops_per_s"]["median"] / peak(peak_xla)}
+  return {"rljax": rl, "peers": peers, "rljax_cpu_devices": r["decode64"][0]["cpu_devices"],
           "peak_matmul_flops_per_s": {"xla": peak(peak_xla), "torch": peak(peak_torch)},
-          "ratios": ratios, "bfloat16": bf16, "scan_layers": scan}
+          "ratios": ratios, "bfloat16": bf16, "scan_layers": scan, "one_device": one}
 
 
 def main(argv=None):
@@ -161,6 +182,9 @@ def main(argv=None):
     print(f"round {rnd + 1}/{args.rounds}", file=sys.stderr, flush=True)
     for mine, theirs in PAIRS:
       results["rljax"].setdefault(mine, []).append(run_case("rljax", mine, py, args.repeats))
+      if mine in ONE_DEVICE:
+        results["rljax"].setdefault(f"{mine}_one_device", []).append(
+            run_case("rljax", mine, py, args.repeats, cpu_devices=1))
       if theirs:
         results["peers"].setdefault(theirs, []).append(run_case("peers", theirs, py,
                                                                 args.repeats))

@@ -3,7 +3,7 @@ r"""GRPO on GSM8K from Qwen2.5-7B-Instruct on a pod slice (32 chips: fsdp 8 x mo
   python -m launch.train --config configs/gsm8k_qwen2p5_7b.py:checkpoint=/ckpt/Qwen2.5-7B-Instruct \
       --workdir gs://BUCKET/run --distributed          # on every worker (launch/tpu/)
   python -m launch.train --config configs/gsm8k_qwen2p5_7b.py --workdir /tmp/plan \
-      --dry_run --simulate_devices 32 --device_memory_gib 32   # size it first, on a laptop
+      --dry_run --cpu_devices 32 --device_memory_gib 32   # size it first, on a laptop
 
 The weights (float32 masters, Adam moments, the reference) are split 32 ways; the
 sampler gathers them over fsdp once per step in bfloat16 (split 4 ways over model, the

@@ -10,7 +10,6 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from launch import cli
-from rljax import host_memory
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run's directory.")
@@ -23,12 +22,13 @@ _PROBE_N = flags.DEFINE_integer(
 _STRATEGY_N = flags.DEFINE_integer(
     "strategy_n", 0, "Samples per held-out strategy problem for the procedure mix (testbed "
     "v2: how often each model opens with S or N, and how often each is right); 0 skips it.")
+_CPU_DEVICES = cli.define_cpu_devices()
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
   del argv
-  host_memory.keep_freed_memory()  # before JAX's backend starts
+  cli.start_host(_CPU_DEVICES.value)
   logging.set_verbosity(logging.WARNING)
   cfg = cli.config_or_exit(_CONFIG.value)
   from rljax.analysis import evaluate_workdir

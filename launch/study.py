@@ -13,11 +13,11 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from launch import cli
-from rljax import host_memory
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Study config file.",
                                           lock_config=False)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Study directory (one subdirectory per run).")
+_CPU_DEVICES = cli.define_cpu_devices()
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -40,7 +40,7 @@ def _agent_study() -> None:
 
 def main(argv):
   del argv
-  host_memory.keep_freed_memory()  # before JAX's backend starts
+  cli.start_host(_CPU_DEVICES.value)
   logging.set_verbosity(logging.WARNING)
   if _CONFIG.value.get("pipeline") == "agent":
     _agent_study()

@@ -1,13 +1,11 @@
 """Trains with a config file: python -m launch.train --config configs/testbed.py --workdir DIR."""
 
-import os
 import sys
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from launch import cli
-from rljax import host_memory
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics, summary.")
@@ -24,20 +22,11 @@ _JOIN_TIMEOUT = flags.DEFINE_integer(
 _DRY_RUN = flags.DEFINE_bool(
     "dry_run", False, "Print the per-device memory plan of the run on its mesh and exit: "
     "abstract shapes only, nothing allocated, no weights read, nothing written.")
-_SIMULATE = flags.DEFINE_integer(
-    "simulate_devices", 0, "Run on this many simulated CPU devices (e.g. 32 with --dry_run "
-    "to size a pod slice on a laptop).")
+_CPU_DEVICES = cli.define_cpu_devices()
 _DEVICE_GIB = flags.DEFINE_float(
     "device_memory_gib", 0.0, "With --dry_run: the target device's memory (e.g. 16 for a "
     "TPU v5e chip, 32 for v4, 80 for an H100); default: what this machine's devices have.")
 flags.mark_flags_as_required(["config", "workdir"])
-
-
-def _simulate(n: int) -> None:
-  """n CPU devices; read when JAX's backend starts, so before anything touches a device."""
-  os.environ["JAX_PLATFORMS"] = "cpu"
-  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                             + f" --xla_force_host_platform_device_count={n}")
 
 
 def _dry_run(cfg) -> None:
@@ -51,10 +40,8 @@ def _dry_run(cfg) -> None:
 
 def main(argv):
   del argv
-  host_memory.keep_freed_memory()  # before JAX's backend starts
+  cli.start_host(_CPU_DEVICES.value)
   logging.set_verbosity(logging.WARNING)  # orbax logs every file it writes at INFO
-  if _SIMULATE.value:
-    _simulate(_SIMULATE.value)
   cfg = cli.config_or_exit(_CONFIG.value)  # imports after flag parsing: no work at import
   agent = getattr(cfg, "pipeline", "") == "agent"
   if _DRY_RUN.value:

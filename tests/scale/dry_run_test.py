@@ -46,7 +46,7 @@ def test_cli_sizes_7b_on_32_simulated_devices_and_writes_nothing(tmp_path):
   env = dict(os.environ, XLA_FLAGS="", PYTHONPATH=ROOT)
   proc = subprocess.run(
       [sys.executable, "-m", "launch.train", "--config", "configs/gsm8k_qwen2p5_7b.py",
-       "--workdir", str(workdir), "--dry_run", "--simulate_devices", "32",
+       "--workdir", str(workdir), "--dry_run", "--cpu_devices", "32",
        "--device_memory_gib", "32"], capture_output=True, text=True, cwd=ROOT, env=env,
       timeout=300)
   assert proc.returncode == 0, proc.stderr[-2000:]
