@@ -10,8 +10,8 @@ step functions `make_step_fns` (update, scoring) composed as a step of
 `rl/rollouts.py` + `rl/trainer.py` does it on this workload (sample, reward, group
 advantages, the reference's training-forward log-probs, one on-policy update whose
 forward also gives the old log-probs: `trainer.scores_before_update`), on a mesh whose data axis spans this process's devices:
-by default one CPU device per core (`rljax.cpu_devices`, `--cpu_devices` of the launch
-commands), `--cpu_devices 1` for one device. Each figure is the median of `--repeats` runs after one warm-up run (which also
+the one CPU device JAX makes of a host, or with `--cpu_devices -1` one per core
+(`rljax.cpu_devices`, as the launch commands' flag). Each figure is the median of `--repeats` runs after one warm-up run (which also
 compiles: its time is reported as the first-step time).
 """
 
@@ -253,15 +253,17 @@ def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("case", choices=list(CASES))
   ap.add_argument("--repeats", type=int, default=WORKLOAD["timing"]["repeats"])
-  ap.add_argument("--cpu_devices", type=int, default=-1,
-                  help="CPU devices (default -1: one per core), as the launch commands' flag")
+  ap.add_argument("--cpu_devices", type=int, default=0,
+                  help="as the launch commands' flag: -1 one CPU device per core, 0 JAX's own")
   args = ap.parse_args(argv)
   # As the launch commands do (`launch.cli.start_host`; RLJAX_KEEP_FREED_MEMORY=0: not).
   host_memory.keep_freed_memory()
-  devices = cpu_devices.use(args.cpu_devices)
+  if args.cpu_devices:
+    cpu_devices.use(args.cpu_devices)
   out = CASES[args.case](args.repeats)
   out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-  print(json.dumps({"side": "rljax", "case": args.case, "cpu_devices": devices, **out}))
+  print(json.dumps({"side": "rljax", "case": args.case, "cpu_devices": len(jax.devices()),
+                    **out}))
 
 
 if __name__ == "__main__":

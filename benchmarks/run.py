@@ -10,10 +10,10 @@ round r + 1, so a slow stretch of this shared machine lands on both. Each proces
 `repeats` runs after a warm-up; a figure is the median over rounds x repeats, with its
 spread (min, max). Ratios are rljax's speed over the peer's, measured in the same run.
 
-rljax runs on one CPU device per core (`rljax.cpu_devices`: the batch split over the
-cores, as `--cpu_devices -1` does for the launch commands); the cases of `ONE_DEVICE`
-run again on one device (the JSON's `one_device` object), each right after its
-headline case.
+rljax runs as the launch commands do by default, on the one CPU device JAX makes of a
+host; the cases of `PER_CORE` run again on one CPU device per core (`--cpu_devices -1`,
+`rljax.cpu_devices`: the batch split over the cores), each right after its headline
+case: the JSON's `per_core` object.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ PAIRS = [("decode64", "decode64"), ("decode256", "decode256"), ("step", "trl_ste
          ("train_bf16", "train_bf16"), ("matmul_bf16", "matmul_bf16"),
          # rljax with its layers scanned (`model.scan_layers`), against the same peers.
          ("decode64_scan", None), ("step_scan", None), ("train_scan", None)]
-ONE_DEVICE = ("decode64", "decode256", "step", "train", "large")
+PER_CORE = ("decode64", "decode256", "step", "train", "large")
 
 
 def peers_python() -> pathlib.Path:
@@ -58,14 +58,14 @@ def peers_python() -> pathlib.Path:
 
 
 def run_case(side: str, case: str, peers_py: pathlib.Path, repeats: int,
-             cpu_devices: int = -1) -> dict:
+             cpu_devices: int = 0) -> dict:
   if side == "rljax":
     cmd = [sys.executable, "-m", "benchmarks.rljax_side", case, "--repeats", str(repeats),
            "--cpu_devices", str(cpu_devices)]
   else:
     cmd = [str(peers_py), str(HERE / "peers" / "torch_side.py"), case,
            "--repeats", str(repeats)]
-  print(f"  {side}: {case}" + (" (one device)" if cpu_devices == 1 else ""),
+  print(f"  {side}: {case}" + (" (one device per core)" if cpu_devices else ""),
         file=sys.stderr, flush=True)
   out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
                        env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
@@ -79,6 +79,12 @@ def pooled(runs: list[dict], key: str = "times_s") -> dict:
   """Median and spread of a figure over all rounds' repeats."""
   xs = [x for r in runs for x in r[key]]
   return {"median": statistics.median(xs), "min": min(xs), "max": max(xs), "n": len(xs)}
+
+
+def step_split_of(runs: list[dict]) -> dict:
+  """The median over runs of each part of the step (sampling, scorings, update, host)."""
+  return {k: statistics.median([run["split_median_s"][k] for run in runs])
+          for k in runs[0]["split_median_s"]}
 
 
 def summarize(results: dict) -> dict:
@@ -96,12 +102,10 @@ def summarize(results: dict) -> dict:
   peak_xla = pooled(r["matmul"])
   peak_torch = pooled(p["matmul"])
   peak = lambda t: 2 * 2048 ** 3 / t["median"]
-  step_split = {k: statistics.median([run["split_median_s"][k] for run in r["step"]])
-                for k in r["step"][0]["split_median_s"]}
   rl = {
       "decode_tokens_per_s_64": tok_s(r["decode64"]),
       "decode_tokens_per_s_256": tok_s(r["decode256"]),
-      "grpo_step_s": pooled(r["step"]), "grpo_step_split_s": step_split,
+      "grpo_step_s": pooled(r["step"]), "grpo_step_split_s": step_split_of(r["step"]),
       "first_step_s": [run["first_s"] for run in r["step"]],
       "compiles_after_first_step": max(run["compiles_after_first_step"] for run in r["step"]),
       "train_fwd_bwd_ref_s": pooled(r["train"]),
@@ -152,21 +156,23 @@ def summarize(results: dict) -> dict:
       "decode_speedup_vs_hf_64": (scan["decode_tokens_per_s_64"]["median"]
                                   / peers["hf_generate_tokens_per_s_64"]["median"]),
       **vs_peers(scan["grpo_step_s"], scan["train_fwd_bwd_ref_s"])}
-  one = {"decode_tokens_per_s_64": tok_s(r["decode64_one_device"]),
-         "decode_tokens_per_s_256": tok_s(r["decode256_one_device"]),
-         "grpo_step_s": pooled(r["step_one_device"]),
-         "train_fwd_bwd_ref_s": pooled(r["train_one_device"]),
-         "large_flops_per_s": flop_s(r["large_one_device"])}
-  one["ratios"] = {
-      "decode_speedup_vs_hf_64": (one["decode_tokens_per_s_64"]["median"]
+  core = {"cpu_devices": r["decode64_per_core"][0]["cpu_devices"],
+          "decode_tokens_per_s_64": tok_s(r["decode64_per_core"]),
+          "decode_tokens_per_s_256": tok_s(r["decode256_per_core"]),
+          "grpo_step_s": pooled(r["step_per_core"]),
+          "grpo_step_split_s": step_split_of(r["step_per_core"]),
+          "train_fwd_bwd_ref_s": pooled(r["train_per_core"]),
+          "large_flops_per_s": flop_s(r["large_per_core"])}
+  core["ratios"] = {
+      "decode_speedup_vs_hf_64": (core["decode_tokens_per_s_64"]["median"]
                                   / peers["hf_generate_tokens_per_s_64"]["median"]),
-      "decode_speedup_vs_hf_256": (one["decode_tokens_per_s_256"]["median"]
+      "decode_speedup_vs_hf_256": (core["decode_tokens_per_s_256"]["median"]
                                    / peers["hf_generate_tokens_per_s_256"]["median"]),
-      **vs_peers(one["grpo_step_s"], one["train_fwd_bwd_ref_s"]),
-      "mfu_large": one["large_flops_per_s"]["median"] / peak(peak_xla)}
-  return {"rljax": rl, "peers": peers, "rljax_cpu_devices": r["decode64"][0]["cpu_devices"],
+      **vs_peers(core["grpo_step_s"], core["train_fwd_bwd_ref_s"]),
+      "mfu_large": core["large_flops_per_s"]["median"] / peak(peak_xla)}
+  return {"rljax": rl, "peers": peers,
           "peak_matmul_flops_per_s": {"xla": peak(peak_xla), "torch": peak(peak_torch)},
-          "ratios": ratios, "bfloat16": bf16, "scan_layers": scan, "one_device": one}
+          "ratios": ratios, "bfloat16": bf16, "scan_layers": scan, "per_core": core}
 
 
 def main(argv=None):
@@ -182,9 +188,9 @@ def main(argv=None):
     print(f"round {rnd + 1}/{args.rounds}", file=sys.stderr, flush=True)
     for mine, theirs in PAIRS:
       results["rljax"].setdefault(mine, []).append(run_case("rljax", mine, py, args.repeats))
-      if mine in ONE_DEVICE:
-        results["rljax"].setdefault(f"{mine}_one_device", []).append(
-            run_case("rljax", mine, py, args.repeats, cpu_devices=1))
+      if mine in PER_CORE:
+        results["rljax"].setdefault(f"{mine}_per_core", []).append(
+            run_case("rljax", mine, py, args.repeats, cpu_devices=-1))
       if theirs:
         results["peers"].setdefault(theirs, []).append(run_case("peers", theirs, py,
                                                                 args.repeats))
