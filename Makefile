@@ -37,7 +37,7 @@ demo: setup
 	$(PY) -m launch.train --config $(CONFIG) --workdir $(WORKDIR)
 
 # rljax vs TRL / HF generate / plain torch on one GRPO workload (benchmarks/README.md);
-# sets up the peers' own environment on first use. About 20 minutes on 2 cores.
+# sets up the peers' own environment on first use. About 22 minutes on 2 cores.
 bench: setup
 	$(PY) -m benchmarks.run --out benchmarks/results/latest.json
 
