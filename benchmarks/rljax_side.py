@@ -9,9 +9,10 @@ times the library's own jitted functions: `sampler.sample` (decode), the trainer
 step functions `make_step_fns` (update, scoring) composed as a step of
 `rl/rollouts.py` + `rl/trainer.py` does it on this workload (sample, reward, group
 advantages, the reference's training-forward log-probs, one on-policy update whose
-forward also gives the old log-probs: `trainer.scores_before_update`), on a mesh whose data axis spans this process's devices:
-the one CPU device JAX makes of a host, or with `--cpu_devices -1` one per core
-(`rljax.cpu_devices`, as the launch commands' flag). Each figure is the median of `--repeats` runs after one warm-up run (which also
+forward also gives the old log-probs: `trainer.scores_before_update`), on a mesh whose
+data axis spans this process's devices: the one CPU device JAX makes of a host, or with
+`--cpu_devices -1` one per core (`rljax.cpu_devices`, as the launch commands' flag).
+Each figure is the median of `--repeats` runs after one warm-up run (which also
 compiles: its time is reported as the first-step time).
 """
 

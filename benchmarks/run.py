@@ -125,9 +125,13 @@ def summarize(results: dict) -> dict:
       "peak_rss_mb": {c: max(run["peak_rss_mb"] for run in p[c]) for c in p},
       "versions": p["matmul"][0]["versions"],
   }
-  d64 = rl["decode_tokens_per_s_64"]["median"] / peers["hf_generate_tokens_per_s_64"]["median"]
-  d256 = (rl["decode_tokens_per_s_256"]["median"]
-          / peers["hf_generate_tokens_per_s_256"]["median"])
+
+  def vs_hf(figures: dict, new_tokens: int) -> float:
+    return (figures[f"decode_tokens_per_s_{new_tokens}"]["median"]
+            / peers[f"hf_generate_tokens_per_s_{new_tokens}"]["median"])
+
+  d64, d256 = vs_hf(rl, 64), vs_hf(rl, 256)
+
   def vs_peers(step_s, train_s) -> dict:
     return {"step_speedup_vs_trl": peers["trl_grpo_step_s"]["median"] / step_s["median"],
             "train_speedup_vs_torch": (peers["torch_train_fwd_bwd_ref_s"]["median"]
@@ -153,8 +157,7 @@ def summarize(results: dict) -> dict:
           "first_step_s": [run["first_s"] for run in r["step_scan"]],
           "train_fwd_bwd_ref_s": pooled(r["train_scan"])}
   scan["ratios"] = {
-      "decode_speedup_vs_hf_64": (scan["decode_tokens_per_s_64"]["median"]
-                                  / peers["hf_generate_tokens_per_s_64"]["median"]),
+      "decode_speedup_vs_hf_64": vs_hf(scan, 64),
       **vs_peers(scan["grpo_step_s"], scan["train_fwd_bwd_ref_s"])}
   core = {"cpu_devices": r["decode64_per_core"][0]["cpu_devices"],
           "decode_tokens_per_s_64": tok_s(r["decode64_per_core"]),
@@ -164,10 +167,7 @@ def summarize(results: dict) -> dict:
           "train_fwd_bwd_ref_s": pooled(r["train_per_core"]),
           "large_flops_per_s": flop_s(r["large_per_core"])}
   core["ratios"] = {
-      "decode_speedup_vs_hf_64": (core["decode_tokens_per_s_64"]["median"]
-                                  / peers["hf_generate_tokens_per_s_64"]["median"]),
-      "decode_speedup_vs_hf_256": (core["decode_tokens_per_s_256"]["median"]
-                                   / peers["hf_generate_tokens_per_s_256"]["median"]),
+      "decode_speedup_vs_hf_64": vs_hf(core, 64), "decode_speedup_vs_hf_256": vs_hf(core, 256),
       **vs_peers(core["grpo_step_s"], core["train_fwd_bwd_ref_s"]),
       "mfu_large": core["large_flops_per_s"]["median"] / peak(peak_xla)}
   return {"rljax": rl, "peers": peers,
