@@ -51,7 +51,7 @@ def define_cpu_devices():
   return flags.DEFINE_integer(
       "cpu_devices", 0, "Run on this many CPU devices (JAX_PLATFORMS=cpu); -1: one per "
       "core, and a config's data axis (mesh.data = -1) then splits the batch over the "
-      "cores (the testbed's decode 17-27% faster on 2 cores: rljax/cpu_devices.py). "
+      "cores (decode 17-27% faster on 2 cores, large updates slower: rljax/cpu_devices.py). "
       "0: the devices JAX finds. With --dry_run, e.g. 32 sizes a pod slice on a laptop.")
 
 
