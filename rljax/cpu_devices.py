@@ -13,8 +13,9 @@ XLA's one host thread pool, so a product that runs alone still uses every core.
 The costs: results are those of a data-parallel run (each device's gradient summed
 across devices), equal to one device's up to float summation order, not bit-equal; the
 host holds each device's buffers (the testbed demo's peak RSS 2.5 -> 4.3 GB); and
-updates dominated by large products run slower (the benchmark's 94M-parameter update
-30%: two executions' products share the pool). Hence a flag, not the default.
+larger models' updates run slower (the benchmark's 94M-parameter update 30%: AdamW
+runs on every device's replica, each product on half the rows). Hence a flag, not the
+default.
 The same setting simulates a pod slice's devices for `launch.train --dry_run`.
 """
 
