@@ -51,14 +51,16 @@ def define_cpu_devices():
   return flags.DEFINE_integer(
       "cpu_devices", 0, "Run on this many CPU devices (JAX_PLATFORMS=cpu); -1: one per "
       "core, and a config's data axis (mesh.data = -1) then splits the batch over the "
-      "cores (decode 17-27% faster on 2 cores, large updates slower: rljax/cpu_devices.py). "
-      "0: the devices JAX finds. With --dry_run, e.g. 32 sizes a pod slice on a laptop.")
+      "cores (decode 17-27% faster on 2 cores, large updates slower: "
+      "rljax/cpu_devices.py). 0: the devices JAX finds. With --dry_run, e.g. 32 sizes a "
+      "pod slice on a laptop.")
 
 
 def start_host(cpu_devices: int) -> None:
   """What a command sets before JAX's backend starts: glibc keeps freed memory
   (`rljax.host_memory`) and, if `cpu_devices`, JAX runs on that many CPU devices."""
-  from rljax import cpu_devices as devices, host_memory  # pylint: disable=import-outside-toplevel
+  # pylint: disable-next=import-outside-toplevel
+  from rljax import cpu_devices as devices, host_memory
   host_memory.keep_freed_memory()
   if cpu_devices:
     try:
