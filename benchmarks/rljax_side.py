@@ -39,14 +39,14 @@ G = WORKLOAD["grpo"]
 
 
 def model_config(m: dict, max_seq_len: int, dtype: str = "float32",
-                 scan_layers: bool = False) -> ModelConfig:
+                 scan_layers: bool = False, attention: str = "rljax") -> ModelConfig:
   return ModelConfig(vocab_size=m["vocab_size"], d_model=m["hidden_size"],
                      n_layers=m["num_hidden_layers"], n_heads=m["num_attention_heads"],
                      n_kv_heads=m["num_key_value_heads"], head_dim=m["head_dim"],
                      mlp_dim=m["intermediate_size"], rope_theta=m.get("rope_theta", 1e4),
                      norm_eps=m.get("rms_norm_eps", 1e-6), qkv_bias=True,
                      tie_embeddings=True, max_seq_len=max_seq_len, dtype=dtype,
-                     scan_layers=scan_layers)
+                     scan_layers=scan_layers, attention=attention)
 
 
 def timed(fn, repeats: int) -> dict:
@@ -72,8 +72,8 @@ class Setup:
   """The workload's state, step functions and prompts on one device."""
 
   def __init__(self, m: dict, max_new: int, dtype: str = "float32", scan_layers: bool = False,
-               prompts: int = G["num_prompts"]):
-    self.cfg = model_config(m, G["prompt_length"] + max_new, dtype, scan_layers)
+               prompts: int = G["num_prompts"], attention: str = "rljax"):
+    self.cfg = model_config(m, G["prompt_length"] + max_new, dtype, scan_layers, attention)
     self.mesh = sharding.make_mesh(-1, 1, 1)  # the batch split over every device
     o = WORKLOAD["optimizer"]
     opt = train_state.make_optimizer(OptimConfig(lr=o["lr"], grad_clip=o["max_grad_norm"],

@@ -43,6 +43,7 @@ def get_config(arg: str = ""):
   c.model.dtype = "float32"
   c.model.scan_layers = False        # True: one lax.scan over stacked blocks (deep models)
   c.model.remat = "none"             # none | full | dots: what the backward keeps per block
+  c.model.attention = "rljax"        # rljax | xla | cudnn (NVIDIA GPU, bfloat16 flash attention)
 
   c.task = ml_collections.ConfigDict()
   c.task.families = ("arith", "solve")

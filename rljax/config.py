@@ -15,7 +15,7 @@ from rljax.dataclass_build import build
 from rljax.rl.interventions import InterventionConfig
 from rljax.rl.losses import LossConfig
 from rljax.rl.rollout_correction import CORRECTIONS
-from rljax.model.config import PRESETS, REMAT_POLICIES
+from rljax.model.config import PRESETS, REMAT_POLICIES, check_attention
 from rljax.rewards.sandbox import resolve
 from rljax.rl.sampler import SamplingConfig
 from rljax.tasks.testbed import TestbedConfig
@@ -44,6 +44,8 @@ class ModelSection:
       independent of depth; for deep models). The small testbed models compile faster
       unrolled (benchmarks/scan_layers.py measures both).
     remat: what the backward keeps per block: none | full | dots (`REMAT_POLICIES`).
+    attention: the attention kernel of training and scoring forwards: rljax | xla |
+      cudnn (`ATTENTION_KERNELS`; cudnn: cuDNN flash attention, NVIDIA GPUs, bfloat16).
   """
 
   preset: str = "testbed"
@@ -51,6 +53,7 @@ class ModelSection:
   dtype: str = "float32"
   scan_layers: bool = False
   remat: str = "none"
+  attention: str = "rljax"
 
   def __post_init__(self):
     if self.dtype not in ("float32", "bfloat16"):
@@ -59,10 +62,11 @@ class ModelSection:
       raise ValueError(f"model.preset {self.preset!r} is unknown; valid: {sorted(PRESETS)}")
     if self.remat not in REMAT_POLICIES:
       raise ValueError(f"model.remat {self.remat!r} is unknown; valid: {sorted(REMAT_POLICIES)}")
+    check_attention(self.attention, self.dtype, where="model")
 
   def layout(self) -> dict:
     """The execution fields of `ModelConfig` this section sets."""
-    return {"scan_layers": self.scan_layers, "remat": self.remat}
+    return {"scan_layers": self.scan_layers, "remat": self.remat, "attention": self.attention}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -108,3 +108,20 @@ def test_profile_labels_the_decode_ops_from_the_optimized_hlo():
   assert table["wall_s"] > 0 and table["op_core_ms"] > 0
   assert all(op["shape"].startswith(("f32", "s32", "u32", "pred", "(")) for op in table["top_ops"])
   assert table["top_ops"][0]["jax_op"] == "dot_general" and table["top_ops"][0]["calls"] == 64
+
+
+@pytest.mark.slow
+def test_gpu_script_times_the_update_once_per_attention_kernel():
+  # The GPU check, shrunk to a CPU (`--tiny`): one update per kernel named; cuDNN's is
+  # refused here with its reason in the JSON (and a failing exit), the others measured.
+  out = subprocess.run([sys.executable, "-m", "benchmarks.gpu_qwen05b", "--tiny",
+                        "--attention", "rljax,xla,cudnn"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600,
+                       env={**os.environ, "XLA_FLAGS": ""})  # one device, as on the GPU
+  assert out.returncode == 1, out.stderr[-2000:]
+  res = json.loads(out.stdout)
+  assert sorted(res["update"]) == ["rljax", "xla"]
+  assert all(0 < res["mfu_vs_measured_peak"][k] < 1.5 for k in ("rljax", "xla"))
+  assert res["update"]["rljax"]["model_flops"] == res["update"]["xla"]["model_flops"]
+  assert "needs an NVIDIA GPU" in res["update_error_cudnn"]
+  assert res["decode"]["tokens_per_s"] > 0 and "decode_error" not in res

@@ -11,6 +11,11 @@ forward nor the backward ever holds the [B, K, G, T, T] scores (at 8 x 4,096 tok
 with Qwen2.5-0.5B's 14 heads that is 7.5 GB per layer in float32); the backward
 recomputes each block's.
 Each query row is the same softmax over the same keys as in the one-shot path.
+
+With `ModelConfig.attention` naming a kernel of `jax.nn.dot_product_attention` ("cudnn":
+cuDNN's flash attention on NVIDIA GPUs), every forward over more than one token goes
+through it instead (`_fused`): the parts' keys and values laid out [B, S, K, H], one
+mask of causality and key validity. Decode steps (one token) keep rljax's own path.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from rljax.model.config import ModelConfig
+from rljax.model.config import ATTENTION_KERNELS, ModelConfig
 from rljax.model.kv_cache import DecodeWindow, KVCache, Part, SharedPrefix
 from rljax.model.layers import RMSNorm, apply_rope, param, project
 
@@ -97,7 +102,10 @@ class Attention(nnx.Module):
       cache = cache.write(layer, k_BxTxKxH, v_BxTxKxH, cache_start)
       parts = [Part(cache.k[layer], cache.v[layer], 0)]
     q_BxTxKxGxH = q_BxTxNxH.reshape(b, t, kh, g, h)
-    if (cache is None or isinstance(cache, SharedPrefix)) and t > Q_BLOCK:
+    kernel = ATTENTION_KERNELS[cfg.attention]
+    if kernel is not None and t > 1 and not isinstance(cache, DecodeWindow):
+      out_BxTxKxGxH = _fused(q_BxTxKxGxH, parts, kv_mask_BxS, query_slot_T, kernel)
+    elif (cache is None or isinstance(cache, SharedPrefix)) and t > Q_BLOCK:
       out_BxTxKxGxH = _blockwise(q_BxTxKxGxH, parts, kv_mask_BxS, Q_BLOCK, cache_start)
     else:
       out_BxTxKxGxH = _attend(q_BxTxKxGxH, parts, kv_mask_BxS, query_slot_T)
@@ -133,9 +141,7 @@ def _attend(q_BxTxKxGxH, parts, kv_mask_BxS, query_slot_T):
   scores = []
   for part in parts:
     s = part.keys.shape[-1]
-    causal_TxS = (part.first + jnp.arange(s))[None, :] <= query_slot_T[:, None]
-    kv_BxS = jax.lax.slice_in_dim(kv_mask_BxS, part.first, part.first + s, axis=1).astype(bool)
-    valid_BxTxS = causal_TxS[None] & kv_BxS[:, None, :]
+    valid_BxTxS = _valid(part, kv_mask_BxS, query_slot_T)
     valid_Bx1xMxS = (jnp.broadcast_to(valid_BxTxS[:, None, :, None, :], (b, 1, t, g, s))
                      .reshape(b, 1, t * g, s))
     scores_BxKxMxS = _per_group(part.group, "bkmh,bkhs->bkms", q_BxKxMxH, part.keys.astype(dt))
@@ -147,6 +153,36 @@ def _attend(q_BxTxKxGxH, parts, kv_mask_BxS, query_slot_T):
     out_BxKxMxH += _per_group(part.group, "bkms,bksh->bkmh", probs_BxKxMxS.astype(dt),
                               part.values.astype(dt))
   return out_BxKxMxH.reshape(b, kh, t, g, h).transpose(0, 2, 1, 3, 4)
+
+
+def _valid(part, kv_mask_BxS, query_slot_T):
+  """[B, T, S]: which of `part`'s S key slots each query may read (causal by slot, and
+  a real token)."""
+  s = part.keys.shape[-1]
+  causal_TxS = (part.first + jnp.arange(s))[None, :] <= query_slot_T[:, None]
+  kv_BxS = jax.lax.slice_in_dim(kv_mask_BxS, part.first, part.first + s, axis=1).astype(bool)
+  return causal_TxS[None] & kv_BxS[:, None, :]
+
+
+def _fused(q_BxTxKxGxH, parts, kv_mask_BxS, query_slot_T, implementation: str):
+  """`_attend` by `jax.nn.dot_product_attention(implementation=...)`: the parts' keys
+  and values as [B, S, K, H] (a part shared by a group of rows repeated over them; K and
+  V are small beside the scores a fused kernel never writes), concatenated along S, and
+  one [B, 1, T, S] mask. Query head k*G + j reads KV head k, as in `_attend`."""
+  if implementation == "cudnn" and jax.default_backend() != "gpu":
+    raise ValueError("model.attention 'cudnn' runs cuDNN's flash attention, which needs an "
+                     f"NVIDIA GPU; this backend is {jax.default_backend()!r} (use 'rljax')")
+  dt = q_BxTxKxGxH.dtype
+  b, t, kh, g, h = q_BxTxKxGxH.shape
+  k_BxSxKxH = jnp.concatenate(
+      [jnp.repeat(p.keys.transpose(0, 3, 1, 2), p.group, axis=0) for p in parts], axis=1)
+  v_BxSxKxH = jnp.concatenate(
+      [jnp.repeat(p.values.transpose(0, 2, 1, 3), p.group, axis=0) for p in parts], axis=1)
+  valid_BxTxS = jnp.concatenate([_valid(p, kv_mask_BxS, query_slot_T) for p in parts], -1)
+  out_BxTxNxH = jax.nn.dot_product_attention(
+      q_BxTxKxGxH.reshape(b, t, kh * g, h), k_BxSxKxH.astype(dt), v_BxSxKxH.astype(dt),
+      mask=valid_BxTxS[:, None], scale=h ** -0.5, implementation=implementation)
+  return out_BxTxNxH.reshape(b, t, kh, g, h)
 
 
 def _per_group(group: int, equation, rows_BxKxMxX, shared):

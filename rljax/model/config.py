@@ -17,6 +17,25 @@ REMAT_POLICIES = {
     "dots": "dots_with_no_batch_dims_saveable",
 }
 
+# Attention kernels of the forwards over many tokens (training, scoring, a prompt's
+# prefill) by config value: the `implementation` of `jax.nn.dot_product_attention`, or
+# None for rljax's own (`attention._attend`: laid out for XLA:CPU, shared prompts read
+# once per group). "cudnn" is cuDNN's fused flash attention (NVIDIA GPUs, bfloat16): the
+# [B, N, T, S] scores and probabilities never reach memory, in the forward or the
+# backward. "xla" is JAX's portable version of the same call, which the cuDNN path is
+# checked against on a CPU. Decode steps always use rljax's own.
+ATTENTION_KERNELS = {"rljax": None, "xla": "xla", "cudnn": "cudnn"}
+
+
+def check_attention(attention: str, dtype: str, where: str = "ModelConfig") -> None:
+  """Raises ValueError for an unknown kernel, or cuDNN's with a float32 model."""
+  if attention not in ATTENTION_KERNELS:
+    raise ValueError(f"{where}.attention {attention!r} is unknown; valid: "
+                     f"{sorted(ATTENTION_KERNELS)}")
+  if attention == "cudnn" and dtype != "bfloat16":
+    raise ValueError(f"{where}.attention 'cudnn' needs dtype 'bfloat16' (cuDNN's flash "
+                     f"attention has no float32 kernel), got {dtype!r}")
+
 
 @dataclasses.dataclass(frozen=True)
 class RopeScaling:
@@ -54,6 +73,7 @@ class ModelConfig:
     remat: what the backward keeps of each block (`REMAT_POLICIES`): "none" keeps every
       activation, "full" recomputes the block from its input, "dots" keeps the matmul
       outputs and recomputes the rest.
+    attention: the kernel of forwards over many tokens (`ATTENTION_KERNELS`).
   """
 
   vocab_size: int
@@ -73,6 +93,7 @@ class ModelConfig:
   dtype: str = "float32"
   scan_layers: bool = False
   remat: str = "none"
+  attention: str = "rljax"
 
   def __post_init__(self):
     if self.n_heads % self.n_kv_heads:
@@ -85,6 +106,7 @@ class ModelConfig:
     if self.dtype not in ("float32", "bfloat16"):
       raise ValueError(
           f"ModelConfig.dtype must be 'float32' or 'bfloat16', got {self.dtype!r}")
+    check_attention(self.attention, self.dtype)
 
   def num_params(self) -> int:
     """Parameter count (embeddings included once when tied)."""
