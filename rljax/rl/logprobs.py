@@ -26,20 +26,56 @@ from rljax.model.kv_cache import KVCache, SharedPrefix
 def entropy_from_logits(logits_xV):
   """H = logsumexp(z) - sum softmax(z) z, in nats (verl `entropy_from_logits`).
 
-  rljax's one entropy function: the training forward's, the sampler's (of its
-  filtered logits, where masked entries have softmax 0) and the probes' all call it.
+  rljax's one entropy function: the training forward's (`token_logp_entropy`), the
+  sampler's (of its filtered logits, where masked entries have softmax 0) and the
+  probes' all come to `_softmax_stats`.
   """
-  z = logits_xV.astype(jnp.float32)
-  lse = jax.nn.logsumexp(z, axis=-1)
-  return lse - jnp.sum(jax.nn.softmax(z, axis=-1) * z, axis=-1)
+  lse_x, mean_x = _softmax_stats(logits_xV.astype(jnp.float32))
+  return lse_x - mean_x
 
 
+def _softmax_stats(z_xV):
+  """(logsumexp(z), E_p[z]) for p = softmax(z) over the last axis: the max, then one
+  pass that sums exp(z - max) and exp(z - max) * z. (jax.nn's log_softmax, logsumexp
+  and softmax each take their own passes over [x, V]: at a real vocabulary the loss's
+  element-wise work, not its matmul, was most of the head's time.)"""
+  max_x1 = jax.lax.stop_gradient(z_xV.max(axis=-1, keepdims=True))
+  e_xV = jnp.exp(z_xV - max_x1)
+  sum_x = e_xV.sum(axis=-1)
+  return max_x1[..., 0] + jnp.log(sum_x), (e_xV * z_xV).sum(axis=-1) / sum_x
+
+
+@jax.custom_vjp
 def token_logp_entropy(logits_xV, tokens_x):
-  """log softmax(z)[token] and the entropy of softmax(z), float32."""
-  z = logits_xV.astype(jnp.float32)
-  logp_xV = jax.nn.log_softmax(z, axis=-1)
-  logp_x = jnp.take_along_axis(logp_xV, tokens_x[..., None], axis=-1)[..., 0]
-  return logp_x, entropy_from_logits(z)
+  """log softmax(z)[token] and the entropy of softmax(z), float32.
+
+  Its own VJP, from the two statistics the forward keeps (lse, E_p[z]): with
+  p = exp(z - lse), d logp_y / dz = onehot(y) - p and dH / dz = -p (z - E_p[z]), so
+  dz = g_logp onehot(y) - p (g_logp + g_H (z - E_p[z])) is one element-wise pass over
+  [x, V] with no reduction (autodiff of the softmaxes takes several). Checked against
+  autodiff of the plain formulas in tests/logprobs_test.py."""
+  return _logp_entropy_fwd(logits_xV, tokens_x)[0]
+
+
+def _logp_entropy_fwd(logits_xV, tokens_x):
+  z_xV = logits_xV.astype(jnp.float32)
+  lse_x, mean_x = _softmax_stats(z_xV)
+  logp_x = jnp.take_along_axis(z_xV, tokens_x[..., None], axis=-1)[..., 0] - lse_x
+  return (logp_x, lse_x - mean_x), (logits_xV, tokens_x, lse_x, mean_x)
+
+
+def _logp_entropy_bwd(res, g):
+  logits_xV, tokens_x, lse_x, mean_x = res
+  g_logp_x1, g_ent_x1 = g[0][..., None], g[1][..., None]
+  z_xV = logits_xV.astype(jnp.float32)
+  p_xV = jnp.exp(z_xV - lse_x[..., None])
+  onehot_xV = tokens_x[..., None] == jnp.arange(z_xV.shape[-1])
+  dz_xV = (jnp.where(onehot_xV, g_logp_x1, 0.0)
+           - p_xV * (g_logp_x1 + g_ent_x1 * (z_xV - mean_x[..., None])))
+  return dz_xV.astype(logits_xV.dtype), None
+
+
+token_logp_entropy.defvjp(_logp_entropy_fwd, _logp_entropy_bwd)
 
 
 def left_padded_positions(mask_BxL):
@@ -105,12 +141,40 @@ def completion_logp_entropy(model, prompt_BxP, prompt_mask_BxP, completion_BxT,
 
   @jax.checkpoint
   def one_chunk(h_BxCxD, y_BxC):
-    logits = (h_BxCxD.astype(jnp.float32) @ w_DxV.astype(jnp.float32)) / temperature
+    logits = head_logits(h_BxCxD.astype(jnp.float32), w_DxV.astype(jnp.float32)) / temperature
     return token_logp_entropy(logits, y_BxC)
 
   logp_JxBxC, ent_JxBxC = jax.lax.map(lambda a: one_chunk(*a), (h_JxBxCxD, y_JxBxC))
   unchunk = lambda x: x.swapaxes(0, 1).reshape(b, n_chunks * chunk)[:, :t]
   return unchunk(logp_JxBxC), unchunk(ent_JxBxC)
+
+
+@jax.custom_vjp
+def head_logits(h_xD, w_DxV):
+  """h @ w (the LM head), with its weight gradient laid out for XLA:CPU.
+
+  Autodiff's dw = h^T dz made XLA:CPU write the [x, V] cotangent transposed (a strided
+  copy at about 0.6 GB/s: 226 ms per 1,024 x 32,768 chunk, more than the product) and
+  multiply it with a slow transposed-operand kernel; dw = (h^T) dz with h^T, the small
+  operand, materialised first (`optimization_barrier` keeps XLA from folding it back
+  into the product) is a plain [D, x] x [x, V] product. On a GPU the copy is of the small
+  operand only."""
+  return h_xD @ w_DxV
+
+
+def _head_fwd(h_xD, w_DxV):
+  return h_xD @ w_DxV, (h_xD, w_DxV)
+
+
+def _head_bwd(res, dz_xV):
+  h_xD, w_DxV = res
+  d = h_xD.shape[-1]
+  h_DxN = jax.lax.optimization_barrier(h_xD.reshape(-1, d).T)
+  dw_DxV = h_DxN @ dz_xV.reshape(-1, dz_xV.shape[-1])
+  return dz_xV @ w_DxV.T, dw_DxV
+
+
+head_logits.defvjp(_head_fwd, _head_bwd)
 
 
 def _grouped_hidden(model, prompt_BxP, prompt_mask_BxP, completion_BxT, group: int):
