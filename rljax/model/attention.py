@@ -179,10 +179,18 @@ def _fused(q_BxTxKxGxH, parts, kv_mask_BxS, query_slot_T, implementation: str):
   v_BxSxKxH = jnp.concatenate(
       [jnp.repeat(p.values.transpose(0, 2, 1, 3), p.group, axis=0) for p in parts], axis=1)
   valid_BxTxS = jnp.concatenate([_valid(p, kv_mask_BxS, query_slot_T) for p in parts], -1)
+  # cuDNN's kernel takes the mask as an additive bias, and with one it differentiates
+  # only even T and S: an odd T gets a query row that is dropped, an odd S a key slot
+  # that no query reads (a grouped completion forward runs T - 1 tokens).
+  pad_t, pad_s = t % 2, k_BxSxKxH.shape[1] % 2
+  q_BxTxNxH = jnp.pad(q_BxTxKxGxH.reshape(b, t, kh * g, h), ((0, 0), (0, pad_t), (0, 0), (0, 0)))
+  k_BxSxKxH, v_BxSxKxH = (jnp.pad(x, ((0, 0), (0, pad_s), (0, 0), (0, 0)))
+                          for x in (k_BxSxKxH, v_BxSxKxH))
+  valid_BxTxS = jnp.pad(valid_BxTxS, ((0, 0), (0, pad_t), (0, pad_s)))
   out_BxTxNxH = jax.nn.dot_product_attention(
-      q_BxTxKxGxH.reshape(b, t, kh * g, h), k_BxSxKxH.astype(dt), v_BxSxKxH.astype(dt),
-      mask=valid_BxTxS[:, None], scale=h ** -0.5, implementation=implementation)
-  return out_BxTxNxH.reshape(b, t, kh, g, h)
+      q_BxTxNxH, k_BxSxKxH.astype(dt), v_BxSxKxH.astype(dt), mask=valid_BxTxS[:, None],
+      scale=h ** -0.5, implementation=implementation)
+  return out_BxTxNxH[:, :t].reshape(b, t, kh, g, h)
 
 
 def _per_group(group: int, equation, rows_BxKxMxX, shared):

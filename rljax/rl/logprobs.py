@@ -168,10 +168,9 @@ def _head_fwd(h_xD, w_DxV):
 
 def _head_bwd(res, dz_xV):
   h_xD, w_DxV = res
-  d = h_xD.shape[-1]
-  h_DxN = jax.lax.optimization_barrier(h_xD.reshape(-1, d).T)
-  dw_DxV = h_DxN @ dz_xV.reshape(-1, dz_xV.shape[-1])
-  return dz_xV @ w_DxV.T, dw_DxV
+  d, v = w_DxV.shape
+  h_DxR = jax.lax.optimization_barrier(h_xD.reshape(-1, d).T)  # R: all the rows of x
+  return dz_xV @ w_DxV.T, h_DxR @ dz_xV.reshape(-1, v)
 
 
 head_logits.defvjp(_head_fwd, _head_bwd)

@@ -1,7 +1,8 @@
 """`ModelConfig.attention`: forwards over many tokens through `jax.nn.dot_product_attention`
 give rljax's own attention's log-probs, entropies and gradients (shared prompts, left
-padding, scanned layers, a prefill into a longer cache), decode steps keep rljax's own,
-and the cuDNN setting hands the GPU kernel what it needs or refuses clearly."""
+padding, odd lengths, scanned layers, a prefill into a longer cache), decode steps keep
+rljax's own, and the cuDNN setting hands the GPU kernel what it needs (even lengths) or
+refuses clearly."""
 
 import dataclasses
 
@@ -21,7 +22,7 @@ from rljax.rl.logprobs import completion_logp_entropy
 G = 3
 
 
-def _batch(q=2, p=6, t=9, seed=0, vocab=64):
+def _batch(q=2, p=6, t=8, seed=0, vocab=64):
   rng = np.random.default_rng(seed)
   prompt_QxP = rng.integers(2, vocab, (q, p)).astype(np.int32)
   mask_QxP = np.ones((q, p), np.int32)
@@ -90,7 +91,7 @@ def test_sampler_draws_the_same_completions_with_either_kernel():
 def test_cudnn_setting_calls_the_gpu_kernel_for_forwards_only(monkeypatch):
   """What a GPU would be handed, seen on a CPU: every forward over several tokens calls
   `jax.nn.dot_product_attention(implementation="cudnn")` once per layer with a
-  [B, 1, T, S] mask; decode steps do not call it. (The call itself runs JAX's XLA
+  [B, 1, T, S] mask, T and S even; decode steps do not call it. (The call itself runs JAX's XLA
   version here: cuDNN needs the GPU.)"""
   calls = []
   real = jax.nn.dot_product_attention
@@ -102,24 +103,26 @@ def test_cudnn_setting_calls_the_gpu_kernel_for_forwards_only(monkeypatch):
   monkeypatch.setattr(jax.nn, "dot_product_attention", spy)
   monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
   cfg = get_preset("tiny", dtype="bfloat16", attention="cudnn")
-  prompt, mask, tokens = _batch(t=5)
+  prompt, mask, tokens = _batch(p=5, t=5)
   (logp, _), _ = _scores_and_grads(cfg, G, (prompt, mask, tokens))
   assert np.isfinite(logp).all()
   b, p, t = len(tokens), prompt.shape[1], tokens.shape[1]
   q, n, kv, h = b // G, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim
-  # The prompts' forward (Q prompts, P slots), then the completions reading them.
-  assert calls == [("cudnn", (q, p, n, h), (q, p, kv, h), (q, 1, p, p))] * cfg.n_layers + [
-      ("cudnn", (b, t - 1, n, h), (b, p + t - 1, kv, h), (b, 1, t - 1, p + t - 1))
-  ] * cfg.n_layers
+  # The prompts' forward (Q prompts, 5 slots), then the completions (4 tokens) reading
+  # them (9 slots); odd lengths padded to even ones.
+  assert (p, t) == (5, 5)
+  assert calls == [("cudnn", (q, 6, n, h), (q, 6, kv, h), (q, 1, 6, 6))] * cfg.n_layers + [
+      ("cudnn", (b, 4, n, h), (b, 10, kv, h), (b, 1, 4, 10))] * cfg.n_layers
   calls.clear()
   graphdef, state = nnx.split(init_model(cfg, 0), nnx.Param)
   sampler.sample(graphdef, nnx.to_pure_dict(state), prompt[::G], mask[::G], jax.random.key(0),
                  cfg=sampler.SamplingConfig(max_new_tokens=4, eos_id=1), group_size=G)
-  assert [c[1][1] for c in calls] == [p] * cfg.n_layers  # the prefill only
+  assert [c[1][1] for c in calls] == [p + 1] * cfg.n_layers  # the prefill only
 
 
 def test_bad_kernels_are_refused_with_the_valid_names():
-  with pytest.raises(ValueError, match=r"attention 'flash' is unknown; valid: \['cudnn', 'rljax', 'xla'\]"):
+  with pytest.raises(ValueError,
+                     match=r"attention 'flash' is unknown; valid: \['cudnn', 'rljax', 'xla'\]"):
     get_preset("tiny", attention="flash")
   with pytest.raises(ValueError, match="'cudnn' needs dtype 'bfloat16'"):
     ModelSection(attention="cudnn")
