@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
+from benchmarks.rljax_side import case_matmul, timed
 from rljax.rl import logprobs
 
 CHUNK = 128  # `completion_logp_entropy`'s default
@@ -55,16 +54,6 @@ def loss_fn(head, rows: int, tokens: int):
   return jax.jit(jax.value_and_grad(loss, argnums=(0, 1)))
 
 
-def _median_ms(fn, repeats: int) -> float:
-  jax.block_until_ready(fn())
-  ts = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    jax.block_until_ready(fn())
-    ts.append(time.perf_counter() - t0)
-  return 1e3 * float(np.median(ts))
-
-
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--vocab", type=int, default=151_936)  # Qwen2.5's
@@ -86,14 +75,12 @@ def main(argv=None):
   results = {}
   for name, head in KINDS.items():  # the same inputs; the gradients agree (checked)
     f = loss_fn(head, args.rows, args.tokens)
-    results[name] = jax.block_until_ready(f(h, w, y, g))
-    out[f"{name}_ms"] = _median_ms(lambda: f(h, w, y, g), args.repeats)
+    results[name] = f(h, w, y, g)
+    out[f"{name}_ms"] = 1e3 * timed(lambda: f(h, w, y, g), args.repeats)["median_s"]
   grads = [jnp.concatenate([x.ravel() for x in results[n][1]]) for n in KINDS]
   out["gradient_relative_difference"] = float(jnp.linalg.norm(grads[0] - grads[1])
                                               / jnp.linalg.norm(grads[1]))
-  a = jax.random.normal(k[0], (2048, 2048))
-  mm = jax.jit(lambda x: x @ x)
-  peak = 2 * 2048 ** 3 / (_median_ms(lambda: mm(a), 10) / 1e3)
+  peak = case_matmul()["flops_per_s"]  # the 2,048^2 product of `benchmarks.run`
   out["matmul_flops_per_s"] = peak
   out["products_at_peak_ms"] = 1e3 * 4 * 2 * args.tokens * args.width * args.vocab / peak
   out["speedup"] = out["autodiff_ms"] / out["rljax_ms"]

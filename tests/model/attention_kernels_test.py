@@ -17,32 +17,15 @@ from rljax.model.config import ModelConfig, get_preset
 from rljax.model.kv_cache import KVCache
 from rljax.model.transformer import init_model
 from rljax.rl import sampler
-from rljax.rl.logprobs import completion_logp_entropy
-
-G = 3
-
-
-def _batch(q=2, p=6, t=8, seed=0, vocab=64):
-  rng = np.random.default_rng(seed)
-  prompt_QxP = rng.integers(2, vocab, (q, p)).astype(np.int32)
-  mask_QxP = np.ones((q, p), np.int32)
-  mask_QxP[0, :2] = 0  # one prompt left-padded: rows differ in length
-  prompt_QxP[0, :2] = 0
-  tokens_BxT = rng.integers(2, vocab, (q * G, t)).astype(np.int32)
-  return np.repeat(prompt_QxP, G, 0), np.repeat(mask_QxP, G, 0), tokens_BxT
+from tests.shared_prompt_test import G
+from tests.shared_prompt_test import _batch as _shared_prompt_batch
+from tests.shared_prompt_test import _logp_and_grads as _scores_and_grads
 
 
-def _scores_and_grads(cfg, group, batch):
-  graphdef, state = nnx.split(init_model(cfg, seed=4), nnx.Param)
-  weights_BxT = jax.random.normal(jax.random.key(5), batch[2].shape)
-
-  def loss(p):
-    logp, ent = completion_logp_entropy(nnx.merge(graphdef, p), *batch, temperature=0.7,
-                                        group=group)
-    return jnp.sum(logp * weights_BxT) + 0.3 * jnp.sum(ent), (logp, ent)
-
-  (_, scores), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(nnx.to_pure_dict(state))
-  return scores, grads
+def _batch(**kw):
+  """shared_prompt_test's batch (one prompt left-padded), 8 completion tokens by
+  default: a grouped completion forward then runs 7, an odd length."""
+  return _shared_prompt_batch(**{"t": 8, **kw})
 
 
 @pytest.mark.parametrize("scan_layers, group", [(False, 1), (True, G)])
