@@ -1,7 +1,8 @@
 """The LM head and the token log-probs / entropies at a real vocabulary: rljax's chunked
-head (`logprobs.head_logits`, `logprobs.token_logp_entropy`, their own VJPs) against
-autodiff of the plain formulas (`h @ w`, `jax.nn.log_softmax`, -sum p log p), forward +
-backward in the same process, the same chunking and rematerialisation either way.
+head (`logprobs.head_logp_entropy`, its own VJP, which recomputes the logits in the
+backward) against autodiff of the plain formulas (`h @ w`, `jax.nn.log_softmax`,
+-sum p log p) under `jax.checkpoint` (so it recomputes them too), forward + backward in
+the same process, the same chunking either way.
 
   .venv/bin/python -m benchmarks.loss_head [--vocab 151936] [--width 896] [--tokens 1024]
 
@@ -24,6 +25,7 @@ from rljax.rl import logprobs
 CHUNK = 128  # `completion_logp_entropy`'s default
 
 
+@jax.checkpoint
 def _plain_head(h_xD, w_DxV, y_x):
   logp_xV = jax.nn.log_softmax(h_xD @ w_DxV, axis=-1)
   p_xV = jnp.exp(logp_xV)
@@ -32,7 +34,7 @@ def _plain_head(h_xD, w_DxV, y_x):
 
 
 def _rljax_head(h_xD, w_DxV, y_x):
-  return logprobs.token_logp_entropy(logprobs.head_logits(h_xD, w_DxV), y_x)
+  return logprobs.head_logp_entropy(h_xD, w_DxV, y_x, 1.0)
 
 
 KINDS = {"rljax": _rljax_head, "autodiff": _plain_head}
@@ -40,14 +42,13 @@ KINDS = {"rljax": _rljax_head, "autodiff": _plain_head}
 
 def loss_fn(head, rows: int, tokens: int):
   """Sum of the log-probs and entropies weighted by fixed cotangents, chunked along T
-  under `jax.checkpoint` as `completion_logp_entropy` runs it."""
+  as `completion_logp_entropy` runs it."""
   t = tokens // rows
 
   def loss(h_BxTxD, w_DxV, y_BxT, g_BxTx2):
     h_JxBxCxD = h_BxTxD.reshape(rows, t // CHUNK, CHUNK, -1).swapaxes(0, 1)
     y_JxBxC = y_BxT.reshape(rows, t // CHUNK, CHUNK).swapaxes(0, 1)
-    one = jax.checkpoint(lambda a: head(a[0], w_DxV, a[1]))
-    logp, ent = jax.lax.map(one, (h_JxBxCxD, y_JxBxC))
+    logp, ent = jax.lax.map(lambda a: head(a[0], w_DxV, a[1]), (h_JxBxCxD, y_JxBxC))
     scores = jnp.stack([logp, ent], -1).swapaxes(0, 1).reshape(rows, t, 2)
     return (scores * g_BxTx2).sum()
 

@@ -190,10 +190,11 @@ def _compile_count(fn) -> int:
   return _COMPILES[0] - before
 
 
-def case_train(m: dict, n_seq: int, repeats: int, completion: int,
-               with_reference: bool, dtype: str = "float32", scan_layers: bool = False) -> dict:
-  """Policy forward + backward + AdamW (and the reference's forward) on a fixed batch;
-  `dtype` is the compute dtype (bfloat16: float32 master weights and optimizer)."""
+def train_run(m: dict, n_seq: int, completion: int, with_reference: bool,
+              dtype: str = "float32", scan_layers: bool = False):
+  """(run, model FLOPs of a run): one policy forward + backward + AdamW (and the
+  reference's forward) on a fixed batch of random tokens; `dtype` is the compute dtype
+  (bfloat16: float32 master weights and optimizer)."""
   s = Setup(m, completion, dtype, scan_layers)
   rng = np.random.default_rng(0)
   tokens = rng.integers(2, m["vocab_size"], (n_seq, completion)).astype(np.int32)
@@ -211,9 +212,15 @@ def case_train(m: dict, n_seq: int, repeats: int, completion: int,
       s.score(s.state.ref_params, b)
     return s.update(b)
 
-  r = timed(run, repeats)
   flops = grpo_update_flops(m, n_seq, G["prompt_length"], completion)
-  work = flops["total"] if with_reference else flops["policy_fwd_bwd"]
+  return run, flops["total"] if with_reference else flops["policy_fwd_bwd"]
+
+
+def case_train(m: dict, n_seq: int, repeats: int, completion: int,
+               with_reference: bool, dtype: str = "float32", scan_layers: bool = False) -> dict:
+  """`train_run`, timed."""
+  run, work = train_run(m, n_seq, completion, with_reference, dtype, scan_layers)
+  r = timed(run, repeats)
   return {"sequences": n_seq, "tokens_per_sequence": G["prompt_length"] + completion,
           "model_flops": work, "flops_per_s": work / r["median_s"], **r}
 

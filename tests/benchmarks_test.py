@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from benchmarks import op_profile, run, workload
+from benchmarks import dot_shapes, op_profile, run, workload
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -95,6 +95,24 @@ def test_hlo_labels_read_shape_and_jax_op():
          '  ROOT %copy.7 = f32[8]{0} copy(%c)\n')
   assert op_profile.hlo_labels(hlo) == {"ynn_fusion.3": ("f32[64,1536]{1,0}", "dot_general"),
                                      "copy.7": ("f32[8]{0}", "")}
+
+
+def test_dots_read_from_compiled_hlo_with_their_flops():
+  """A product with a transposed operand and a batched one, compiled: each dot's operand
+  shapes and dimension numbers as XLA's optimized HLO has them; FLOPs by hand."""
+  import jax
+  import jax.numpy as jnp
+  f = jax.jit(lambda a, b, c, d: (a.T @ b, jnp.einsum("bmk,bkn->bmn", c, d)))
+  args = (jnp.ones((6, 3)), jnp.ones((6, 5)), jnp.ones((4, 2, 7)), jnp.ones((4, 7, 9)))
+  dots = dot_shapes.hlo_dots(f.lower(*args).compile().as_text())
+  by_flops = sorted((dot_shapes.dot_flops(d), d["lhs"], d["rhs"]) for d in dots)
+  # a.T @ b: 2 x 3 x 5 x 6; the batched product: 2 x 4 x 2 x 9 x 7.
+  assert [x[0] for x in by_flops] == [180, 1008], dots
+  plain = next(d for d in dots if dot_shapes.dot_flops(d) == 180)
+  assert sorted([plain["lhs"], plain["rhs"]]) == [[6, 3], [6, 5]]
+  assert plain["lhs_contracting_dims"] == [0] and plain["rhs_contracting_dims"] == [0]
+  batched = next(d for d in dots if d["lhs_batch_dims"])
+  assert batched["lhs_batch_dims"] == [0] and batched["rhs_batch_dims"] == [0]
 
 
 def test_profile_labels_the_decode_ops_from_the_optimized_hlo():

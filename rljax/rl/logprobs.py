@@ -1,8 +1,8 @@
 """Token log-probs and entropies from a model, in float32, chunked along T.
 
 Memory stays O(B x chunk x V) instead of O(B x T x V): the LM head is applied to
-one chunk of hidden states at a time under `jax.checkpoint`, so the backward
-pass recomputes each chunk's logits instead of storing all of them.
+one chunk of hidden states at a time (`head_logp_entropy`), and the backward pass
+recomputes each chunk's logits instead of storing all of them.
 
 Rows that share their prompt in groups (GRPO's G completions of a prompt) can run the
 prompt once per group (`group`): the prompt's forward on Q = B / G rows, then the
@@ -16,6 +16,8 @@ length, D width, V vocab, J chunks of C tokens along T.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,7 +28,7 @@ from rljax.model.kv_cache import KVCache, SharedPrefix
 def entropy_from_logits(logits_xV):
   """H = logsumexp(z) - sum softmax(z) z, in nats (verl `entropy_from_logits`).
 
-  rljax's one entropy function: the training forward's (`token_logp_entropy`), the
+  rljax's one entropy function: the training forward's (`head_logp_entropy`), the
   sampler's (of its filtered logits, where masked entries have softmax 0) and the
   probes' all come to `_softmax_stats`.
   """
@@ -45,37 +47,57 @@ def _softmax_stats(z_xV):
   return max_x1[..., 0] + jnp.log(sum_x), (e_xV * z_xV).sum(axis=-1) / sum_x
 
 
-@jax.custom_vjp
 def token_logp_entropy(logits_xV, tokens_x):
-  """log softmax(z)[token] and the entropy of softmax(z), float32.
-
-  Its own VJP, from the two statistics the forward keeps (lse, E_p[z]): with
-  p = exp(z - lse), d logp_y / dz = onehot(y) - p and dH / dz = -p (z - E_p[z]), so
-  dz = g_logp onehot(y) - p (g_logp + g_H (z - E_p[z])) is one element-wise pass over
-  [x, V] with no reduction (autodiff of the softmaxes takes several). Checked against
-  autodiff of the plain formulas in tests/logprobs_test.py."""
-  return _logp_entropy_fwd(logits_xV, tokens_x)[0]
+  """log softmax(z)[token] and the entropy of softmax(z), float32 (no gradient of its
+  own: the training forward differentiates through `head_logp_entropy`)."""
+  return _logp_entropy_stats(logits_xV.astype(jnp.float32), tokens_x)[0]
 
 
-def _logp_entropy_fwd(logits_xV, tokens_x):
-  z_xV = logits_xV.astype(jnp.float32)
+def _logp_entropy_stats(z_xV, tokens_x):
+  """((log-probs, entropies), (lse, E_p[z])) of float32 logits."""
   lse_x, mean_x = _softmax_stats(z_xV)
   logp_x = jnp.take_along_axis(z_xV, tokens_x[..., None], axis=-1)[..., 0] - lse_x
-  return (logp_x, lse_x - mean_x), (logits_xV, tokens_x, lse_x, mean_x)
+  return (logp_x, lse_x - mean_x), (lse_x, mean_x)
 
 
-def _logp_entropy_bwd(res, g):
-  logits_xV, tokens_x, lse_x, mean_x = res
+@functools.partial(jax.custom_vjp, nondiff_argnums=(3,))
+def head_logp_entropy(h_xD, w_DxV, tokens_x, temperature: float):
+  """Log-probs and entropies of softmax(h @ w / temperature) (the LM head and the loss's
+  statistics of one chunk of tokens), float32, with its own VJP.
+
+  The forward keeps only (lse, E_p[z]) per token beside its inputs: the backward
+  recomputes z = h @ w / temperature (the logits are never stored) and, with
+  p = exp(z - lse), d logp_y / dz = onehot(y) - p and dH / dz = -p (z - E_p[z]), forms
+  dz = g_logp onehot(y) - p (g_logp + g_H (z - E_p[z])) in one element-wise pass over
+  [x, V] with no reduction. (`jax.checkpoint` around autodiff recomputed the max and the
+  exp-sum too, and autodiff of the softmaxes takes several passes.) The weight gradient
+  is dw = (h^T) dz / temperature with the small h^T materialised first behind an
+  `optimization_barrier`: autodiff's h^T dz made XLA:CPU write the [x, V] cotangent
+  transposed (a strided copy at about 0.6 GB/s, more than the product's time) and run a
+  transposed-operand product. Checked against autodiff of the plain formulas in
+  tests/logprobs_test.py."""
+  return _head_fwd(h_xD, w_DxV, tokens_x, temperature)[0]
+
+
+def _head_fwd(h_xD, w_DxV, tokens_x, temperature):
+  scores, (lse_x, mean_x) = _logp_entropy_stats((h_xD @ w_DxV) / temperature, tokens_x)
+  return scores, (h_xD, w_DxV, tokens_x, lse_x, mean_x)
+
+
+def _head_bwd(temperature, res, g):
+  h_xD, w_DxV, tokens_x, lse_x, mean_x = res
+  d, v = w_DxV.shape
   g_logp_x1, g_ent_x1 = g[0][..., None], g[1][..., None]
-  z_xV = logits_xV.astype(jnp.float32)
+  z_xV = (h_xD @ w_DxV) / temperature
   p_xV = jnp.exp(z_xV - lse_x[..., None])
-  onehot_xV = tokens_x[..., None] == jnp.arange(z_xV.shape[-1])
+  onehot_xV = tokens_x[..., None] == jnp.arange(v)
   dz_xV = (jnp.where(onehot_xV, g_logp_x1, 0.0)
-           - p_xV * (g_logp_x1 + g_ent_x1 * (z_xV - mean_x[..., None])))
-  return dz_xV.astype(logits_xV.dtype), None
+           - p_xV * (g_logp_x1 + g_ent_x1 * (z_xV - mean_x[..., None]))) / temperature
+  h_DxR = jax.lax.optimization_barrier(h_xD.reshape(-1, d).T)  # R: all the rows of x
+  return dz_xV @ w_DxV.T, h_DxR @ dz_xV.reshape(-1, v), None
 
 
-token_logp_entropy.defvjp(_logp_entropy_fwd, _logp_entropy_bwd)
+head_logp_entropy.defvjp(_head_fwd, _head_bwd)
 
 
 def left_padded_positions(mask_BxL):
@@ -139,41 +161,13 @@ def completion_logp_entropy(model, prompt_BxP, prompt_mask_BxP, completion_BxT,
   h_JxBxCxD = h_pad.reshape(b, n_chunks, chunk, d).swapaxes(0, 1)
   y_JxBxC = y_pad.reshape(b, n_chunks, chunk).swapaxes(0, 1)
 
-  @jax.checkpoint
   def one_chunk(h_BxCxD, y_BxC):
-    logits = head_logits(h_BxCxD.astype(jnp.float32), w_DxV.astype(jnp.float32)) / temperature
-    return token_logp_entropy(logits, y_BxC)
+    return head_logp_entropy(h_BxCxD.astype(jnp.float32), w_DxV.astype(jnp.float32), y_BxC,
+                             temperature)
 
   logp_JxBxC, ent_JxBxC = jax.lax.map(lambda a: one_chunk(*a), (h_JxBxCxD, y_JxBxC))
   unchunk = lambda x: x.swapaxes(0, 1).reshape(b, n_chunks * chunk)[:, :t]
   return unchunk(logp_JxBxC), unchunk(ent_JxBxC)
-
-
-@jax.custom_vjp
-def head_logits(h_xD, w_DxV):
-  """h @ w (the LM head), with its weight gradient laid out for XLA:CPU.
-
-  Autodiff's dw = h^T dz made XLA:CPU write the [x, V] cotangent transposed (a strided
-  copy at about 0.6 GB/s: 226 ms per 1,024 x 32,768 chunk, more than the product) and
-  multiply it with a slow transposed-operand kernel; dw = (h^T) dz with h^T, the small
-  operand, materialised first (`optimization_barrier` keeps XLA from folding it back
-  into the product) is a plain [D, x] x [x, V] product. On a GPU the copy is of the small
-  operand only."""
-  return h_xD @ w_DxV
-
-
-def _head_fwd(h_xD, w_DxV):
-  return h_xD @ w_DxV, (h_xD, w_DxV)
-
-
-def _head_bwd(res, dz_xV):
-  h_xD, w_DxV = res
-  d, v = w_DxV.shape
-  h_DxR = jax.lax.optimization_barrier(h_xD.reshape(-1, d).T)  # R: all the rows of x
-  return dz_xV @ w_DxV.T, h_DxR @ dz_xV.reshape(-1, v)
-
-
-head_logits.defvjp(_head_fwd, _head_bwd)
 
 
 def _grouped_hidden(model, prompt_BxP, prompt_mask_BxP, completion_BxT, group: int):

@@ -1,0 +1,127 @@
+"""The training case's matrix products, each timed alone: XLA's, with the shapes and
+operand layouts of rljax's compiled update and reference scoring, against torch's on
+the same shapes and layouts (torch in the peers' environment, `benchmarks.run` sets it
+up). What the matmul kernels alone make of `train_speedup_vs_torch`.
+
+  .venv/bin/python -m benchmarks.dot_shapes [--case train] [--repeats 7]
+
+Prints one JSON object: each distinct product (operand shapes and dimension numbers as
+XLA's optimized HLO has them, how many times a run executes it, the median ms of XLA
+and torch alone), the sums over a run, and their ratio. A product whose operands are
+transposed views is handed to torch as such views (`torch.matmul` on a permuted
+tensor), as torch's own code would pass them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+_MODULES = ("jit_rl_update", "jit_token_logp")  # the update, the reference's scoring
+
+
+def hlo_dots(hlo_text: str) -> list[dict]:
+  """Every dot of an optimized HLO module: operand shapes and dimension numbers. The
+  operands' shapes come from the instructions (or fusion parameters) defining them."""
+  shapes, dots = {}, []
+  for line in hlo_text.splitlines():
+    m = re.match(r"\s*(?:ROOT )?%([\w.\-]+) = \w+\[([\d,]*)\]", line)
+    if m:
+      shapes[m.group(1)] = [int(x) for x in m.group(2).split(",") if x]
+    ops = re.search(r" dot\(%([\w.\-]+), %([\w.\-]+)\)", line)
+    if ops:
+      dims = dict(re.findall(r"(\w+_dims)=\{([\d,]*)\}", line))
+      dots.append({"lhs": shapes[ops.group(1)], "rhs": shapes[ops.group(2)],
+                   **{k: [int(x) for x in dims.get(k, "").split(",") if x]
+                      for k in ("lhs_contracting_dims", "rhs_contracting_dims",
+                                "lhs_batch_dims", "rhs_batch_dims")}})
+  return dots
+
+
+def dot_flops(d: dict) -> int:
+  """2 x batch x m x n x k of a dot_general."""
+  size = lambda shape, axes: int(np.prod([shape[i] for i in axes]))
+  lhs, rhs = d["lhs"], d["rhs"]
+  return 2 * int(np.prod(lhs)) * int(np.prod(rhs)) // (
+      size(lhs, d["lhs_contracting_dims"]) * size(rhs, d["rhs_batch_dims"]))
+
+
+def median_ms(fn, repeats: int) -> float:
+  fn()
+  times = []
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - t0)
+  return 1e3 * float(np.median(times))
+
+
+def xla_ms(d: dict, repeats: int) -> float:
+  import jax
+  import jax.numpy as jnp
+  dn = ((d["lhs_contracting_dims"], d["rhs_contracting_dims"]),
+        (d["lhs_batch_dims"], d["rhs_batch_dims"]))
+  f = jax.jit(lambda x, y: jax.lax.dot_general(x, y, dn))
+  x, y = jnp.ones(d["lhs"]), jnp.ones(d["rhs"])
+  return median_ms(lambda: f(x, y).block_until_ready(), repeats)
+
+
+def main(argv=None):
+  ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  ap.add_argument("--case", default="train", choices=["train", "large"])
+  ap.add_argument("--repeats", type=int, default=7)
+  args = ap.parse_args(argv)
+  work = tempfile.mkdtemp(prefix="rljax-dots-")
+  # Before jax is imported: XLA reads its flags once.
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                             + f" --xla_dump_to={work} --xla_dump_hlo_as_text")
+  from benchmarks import rljax_side
+  from benchmarks.run import peers_python
+
+  if args.case == "train":
+    spec = (rljax_side.WORKLOAD["model"], rljax_side.G["batch_sequences"],
+            rljax_side.G["max_new_tokens"], True)
+  else:
+    spec = (rljax_side.LARGE_MODEL, rljax_side.LARGE_BATCH["sequences"],
+            rljax_side.LARGE_BATCH["completion_length"], False)
+  run, model_flops = rljax_side.train_run(*spec)
+  run()  # compiles (and dumps) the update and the scoring as the timed case runs them
+  dots = []
+  for module in _MODULES[:2 if spec[3] else 1]:
+    path, = glob.glob(f"{work}/*{module}.cpu_after_optimizations.txt")
+    dots += hlo_dots(open(path).read())
+  counts = collections.Counter(json.dumps(d, sort_keys=True) for d in dots)
+  distinct = [json.loads(k) for k in counts]
+  print(f"{len(dots)} products, {len(distinct)} distinct; timing them in XLA and torch",
+        file=sys.stderr, flush=True)
+  for d in distinct:
+    d["count"] = counts[json.dumps(d, sort_keys=True)]
+    d["gflop"] = dot_flops(d) / 1e9
+    d["xla_ms"] = xla_ms(d, args.repeats)
+  peer = subprocess.run([str(peers_python()), os.path.join(os.path.dirname(__file__), "peers",
+                                                           "torch_dots.py"),
+                         "--repeats", str(args.repeats)],
+                        input=json.dumps(distinct), capture_output=True, text=True, check=True)
+  for d, ms in zip(distinct, json.loads(peer.stdout)["torch_ms"]):
+    d["torch_ms"] = ms
+  total = lambda key: sum(d[key] * d["count"] for d in distinct)
+  out = {"case": args.case, "model_flops": model_flops, "products": len(dots),
+         "products_gflop": total("gflop"), "xla_ms": total("xla_ms"),
+         "torch_ms": total("torch_ms")}
+  out["torch_over_xla"] = out["torch_ms"] / out["xla_ms"]
+  out["distinct"] = sorted(distinct, key=lambda d: -d["count"] * d["xla_ms"])
+  print(json.dumps(out, indent=1))
+
+
+if __name__ == "__main__":
+  main()
