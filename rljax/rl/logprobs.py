@@ -48,8 +48,9 @@ def _softmax_stats(z_xV):
 
 
 def token_logp_entropy(logits_xV, tokens_x):
-  """log softmax(z)[token] and the entropy of softmax(z), float32 (no gradient of its
-  own: the training forward differentiates through `head_logp_entropy`)."""
+  """log softmax(z)[token] and the entropy of softmax(z), float32, from logits already
+  made (the probes'). The training forward's, which never stores the logits and has
+  its own VJP, is `head_logp_entropy`."""
   return _logp_entropy_stats(logits_xV.astype(jnp.float32), tokens_x)[0]
 
 
