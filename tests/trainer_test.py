@@ -161,6 +161,35 @@ def test_one_shot_rlvr_selects_by_variance(tmp_path):
   assert len(read_rows(os.path.join(tmp_path, "metrics.jsonl"))) == 2
 
 
+def test_apply_if_finite_steps_or_leaves_the_state_bit_for_bit():
+  """A finite step is optax's own; a NaN or inf in one gradient leaf, a NaN loss or a
+  gradient norm beyond float32's range leaves params and optimizer state unchanged."""
+  import jax
+  import jax.numpy as jnp
+  import optax
+  from rljax.config import OptimConfig
+  from rljax.rl.train_state import TrainState, apply_if_finite, make_optimizer
+  opt = make_optimizer(OptimConfig(lr=0.1, grad_clip=1.0), 10)
+  params = {"w": jnp.arange(6.0).reshape(2, 3), "b": jnp.ones(3)}
+  state = TrainState(step=jnp.array(0), params=params, opt_state=opt.init(params),
+                     ref_params=None, rng=jax.random.key(0))
+  state, _ = apply_if_finite(opt, state, jax.tree.map(jnp.ones_like, params), 1.0)  # m, v != 0
+  grads = {"w": jnp.full((2, 3), 0.5), "b": jnp.array([1.0, -2.0, 3.0])}
+  new, ok = jax.jit(apply_if_finite, static_argnums=0)(opt, state, grads, 2.0)
+  updates, opt_state = opt.update(grads, state.opt_state, state.params)
+  assert bool(ok)
+  chex.assert_trees_all_close((new.params, new.opt_state),
+                              (optax.apply_updates(state.params, updates), opt_state))
+  bad = [({**grads, "b": grads["b"].at[1].set(np.nan)}, 2.0),
+         ({**grads, "w": grads["w"].at[0, 0].set(np.inf)}, 2.0),
+         (grads, np.float32("nan")),
+         ({**grads, "w": grads["w"].at[1, 2].set(3e19)}, 2.0)]  # finite, its square is not
+  for g, loss in bad:
+    new, ok = jax.jit(apply_if_finite, static_argnums=0)(opt, state, g, loss)
+    assert not bool(ok)
+    chex.assert_trees_all_equal((new.params, new.opt_state), (state.params, state.opt_state))
+
+
 def test_non_finite_updates_are_skipped_then_stop(tmp_path, monkeypatch):
   objective = update.grpo_objective
 
