@@ -23,7 +23,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 
 import numpy as np
 
@@ -56,24 +55,16 @@ def dot_flops(d: dict) -> int:
       size(lhs, d["lhs_contracting_dims"]) * size(rhs, d["rhs_batch_dims"]))
 
 
-def median_ms(fn, repeats: int) -> float:
-  fn()
-  times = []
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    fn()
-    times.append(time.perf_counter() - t0)
-  return 1e3 * float(np.median(times))
-
-
 def xla_ms(d: dict, repeats: int) -> float:
+  """The product alone, jitted: median ms of `repeats` after a warm-up."""
   import jax
   import jax.numpy as jnp
+  from benchmarks.rljax_side import timed
   dn = ((d["lhs_contracting_dims"], d["rhs_contracting_dims"]),
         (d["lhs_batch_dims"], d["rhs_batch_dims"]))
   f = jax.jit(lambda x, y: jax.lax.dot_general(x, y, dn))
   x, y = jnp.ones(d["lhs"]), jnp.ones(d["rhs"])
-  return median_ms(lambda: f(x, y).block_until_ready(), repeats)
+  return 1e3 * timed(lambda: f(x, y), repeats)["median_s"]
 
 
 def main(argv=None):
