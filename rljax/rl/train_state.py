@@ -108,7 +108,7 @@ def apply_if_finite(optimizer, state: TrainState, grads, loss, lr_scale=1.0):
   exactly as they were instead of poisoning them with NaN.
 
   The test is the gradients' global norm (any NaN or inf makes it non-finite; so does a
-  norm beyond float32's range, a step the clipping would have zeroed anyway), and the
+  norm beyond float32's range, whose clipped gradient would be zero), and the
   step runs under `lax.cond`: only the taken branch executes, so a finite step costs
   the optimizer's own passes over the parameters and nothing more. (A per-leaf
   `isfinite` pass and a `where(ok, new, old)` over params and optimizer state were 8-12%
