@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import collections
-import glob
 import json
 import os
 import re
@@ -26,21 +25,21 @@ import tempfile
 
 import numpy as np
 
-_MODULES = ("jit_rl_update", "jit_token_logp")  # the update, the reference's scoring
-
+from benchmarks import op_profile
 
 def hlo_dots(hlo_text: str) -> list[dict]:
   """Every dot of an optimized HLO module: operand shapes and dimension numbers. The
   operands' shapes come from the instructions (or fusion parameters) defining them."""
-  shapes, dots = {}, []
+  def dims_of(shape: str) -> list[int]:  # "f32[6144,256]{1,0}" -> [6144, 256]
+    return [int(x) for x in re.match(r"\w+\[([\d,]*)\]", shape)[1].split(",") if x]
+
+  shapes = {name: shape for name, (shape, _) in op_profile.hlo_labels(hlo_text).items()}
+  dots = []
   for line in hlo_text.splitlines():
-    m = re.match(r"\s*(?:ROOT )?%([\w.\-]+) = \w+\[([\d,]*)\]", line)
-    if m:
-      shapes[m.group(1)] = [int(x) for x in m.group(2).split(",") if x]
     ops = re.search(r" dot\(%([\w.\-]+), %([\w.\-]+)\)", line)
     if ops:
       dims = dict(re.findall(r"(\w+_dims)=\{([\d,]*)\}", line))
-      dots.append({"lhs": shapes[ops.group(1)], "rhs": shapes[ops.group(2)],
+      dots.append({"lhs": dims_of(shapes[ops.group(1)]), "rhs": dims_of(shapes[ops.group(2)]),
                    **{k: [int(x) for x in dims.get(k, "").split(",") if x]
                       for k in ("lhs_contracting_dims", "rhs_contracting_dims",
                                 "lhs_batch_dims", "rhs_batch_dims")}})
@@ -72,25 +71,22 @@ def main(argv=None):
   ap.add_argument("--case", default="train", choices=["train", "large"])
   ap.add_argument("--repeats", type=int, default=7)
   args = ap.parse_args(argv)
-  work = tempfile.mkdtemp(prefix="rljax-dots-")
-  # Before jax is imported: XLA reads its flags once.
-  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                             + f" --xla_dump_to={work} --xla_dump_hlo_as_text")
+  hlo_dir = op_profile.dump_optimized_hlo(tempfile.mkdtemp(prefix="rljax-dots-"))
   from benchmarks import rljax_side
   from benchmarks.run import peers_python
 
-  if args.case == "train":
+  # As `rljax_side`'s `train` (update + the reference's scoring) and `large` (update only).
+  with_reference = args.case == "train"
+  if with_reference:
     spec = (rljax_side.WORKLOAD["model"], rljax_side.G["batch_sequences"],
-            rljax_side.G["max_new_tokens"], True)
+            rljax_side.G["max_new_tokens"])
   else:
     spec = (rljax_side.LARGE_MODEL, rljax_side.LARGE_BATCH["sequences"],
-            rljax_side.LARGE_BATCH["completion_length"], False)
-  run, model_flops = rljax_side.train_run(*spec)
+            rljax_side.LARGE_BATCH["completion_length"])
+  run, model_flops = rljax_side.train_run(*spec, with_reference)
   run()  # compiles (and dumps) the update and the scoring as the timed case runs them
-  dots = []
-  for module in _MODULES[:2 if spec[3] else 1]:
-    path, = glob.glob(f"{work}/*{module}.cpu_after_optimizations.txt")
-    dots += hlo_dots(open(path).read())
+  modules = ("jit_rl_update", "jit_token_logp") if with_reference else ("jit_rl_update",)
+  dots = [d for m in modules for d in hlo_dots(op_profile.optimized_hlo(hlo_dir, m))]
   counts = collections.Counter(json.dumps(d, sort_keys=True) for d in dots)
   distinct = [json.loads(k) for k in counts]
   print(f"{len(dots)} products, {len(distinct)} distinct; timing them in XLA and torch",

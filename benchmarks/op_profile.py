@@ -36,6 +36,20 @@ def hlo_labels(hlo_text: str) -> dict:
   return labels
 
 
+def dump_optimized_hlo(work: str) -> str:
+  """Makes XLA write every module's optimized HLO under `work`/hlo (call it before jax
+  is imported: XLA reads its flags once); returns that folder."""
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                             + f" --xla_dump_to={work}/hlo --xla_dump_hlo_as_text")
+  return f"{work}/hlo"
+
+
+def optimized_hlo(hlo_dir: str, module: str) -> str:
+  """The optimized HLO text of the modules named `module` (e.g. jit_sample)."""
+  return "\n".join(open(f).read()
+                   for f in glob.glob(f"{hlo_dir}/*{module}.cpu_after_optimizations.txt"))
+
+
 def op_totals(xplane_path: str) -> tuple[collections.Counter, collections.Counter]:
   """(ns, count) per op name over XLA's worker threads (not the runtime's own events)."""
   from jax.profiler import ProfileData
@@ -58,9 +72,7 @@ def main(argv=None):
   ap.add_argument("--top", type=int, default=30)
   args = ap.parse_args(argv)
   work = tempfile.mkdtemp(prefix="rljax-profile-")
-  # Before jax is imported: XLA reads its flags once.
-  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                             + f" --xla_dump_to={work}/hlo --xla_dump_hlo_as_text")
+  hlo_dir = dump_optimized_hlo(work)
   import jax
   from benchmarks import rljax_side
   from rljax import cpu_devices
@@ -73,9 +85,7 @@ def main(argv=None):
     t0 = time.perf_counter()
     jax.block_until_ready(s.sample())
     wall = time.perf_counter() - t0
-  hlo = "\n".join(open(f).read()
-                  for f in glob.glob(f"{work}/hlo/*jit_sample.cpu_after_optimizations.txt"))
-  labels = hlo_labels(hlo)
+  labels = hlo_labels(optimized_hlo(hlo_dir, "jit_sample"))
   ns, count = op_totals(glob.glob(f"{work}/trace/**/*.xplane.pb", recursive=True)[0])
   steps = new_tokens
   by_label = collections.Counter()

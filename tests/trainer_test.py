@@ -4,14 +4,18 @@ import json
 import os
 
 import chex
+import jax
+import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from rljax import experiment
 from rljax.rl import sampler, trainer, update
+from rljax.rl.train_state import TrainState, apply_if_finite, make_optimizer
 from rljax.analysis import traces
 from rljax.checkpoint import Checkpointer
-from rljax.config import from_config_dict
+from rljax.config import OptimConfig, from_config_dict
 from rljax.metrics import read_rows
 from rljax.tasks import testbed
 from tests.config_test import load
@@ -164,11 +168,6 @@ def test_one_shot_rlvr_selects_by_variance(tmp_path):
 def test_apply_if_finite_steps_or_leaves_the_state_bit_for_bit():
   """A finite step is optax's own; a NaN or inf in one gradient leaf, a NaN loss or a
   gradient norm beyond float32's range leaves params and optimizer state unchanged."""
-  import jax
-  import jax.numpy as jnp
-  import optax
-  from rljax.config import OptimConfig
-  from rljax.rl.train_state import TrainState, apply_if_finite, make_optimizer
   opt = make_optimizer(OptimConfig(lr=0.1, grad_clip=1.0), 10)
   params = {"w": jnp.arange(6.0).reshape(2, 3), "b": jnp.ones(3)}
   state = TrainState(step=jnp.array(0), params=params, opt_state=opt.init(params),

@@ -72,8 +72,8 @@ def head_logp_entropy(h_xD, w_DxV, tokens_x, temperature: float):
   dz = g_logp onehot(y) - p (g_logp + g_H (z - E_p[z])) in one element-wise pass over
   [x, V] with no reduction (autodiff of the softmaxes takes several, and under
   `jax.checkpoint` its backward asks for the max and the exp-sum again, which it is left
-  to XLA to drop). The weight gradient
-  is dw = (h^T) dz / temperature with the small h^T materialised first behind an
+  to XLA to drop). The weight gradient is dw = (h^T) dz / temperature with the small
+  h^T materialised first behind an
   `optimization_barrier`: autodiff's h^T dz made XLA:CPU write the [x, V] cotangent
   transposed (a strided copy at about 0.6 GB/s, more than the product's time) and run a
   transposed-operand product. Checked against autodiff of the plain formulas in
