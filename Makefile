@@ -32,9 +32,13 @@ $(ORACLE_VENV)/.installed:
 
 oracle: $(ORACLE_VENV)/.installed
 
-# Pretrains the testbed's base model, runs GRPO, writes $(WORKDIR)/summary.json.
+# Pretrains the testbed's base model, runs GRPO, writes $(WORKDIR)/summary.json. On a
+# host whose JAX backend is the CPU, as one CPU device per core with the update on one
+# of them (rljax/cpu_devices.py, `mesh.train_devices`): each core samples its own rows.
+CPU_SPLIT := --cpu_devices -1 --config.mesh.train_devices=1
 demo: setup
-	$(PY) -m launch.train --config $(CONFIG) --workdir $(WORKDIR)
+	$(PY) -m launch.train --config $(CONFIG) --workdir $(WORKDIR) $$($(PY) -c \
+	    'import jax; print("$(CPU_SPLIT)" if jax.default_backend() == "cpu" else "")')
 
 # rljax vs TRL / HF generate / plain torch on one GRPO workload (benchmarks/README.md);
 # sets up the peers' own environment on first use. About 22 minutes on 2 cores.

@@ -1,7 +1,7 @@
 """rljax's side of `benchmarks.run`: one case of the workload, timed, as one JSON line.
 
   .venv/bin/python -m benchmarks.rljax_side {decode64,decode256,step,train,large,matmul}
-      [--cpu_devices N]
+      [--cpu_devices N] [--train_devices N]
   (decode64_scan, step_scan, train_scan: the same with `model.scan_layers = True`)
 
 Every case builds the workload's model (`workload.json`) with rljax's own code and
@@ -12,6 +12,9 @@ advantages, the reference's training-forward log-probs, one on-policy update who
 forward also gives the old log-probs: `trainer.scores_before_update`), on a mesh whose
 data axis spans this process's devices: the one CPU device JAX makes of a host, or with
 `--cpu_devices -1` one per core (`rljax.cpu_devices`, as the launch commands' flag).
+`--train_devices 1` (as `mesh.train_devices`): the update and the scorings on the first
+device, the sampling on all (`sharding.train_and_rollout_meshes`), the parameters moved
+onto the rollout mesh at every sampling call, as the trainer does.
 Each figure is the median of `--repeats` runs after one warm-up run (which also
 compiles: its time is reported as the first-step time).
 """
@@ -36,6 +39,7 @@ from rljax.rl.losses import LossConfig
 from rljax.rl.update import make_step_fns
 
 G = WORKLOAD["grpo"]
+TRAIN_DEVICES = [-1]  # `--train_devices`, as `mesh.train_devices`: read by `Setup`
 
 
 def model_config(m: dict, max_seq_len: int, dtype: str = "float32",
@@ -69,12 +73,14 @@ def _minor_faults() -> int:
 
 
 class Setup:
-  """The workload's state, step functions and prompts on one device."""
+  """The workload's state, step functions and prompts on this process's meshes."""
 
   def __init__(self, m: dict, max_new: int, dtype: str = "float32", scan_layers: bool = False,
                prompts: int = G["num_prompts"], attention: str = "rljax"):
     self.cfg = model_config(m, G["prompt_length"] + max_new, dtype, scan_layers, attention)
-    self.mesh = sharding.make_mesh(-1, 1, 1)  # the batch split over every device
+    # The batch split over every device (the update's over the first TRAIN_DEVICES).
+    self.mesh, self.rollout_mesh = sharding.train_and_rollout_meshes(
+        -1, 1, 1, train_devices=TRAIN_DEVICES[0])
     o = WORKLOAD["optimizer"]
     opt = train_state.make_optimizer(OptimConfig(lr=o["lr"], grad_clip=o["max_grad_norm"],
                                                  b1=o["betas"][0], b2=o["betas"][1],
@@ -104,8 +110,9 @@ class Setup:
 
   def sample(self):
     self.calls += 1
-    with jax.set_mesh(self.mesh):
-      return sampler.sample(self.graphdef, self.state.params, self.prompt, self.pmask,
+    with jax.set_mesh(self.rollout_mesh):
+      return sampler.sample(self.graphdef, sharding.onto(self.rollout_mesh, self.state.params),
+                            self.prompt, self.pmask,
                             jax.random.key(WORKLOAD["seeds"]["sampling"] + self.calls),
                             cfg=self.sampling, group_size=G["num_generations"])
 
@@ -263,14 +270,18 @@ def main(argv=None):
   ap.add_argument("--repeats", type=int, default=WORKLOAD["timing"]["repeats"])
   ap.add_argument("--cpu_devices", type=int, default=0,
                   help="as the launch commands' flag: -1 one CPU device per core, 0 JAX's own")
+  ap.add_argument("--train_devices", type=int, default=-1,
+                  help="as mesh.train_devices: the update on the first N devices, -1 all")
   args = ap.parse_args(argv)
   # As the launch commands do (`launch.cli.start_host`; RLJAX_KEEP_FREED_MEMORY=0: not).
   host_memory.keep_freed_memory()
   if args.cpu_devices:
     cpu_devices.use(args.cpu_devices)
+  TRAIN_DEVICES[0] = args.train_devices
   out = CASES[args.case](args.repeats)
   out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
   print(json.dumps({"side": "rljax", "case": args.case, "cpu_devices": len(jax.devices()),
+                    "train_devices": args.train_devices,
                     **out}))
 
 

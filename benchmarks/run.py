@@ -10,10 +10,13 @@ round r + 1, so a slow stretch of this shared machine lands on both. Each proces
 `repeats` runs after a warm-up; a figure is the median over rounds x repeats, with its
 spread (min, max). Ratios are rljax's speed over the peer's, measured in the same run.
 
-rljax runs as the launch commands do by default, on the one CPU device JAX makes of a
-host; the cases of `PER_CORE` run again on one CPU device per core (`--cpu_devices -1`,
-`rljax.cpu_devices`: the batch split over the cores), each right after its headline
-case: the JSON's `per_core` object.
+rljax runs as `make demo` runs the testbed (`HEADLINE`): one CPU device per core
+(`--cpu_devices -1`, `rljax.cpu_devices`), the sampling's rollouts split over them and
+the update on one of them (`mesh.train_devices = 1`). The cases of `VARIANT_CASES` run
+again in each of `VARIANTS`, each right after its headline case: on the one CPU device
+JAX makes of a host (the launch commands' default), and on one device per core for
+everything (the update data-parallel over the cores): the JSON's `one_device` and
+`per_core` objects.
 """
 
 from __future__ import annotations
@@ -41,7 +44,10 @@ PAIRS = [("decode64", "decode64"), ("decode256", "decode256"), ("step", "trl_ste
          ("train_bf16", "train_bf16"), ("matmul_bf16", "matmul_bf16"),
          # rljax with its layers scanned (`model.scan_layers`), against the same peers.
          ("decode64_scan", None), ("step_scan", None), ("train_scan", None)]
-PER_CORE = ("decode64", "decode256", "step", "train", "large")
+# rljax_side's (--cpu_devices, --train_devices) of the headline and of each variant.
+HEADLINE = (-1, 1)
+VARIANTS = {"one_device": (0, -1), "per_core": (-1, -1)}
+VARIANT_CASES = ("decode64", "decode256", "step", "train", "large")
 
 
 def peers_python() -> pathlib.Path:
@@ -58,15 +64,16 @@ def peers_python() -> pathlib.Path:
 
 
 def run_case(side: str, case: str, peers_py: pathlib.Path, repeats: int,
-             cpu_devices: int = 0) -> dict:
+             devices: tuple[int, int] = HEADLINE) -> dict:
+  """One process of `case`; rljax's on `devices` (--cpu_devices, --train_devices)."""
   if side == "rljax":
     cmd = [sys.executable, "-m", "benchmarks.rljax_side", case, "--repeats", str(repeats),
-           "--cpu_devices", str(cpu_devices)]
+           "--cpu_devices", str(devices[0]), "--train_devices", str(devices[1])]
   else:
     cmd = [str(peers_py), str(HERE / "peers" / "torch_side.py"), case,
            "--repeats", str(repeats)]
-  print(f"  {side}: {case}" + (" (one device per core)" if cpu_devices else ""),
-        file=sys.stderr, flush=True)
+  print(f"  {side}: {case}" + (f" (cpu_devices, train_devices = {devices})"
+                               if side == "rljax" else ""), file=sys.stderr, flush=True)
   out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
                        env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
   lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
@@ -159,20 +166,29 @@ def summarize(results: dict) -> dict:
   scan["ratios"] = {
       "decode_speedup_vs_hf_64": vs_hf(scan, 64),
       **vs_peers(scan["grpo_step_s"], scan["train_fwd_bwd_ref_s"])}
-  core = {"cpu_devices": r["decode64_per_core"][0]["cpu_devices"],
-          "decode_tokens_per_s_64": tok_s(r["decode64_per_core"]),
-          "decode_tokens_per_s_256": tok_s(r["decode256_per_core"]),
-          "grpo_step_s": pooled(r["step_per_core"]),
-          "grpo_step_split_s": step_split_of(r["step_per_core"]),
-          "train_fwd_bwd_ref_s": pooled(r["train_per_core"]),
-          "large_flops_per_s": flop_s(r["large_per_core"])}
-  core["ratios"] = {
-      "decode_speedup_vs_hf_64": vs_hf(core, 64), "decode_speedup_vs_hf_256": vs_hf(core, 256),
-      **vs_peers(core["grpo_step_s"], core["train_fwd_bwd_ref_s"]),
-      "mfu_large": core["large_flops_per_s"]["median"] / peak(peak_xla)}
-  return {"rljax": rl, "peers": peers,
+
+  def variant(name: str) -> dict:
+    """The `VARIANT_CASES` figures and ratios of one of `VARIANTS`."""
+    runs = {c: r[f"{c}_{name}"] for c in VARIANT_CASES}
+    v = {"cpu_devices": runs["decode64"][0]["cpu_devices"],
+         "train_devices": VARIANTS[name][1],
+         "decode_tokens_per_s_64": tok_s(runs["decode64"]),
+         "decode_tokens_per_s_256": tok_s(runs["decode256"]),
+         "grpo_step_s": pooled(runs["step"]), "grpo_step_split_s": step_split_of(runs["step"]),
+         "train_fwd_bwd_ref_s": pooled(runs["train"]),
+         "large_flops_per_s": flop_s(runs["large"])}
+    v["ratios"] = {
+        "decode_speedup_vs_hf_64": vs_hf(v, 64), "decode_speedup_vs_hf_256": vs_hf(v, 256),
+        **vs_peers(v["grpo_step_s"], v["train_fwd_bwd_ref_s"]),
+        "mfu_large": v["large_flops_per_s"]["median"] / peak(peak_xla)}
+    return v
+
+  return {"rljax": {"cpu_devices": r["decode64"][0]["cpu_devices"],
+                    "train_devices": HEADLINE[1], **rl},
+          "peers": peers,
           "peak_matmul_flops_per_s": {"xla": peak(peak_xla), "torch": peak(peak_torch)},
-          "ratios": ratios, "bfloat16": bf16, "scan_layers": scan, "per_core": core}
+          "ratios": ratios, "bfloat16": bf16, "scan_layers": scan,
+          **{name: variant(name) for name in VARIANTS}}
 
 
 def main(argv=None):
@@ -188,9 +204,10 @@ def main(argv=None):
     print(f"round {rnd + 1}/{args.rounds}", file=sys.stderr, flush=True)
     for mine, theirs in PAIRS:
       results["rljax"].setdefault(mine, []).append(run_case("rljax", mine, py, args.repeats))
-      if mine in PER_CORE:
-        results["rljax"].setdefault(f"{mine}_per_core", []).append(
-            run_case("rljax", mine, py, args.repeats, cpu_devices=-1))
+      if mine in VARIANT_CASES:
+        for name, devices in VARIANTS.items():
+          results["rljax"].setdefault(f"{mine}_{name}", []).append(
+              run_case("rljax", mine, py, args.repeats, devices))
       if theirs:
         results["peers"].setdefault(theirs, []).append(run_case("peers", theirs, py,
                                                                 args.repeats))

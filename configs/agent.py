@@ -95,7 +95,7 @@ def get_config(arg: str = ""):
   c.eval.samples = 2
   c.eval.unseen_seed = 1_000_000
 
-  c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, model=1))
+  c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, model=1, train_devices=-1))
 
   if "runlocal" in opts:
     c.cold_start.demos = 256

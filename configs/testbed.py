@@ -141,7 +141,9 @@ def get_config(arg: str = ""):
       answer_field="answer", tfds_data_dir="", reasoning_gym_task="basic_arithmetic", train_size=2000,
       eval_size=0, prompt_template="chat", skip_bad_rows=False, last_number_fallback=False))
 
-  c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, model=1))
+  # train_devices: the update on the first N devices (-1 all), sampling on all; on a CPU
+  # host as one device per core (`--cpu_devices -1`), 1 is fastest (`make demo` sets it).
+  c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, model=1, train_devices=-1))
   c.eval = ml_collections.ConfigDict(dict(n_samples=16, batch_rollouts=1024))
 
   if "v1" not in opts:

@@ -51,9 +51,9 @@ def define_cpu_devices():
   return flags.DEFINE_integer(
       "cpu_devices", 0, "Run on this many CPU devices (JAX_PLATFORMS=cpu); -1: one per "
       "core, and a config's data axis (mesh.data = -1) then splits the batch over the "
-      "cores (decode 17-27% faster on 2 cores, large updates slower: "
-      "rljax/cpu_devices.py). 0: the devices JAX finds. With --dry_run, e.g. 32 sizes a "
-      "pod slice on a laptop.")
+      "cores (decode 17-27% faster on 2 cores); with --config.mesh.train_devices=1 the "
+      "update stays on one of them, as `make demo` runs (rljax/cpu_devices.py). 0: the "
+      "devices JAX finds. With --dry_run, e.g. 32 sizes a pod slice on a laptop.")
 
 
 def start_host(cpu_devices: int) -> None:

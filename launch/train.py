@@ -31,8 +31,9 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def _dry_run(cfg) -> None:
   from rljax import sharding, sizing  # pylint: disable=import-outside-toplevel
-  mesh = sharding.make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.model)
-  plan = sizing.plan(cfg, mesh)
+  mesh, _ = sharding.train_and_rollout_meshes(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.model,
+                                              cfg.mesh.train_devices)
+  plan = sizing.plan(cfg, mesh)  # the update's devices: where the memory is
   if _DEVICE_GIB.value:
     plan["device_bytes"] = int(_DEVICE_GIB.value * 1024 ** 3)
   print(sizing.format_plan(plan))

@@ -206,11 +206,26 @@ class RLConfig:
 
 @dataclasses.dataclass(frozen=True)
 class MeshConfig:
-  """Device mesh shape; -1 takes the remaining devices. Batch is split over data x fsdp."""
+  """Device mesh shape; -1 takes the remaining devices. Batch is split over data x fsdp.
+
+  Attributes:
+    train_devices: the devices the update (and the scorings) runs on, the first ones:
+      -1 all. Sampling (rollouts, evaluation, probes) always runs on every device, its
+      rollouts split over them (`sharding.rollout_mesh`). On a CPU host as one device
+      per core (`--cpu_devices -1`), 1 is the fastest split: each core decodes its own
+      rows, while an update replicated per core would run AdamW on every replica
+      (benchmarks/README.md). One process only.
+  """
 
   data: int = -1
   fsdp: int = 1
   model: int = 1
+  train_devices: int = -1
+
+  def __post_init__(self):
+    if self.train_devices != -1 and self.train_devices < 1:
+      raise ValueError(f"mesh.train_devices must be -1 (all) or a positive count, "
+                       f"got {self.train_devices}")
 
 
 @dataclasses.dataclass(frozen=True)

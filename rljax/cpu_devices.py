@@ -11,12 +11,15 @@ and the 256-token decode 20-27%, its training as fast as on one device, the test
 demo 10% faster (benchmarks/README.md). The devices share XLA's one host thread pool,
 so a product that runs alone still uses every core.
 
-The costs: results are those of a data-parallel run (each device's gradient summed
-across devices), equal to one device's up to float summation order, not bit-equal; the
-host holds each device's buffers (the testbed demo's peak RSS 2.5 -> 4.3 GB); and
-larger models' updates run slower (the benchmark's 94M-parameter update 30%: AdamW
-runs on every device's replica, each product on half the rows). Hence a flag, not the
-default. The same setting simulates a pod slice's devices for `launch.train --dry_run`.
+The costs of an update split over the cores too: results are those of a data-parallel
+run (each device's gradient summed across devices), equal to one device's up to float
+summation order, not bit-equal; the host holds each device's buffers (the testbed
+demo's peak RSS 2.5 -> 4.3 GB); and larger models' updates run slower (the benchmark's
+94M-parameter update 30%: AdamW runs on every device's replica, each product on half
+the rows). So `make demo` keeps the update on one of them (`mesh.train_devices = 1`,
+`sharding.train_and_rollout_meshes`) and samples on all: the split `benchmarks.run`
+reports as rljax's headline. The same setting simulates a pod slice's devices for
+`launch.train --dry_run`.
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ def _one_shot_task(setup: Setup, optimizer, sh, workdir: str) -> Restreamed:
     writer = MetricsWriter(hist_dir, "metrics")
     trainer = RLTrainer(cfg, setup.graphdef, optimizer, sh, setup.mesh,
                         Restreamed(task, tuple(pool)), setup.tok, hist_dir, writer,
-                        base_params=setup.base_params)
+                        base_params=setup.base_params, rollout_mesh=setup.rollout_mesh)
     fresh = train_state.new_state(setup.base_params, optimizer, sh, cfg.seed, True)
     history = one_shot.collect_history(trainer, fresh, pool,
                                        cfg.intervention.one_shot_history_steps)
@@ -130,7 +130,7 @@ def run(cfg: ExperimentConfig, workdir: str) -> dict:
     writer = MetricsWriter(workdir, "metrics", resume_step=ckpt_step)
     trainer = RLTrainer(cfg, setup.graphdef, optimizer, sh, setup.mesh, train_task, setup.tok,
                         workdir, writer, evaluate=periodic_eval,
-                        base_params=setup.base_params)
+                        base_params=setup.base_params, rollout_mesh=setup.rollout_mesh)
     state = trainer.restore_or(state)
     state = trainer.run(state)
     writer.close()

@@ -20,6 +20,8 @@ KV heads fewer than the model axis are replicated (the usual GQA layout).
 
 from __future__ import annotations
 
+import contextlib
+
 import jax
 import numpy as np
 from flax import nnx
@@ -55,6 +57,48 @@ def make_mesh(data: int = -1, fsdp: int = 1, model: int = 1, devices=None) -> ja
                      f"devices, {len(devices)} available")
   return jax.make_mesh(tuple(shape), MESH_AXES, axis_types=(AxisType.Auto,) * 3,
                        devices=devices)
+
+
+def train_and_rollout_meshes(data: int, fsdp: int, model: int, train_devices: int = -1,
+                             devices=None):
+  """(the update's mesh, the sampler's mesh) of a config's `mesh` section.
+
+  train_devices = -1: one mesh over every device for both. n: the update's (data, fsdp,
+  model) mesh over the first n devices, and the sampler's over every device, the
+  rollouts split over its data axis and the model axis as the update's. One process
+  only: the parameters move between the two within this process (`onto`).
+  """
+  devices = jax.devices() if devices is None else devices
+  if train_devices == -1 or train_devices == len(devices):
+    mesh = make_mesh(data, fsdp, model, devices)
+    return mesh, mesh
+  if train_devices > len(devices):
+    raise ValueError(f"mesh.train_devices = {train_devices}, but only {len(devices)} "
+                     f"devices are available")
+  if jax.process_count() > 1:
+    raise ValueError(f"mesh.train_devices = {train_devices} needs one process; this run "
+                     f"has {jax.process_count()} (use -1: every device)")
+  return (make_mesh(data, fsdp, model, devices[:train_devices]),
+          make_mesh(-1, 1, model, devices))
+
+
+def onto(mesh, tree):
+  """`tree`'s arrays on `mesh`, replicated, where they live on other devices (the
+  parameters of an update on fewer devices than the rollout mesh: `mesh.train_devices`).
+  Arrays already on the mesh's devices stay as they are (the sampler lays its weights
+  out itself), and everything stays for mesh None."""
+  if mesh is None:
+    return tree
+  target, devices = replicated(mesh), set(mesh.devices.flat)
+  def one(x):
+    on_mesh = not isinstance(x, jax.Array) or set(x.sharding.device_set) == devices
+    return x if on_mesh else jax.device_put(x, target)
+  return jax.tree.map(one, tree)
+
+
+def using(mesh):
+  """`jax.set_mesh(mesh)`; for None, the ambient mesh stays."""
+  return contextlib.nullcontext() if mesh is None else jax.set_mesh(mesh)
 
 
 def batch_devices(mesh) -> int:

@@ -94,7 +94,9 @@ class Setup:
 
   Attributes:
     cfg: the run's config, its sampling EOS / pad ids set from the tokenizer.
-    mesh: the device mesh (enter it with `jax.set_mesh(setup.mesh)`).
+    mesh: the update's device mesh (enter it with `jax.set_mesh(setup.mesh)`).
+    rollout_mesh: the sampler's (`sharding.train_and_rollout_meshes`); `evaluate`
+      samples on it.
     task, tok: the task and its tokenizer.
     model_cfg, graphdef, base_params: the base model.
     verifier: the held-out verifier's sandbox, started on first use.
@@ -102,6 +104,7 @@ class Setup:
 
   cfg: ExperimentConfig
   mesh: object
+  rollout_mesh: object
   task: Task
   tok: BatchTokenizer
   model_cfg: object
@@ -127,7 +130,8 @@ class Setup:
                          key=prng.eval_key(self.cfg.seed, tag),
                          batch_rollouts=self.cfg.eval.batch_rollouts,
                          verify=lambda calls: self.verifier.score(calls)[0],
-                         steps_verify=self.task.steps_verify, observe=observe)
+                         steps_verify=self.task.steps_verify, observe=observe,
+                         mesh=self.rollout_mesh)
 
   def greedy_counts(self, params, tag: str) -> np.ndarray:
     """Per held-out problem, whether greedy decoding (top-k 1, i.e. temperature 0) is
@@ -181,10 +185,11 @@ def prepare(cfg: ExperimentConfig, workdir: str) -> Setup:
   mesh is also entered here for the base model.
   """
   os.makedirs(workdir, exist_ok=True)
-  mesh = sharding.make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.model)
+  mesh, rollout_mesh = sharding.train_and_rollout_meshes(
+      cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.model, cfg.mesh.train_devices)
   check_mesh(cfg, sharding.batch_devices(mesh))
   if cfg.model.checkpoint:
-    return _prepare_checkpoint(cfg, mesh)
+    return _prepare_checkpoint(cfg, mesh, rollout_mesh)
   task = TestbedTask(cfg.task, cfg.seed)
   tok = _tokenizer(task, cfg, workdir)
   check_overlong_buffer(cfg, task, tok)
@@ -195,10 +200,10 @@ def prepare(cfg: ExperimentConfig, workdir: str) -> Setup:
   cfg = _with_special_ids(cfg, tok)
   with jax.set_mesh(mesh):
     graphdef, base_params = _base_params(cfg, model_cfg, task, tok, mesh, workdir)
-  return Setup(cfg, mesh, task, tok, model_cfg, graphdef, base_params)
+  return Setup(cfg, mesh, rollout_mesh, task, tok, model_cfg, graphdef, base_params)
 
 
-def _prepare_checkpoint(cfg: ExperimentConfig, mesh) -> Setup:
+def _prepare_checkpoint(cfg: ExperimentConfig, mesh, rollout_mesh) -> Setup:
   """A real model (HF directory or GGUF file) on a real dataset: no pretraining."""
   path = cfg.model.checkpoint
   path = gguf_io.smollm2_path() if path == "smollm2" else path
@@ -213,5 +218,5 @@ def _prepare_checkpoint(cfg: ExperimentConfig, mesh) -> Setup:
   graphdef, state = nnx.split(model, nnx.Param)
   task = TextTask(cfg.data, tok, cfg.seed, cfg.prompt_len)
   check_overlong_buffer(cfg, task, tok)
-  return Setup(_with_special_ids(cfg, tok), mesh, task, tok, model.cfg, graphdef,
+  return Setup(_with_special_ids(cfg, tok), mesh, rollout_mesh, task, tok, model.cfg, graphdef,
                nnx.to_pure_dict(state))

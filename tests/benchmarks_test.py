@@ -33,7 +33,7 @@ def test_summary_ratios_are_rljax_over_the_peer_measured_in_the_run():
   flops = 2 * 2048 ** 3
   results = {
       "rljax": {
-          "decode64": _runs(tokens_per_s_all=[300.0, 300.0, 300.0]),
+          "decode64": _runs(tokens_per_s_all=[300.0, 300.0, 300.0], cpu_devices=2),
           "decode256": _runs(tokens_per_s_all=[200.0, 220.0, 180.0]),
           "step": _runs(times_s=[1.0, 1.0, 1.0], first_s=5.0, compiles_after_first_step=0,
                         split_median_s={"sample_s": 0.5, "update_s": 0.5}),
@@ -50,6 +50,11 @@ def test_summary_ratios_are_rljax_over_the_peer_measured_in_the_run():
           "step_per_core": _runs(times_s=[0.85] * 3, split_median_s={"sample_s": 0.25}),
           "train_per_core": _runs(times_s=[3.0] * 3),
           "large_per_core": _runs(times_s=[1.0] * 3, model_flops=flops),
+          "decode64_one_device": _runs(tokens_per_s_all=[150.0] * 3, cpu_devices=1),
+          "decode256_one_device": _runs(tokens_per_s_all=[120.0] * 3),
+          "step_one_device": _runs(times_s=[2.0] * 3, split_median_s={"sample_s": 0.75}),
+          "train_one_device": _runs(times_s=[2.0] * 3),
+          "large_one_device": _runs(times_s=[0.25] * 3, model_flops=flops),
       },
       "peers": {
           "decode64": _runs(tokens_per_s_all=[100.0] * 3),
@@ -80,8 +85,19 @@ def test_summary_ratios_are_rljax_over_the_peer_measured_in_the_run():
   assert scan["decode_speedup_vs_hf_64"] == pytest.approx(2.5)
   assert scan["step_speedup_vs_trl"] == pytest.approx(2.0)
   assert scan["train_speedup_vs_torch"] == pytest.approx(2.0)
-  core = out["per_core"]   # one CPU device per core, against the same peers
-  assert core["cpu_devices"] == 2 and core["grpo_step_split_s"] == {"sample_s": 0.25}
+  # The headline runs as `make demo`: one device per core, the update on one of them.
+  assert (out["rljax"]["cpu_devices"], out["rljax"]["train_devices"]) == (2, 1)
+  one = out["one_device"]   # the variants, against the same peers
+  assert (one["cpu_devices"], one["train_devices"]) == (1, -1)
+  assert one["grpo_step_split_s"] == {"sample_s": 0.75}
+  assert one["ratios"]["decode_speedup_vs_hf_64"] == pytest.approx(1.5)
+  assert one["ratios"]["decode_speedup_vs_hf_256"] == pytest.approx(1.2)
+  assert one["ratios"]["step_speedup_vs_trl"] == pytest.approx(0.85)
+  assert one["ratios"]["train_speedup_vs_torch"] == pytest.approx(1.5)
+  assert one["ratios"]["mfu_large"] == pytest.approx(1 / 25)
+  core = out["per_core"]
+  assert (core["cpu_devices"], core["train_devices"]) == (2, -1)
+  assert core["grpo_step_split_s"] == {"sample_s": 0.25}
   assert core["ratios"]["decode_speedup_vs_hf_64"] == pytest.approx(3.6)
   assert core["ratios"]["decode_speedup_vs_hf_256"] == pytest.approx(2.5)
   assert core["ratios"]["step_speedup_vs_trl"] == pytest.approx(2.0)

@@ -53,6 +53,8 @@ def test_each_control_gives_advantage_variance_on_base_rollouts(base_dir, tmp_pa
   c = testbed_config.get_config("runlocal")
   c.rl.update(steps=1, eval_every=0)
   c.intervention.reward_mode = mode
+  if mode == "wrong_label":  # the base model's samples on every device, the update on one
+    c.mesh.train_devices = 1
   experiment.run(from_config_dict(c), str(tmp_path))
   (row,) = read_rows(os.path.join(tmp_path, "metrics.jsonl"))
   # Some group's control rewards differ: its advantages are not all zero.

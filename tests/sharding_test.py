@@ -6,7 +6,7 @@ import pytest
 
 from rljax import sharding
 from rljax.rl import train_state
-from rljax.config import OptimConfig
+from rljax.config import MeshConfig, OptimConfig
 from rljax.model.config import get_preset
 from rljax.rl.sft import make_sft_step
 
@@ -19,6 +19,29 @@ def test_mesh_shapes_and_errors():
     sharding.make_mesh(data=4, fsdp=2, model=2)
   with pytest.raises(ValueError, match="at most one"):
     sharding.make_mesh(data=-1, fsdp=-1)
+
+
+def test_update_and_rollout_meshes_and_moving_params_onto_the_rollout_mesh():
+  same = sharding.train_and_rollout_meshes(-1, 2, 2)
+  assert same[0] is same[1] and same[0].devices.size == 8
+  train, rollout = sharding.train_and_rollout_meshes(-1, 1, 2, train_devices=2)
+  assert dict(train.shape) == {"data": 1, "fsdp": 1, "model": 2}
+  assert list(train.devices.flat) == jax.devices()[:2]
+  assert dict(rollout.shape) == {"data": 4, "fsdp": 1, "model": 2}  # every device
+  with pytest.raises(ValueError, match="train_devices = 9, but only 8 devices"):
+    sharding.train_and_rollout_meshes(-1, 1, 1, train_devices=9)
+  with pytest.raises(ValueError, match="train_devices must be -1"):
+    MeshConfig(train_devices=0)
+
+  x = jax.device_put(np.arange(8.0), sharding.replicated(train))
+  on_rollout = jax.device_put(np.ones(8), sharding.batch_sharding(rollout, 1))
+  moved = sharding.onto(rollout, {"w": x, "b": on_rollout, "n": np.zeros(2)})
+  assert moved["w"].sharding.device_set == set(jax.devices())
+  assert moved["w"].sharding.is_fully_replicated
+  np.testing.assert_array_equal(moved["w"], np.arange(8.0))
+  assert moved["b"] is on_rollout and isinstance(moved["n"], np.ndarray)  # left as they are
+  assert x.sharding.device_set == set(jax.devices()[:2])                 # a copy
+  assert sharding.onto(None, x) is x
 
 
 def test_born_sharded_state_and_sharded_step():

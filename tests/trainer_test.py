@@ -1,5 +1,6 @@
 """The whole pipeline on a tiny config: a two-step run, resume == uninterrupted, no recompiles."""
 
+import dataclasses
 import json
 import os
 
@@ -15,7 +16,7 @@ from rljax.rl import sampler, trainer, update
 from rljax.rl.train_state import TrainState, apply_if_finite, make_optimizer
 from rljax.analysis import traces
 from rljax.checkpoint import Checkpointer
-from rljax.config import OptimConfig, from_config_dict
+from rljax.config import MeshConfig, OptimConfig, from_config_dict
 from rljax.metrics import read_rows
 from rljax.tasks import testbed
 from tests.config_test import load
@@ -206,7 +207,8 @@ def test_non_finite_updates_are_skipped_then_stop(tmp_path, monkeypatch):
 
 def test_eval_command_compares_with_base(tmp_path):
   from rljax.analysis import evaluate_workdir
-  cfg = tiny_config(2)
+  # The update on one device, the rollouts, evaluations and probes on all 8.
+  cfg = dataclasses.replace(tiny_config(2), mesh=MeshConfig(train_devices=1))
   experiment.run(cfg, str(tmp_path))
   report = evaluate_workdir.evaluate(cfg, str(tmp_path), "latest", n=8, compare_to="base",
                                  probe_n=2)

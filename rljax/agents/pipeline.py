@@ -133,7 +133,9 @@ def run(cfg: AgentConfig, workdir: str) -> dict:
   os.makedirs(workdir, exist_ok=True)
   write_json(json.loads(json.dumps(dataclasses.asdict(cfg), default=str)),
              os.path.join(workdir, "config.json"))
-  mesh = sharding.make_mesh(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.model)
+  # Agents play on one device (`evaluation.play`); they train on the update's mesh.
+  mesh, _ = sharding.train_and_rollout_meshes(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.model,
+                                              cfg.mesh.train_devices)
   rollouts = cfg.rl.envs_per_step * cfg.rl.group_size
   if rollouts % sharding.batch_devices(mesh) or cfg.cold_start.batch_size % sharding.batch_devices(mesh):
     raise ValueError(f"rl.envs_per_step * rl.group_size ({rollouts}) and "

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from rljax import distributed
+from rljax import distributed, sharding
 from rljax.rl import sampler as sampler_lib
 from rljax.analysis.intervals import cover_at
 from rljax.analysis.passk import pass_at_k_curve
@@ -41,26 +41,30 @@ class Samples(NamedTuple):
 
 def sample_counts(graphdef, params, problems, tokenizer, *, n: int, prompt_len: int,
                   sampling: sampler_lib.SamplingConfig, key, batch_rollouts: int, verify,
-                  steps_verify=None, observe=None) -> Samples:
+                  steps_verify=None, observe=None, mesh=None) -> Samples:
   """n samples per problem, verified.
 
   `verify([(problem, completion), ...]) -> scores` (a score > 0 counts as correct);
   `steps_verify(problem, completion) -> bool` checks a right answer's steps;
   `observe(problem, texts [n], right [n])`, when given, sees every problem's samples.
+  `mesh`: the mesh to sample on (a run's rollout mesh); None: the ambient one.
   """
   q = max(1, batch_rollouts // n)
   counts = np.zeros(len(problems), np.int64)
   cot_counts = np.zeros(len(problems), np.int64) if steps_verify else None
   ent_sums, tokens = np.zeros(len(problems)), np.zeros(len(problems))
   starts = range(0, len(problems), q)
+  params = sharding.onto(mesh, params)  # once, not per batch
   # Long evaluations (n = 1024: minutes) show their progress; short ones stay quiet.
   for start in tqdm(starts, desc=f"sampling n={n}", leave=False, disable=len(starts) < 8,
                     dynamic_ncols=True):
     chunk = problems[start:start + q]
     padded = chunk + [chunk[-1]] * (q - len(chunk))
     prompts, pmask = tokenizer.encode_prompts([p.prompt for p in padded], prompt_len)
-    out = sampler_lib.sample(graphdef, params, prompts, pmask,
-                             jax.random.fold_in(key, start), cfg=sampling, group_size=n)
+    batch_key = sharding.onto(mesh, jax.random.fold_in(key, start))
+    with sharding.using(mesh):
+      out = sampler_lib.sample(graphdef, params, prompts, pmask, batch_key, cfg=sampling,
+                               group_size=n)
     out = distributed.to_host(out)
     texts = tokenizer.decode_completions(out.tokens)
     keep = len(chunk) * n

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from rljax import distributed, sharding
 from rljax.rl import sampler as sampler_lib
 from rljax.rl.logprobs import sequence_inputs, token_logp_entropy
 
@@ -67,8 +68,11 @@ def rank_and_perplexity(setup, rl_params, n: int, key) -> dict:
              samples=0, correct=0)
   for start, chunk, padded in _batches(task.eval_problems, n, cfg.eval.batch_rollouts):
     prompt, pmask = tok.encode_prompts([p.prompt for p in padded], cfg.prompt_len)
-    out = sampler_lib.sample(setup.graphdef, rl_params, prompt, pmask,
-                             jax.random.fold_in(key, start), cfg=cfg.sampling, group_size=n)
+    params, batch_key = sharding.onto(setup.rollout_mesh,
+                                      (rl_params, jax.random.fold_in(key, start)))
+    with sharding.using(setup.rollout_mesh):
+      out = distributed.to_host(sampler_lib.sample(setup.graphdef, params, prompt, pmask,
+                                                   batch_key, cfg=cfg.sampling, group_size=n))
     prompt_B, pmask_B = np.repeat(prompt, n, 0), np.repeat(pmask, n, 0)
     base_logp, rank = jax.device_get(token_logp_rank(
         setup.graphdef, setup.base_params, prompt_B, pmask_B, out.tokens, temp))
@@ -103,9 +107,12 @@ def hybrid_accuracy(setup, base_params, expert_params, n: int, threshold: float,
   routed = tokens = 0.0
   for start, chunk, padded in _batches(task.eval_problems, n, cfg.eval.batch_rollouts):
     prompt, pmask = tok.encode_prompts([p.prompt for p in padded], cfg.prompt_len)
-    out, routed_BxT = sampler_lib.hybrid_sample(
-        setup.graphdef, base_params, expert_params, prompt, pmask,
-        jax.random.fold_in(key, start), np.float32(threshold), cfg=cfg.sampling, group_size=n)
+    base, expert, batch_key = sharding.onto(
+        setup.rollout_mesh, (base_params, expert_params, jax.random.fold_in(key, start)))
+    with sharding.using(setup.rollout_mesh):
+      out, routed_BxT = distributed.to_host(sampler_lib.hybrid_sample(
+          setup.graphdef, base, expert, prompt, pmask, batch_key, np.float32(threshold),
+          cfg=cfg.sampling, group_size=n))
     keep = len(chunk) * n
     texts = tok.decode_completions(np.asarray(out.tokens))
     correct += sum(task.reward(chunk[i // n], texts[i]) > 0 for i in range(keep))

@@ -19,7 +19,7 @@ import collections
 
 import numpy as np
 
-from rljax import distributed, prng
+from rljax import distributed, prng, sharding
 from rljax.rl import sampler as sampler_lib
 
 
@@ -27,9 +27,11 @@ class WrongLabels:
   """Per-problem wrong labels from the base model (see module doc)."""
 
   def __init__(self, task, tok, graphdef, base_params, sampling, prompt_len: int,
-               samples: int, batch: int, seed: int, verify):
-    """`verify([(problem, completion), ...]) -> scores`: the run's (sandboxed) verifier."""
-    self.task, self.tok, self.graphdef, self.base_params = task, tok, graphdef, base_params
+               samples: int, batch: int, seed: int, verify, mesh=None):
+    """`verify([(problem, completion), ...]) -> scores`: the run's (sandboxed) verifier;
+    `mesh`: the mesh to sample on (the run's rollout mesh; None: the ambient one)."""
+    self.task, self.tok, self.graphdef, self.mesh = task, tok, graphdef, mesh
+    self.base_params = sharding.onto(mesh, base_params)
     self.sampling, self.prompt_len, self.samples, self.batch = sampling, prompt_len, samples, batch
     self.seed, self.verify = seed, verify
     self.cache: dict[str, object] = {}   # canonical form -> label (None: none found)
@@ -50,10 +52,11 @@ class WrongLabels:
       prompt_QxP, pmask_QxP = self.tok.encode_prompts([p.prompt for _, p in padded],
                                                       self.prompt_len)
       # Deterministic given the run's problem order; checkpoints keep the cache.
-      key = prng.wrong_label_key(self.seed, chunk[0][0])
-      out = distributed.to_host(sampler_lib.sample(self.graphdef, self.base_params, prompt_QxP,
-                                              pmask_QxP, key, cfg=self.sampling,
-                                              group_size=self.samples))
+      key = sharding.onto(self.mesh, prng.wrong_label_key(self.seed, chunk[0][0]))
+      with sharding.using(self.mesh):
+        out = distributed.to_host(sampler_lib.sample(
+            self.graphdef, self.base_params, prompt_QxP, pmask_QxP, key, cfg=self.sampling,
+            group_size=self.samples))
       texts = self.tok.decode_completions(np.asarray(out.tokens))
       k = self.samples
       for q, (canon, problem) in enumerate(chunk):

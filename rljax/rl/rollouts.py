@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from rljax import distributed, prng
+from rljax import distributed, prng, sharding
 from rljax.config import ExperimentConfig
 from rljax.rewards import controls
 from rljax.rewards.sandbox import RewardGuard
@@ -47,6 +47,8 @@ class RolloutContext:
     score_policy: score the rollouts under the pre-update policy here; when False the
       step's update is that scoring (`trainer.scores_before_update`) and the batch's
       "old_logp" / "entropy" stay zeros until the trainer fills them from it.
+    rollout_mesh: the mesh to sample on (`sharding.train_and_rollout_meshes`); None: the
+      ambient one.
   """
 
   cfg: ExperimentConfig
@@ -57,6 +59,7 @@ class RolloutContext:
   reward_guard: RewardGuard
   wrong_labels: WrongLabels | None = None
   score_policy: bool = True
+  rollout_mesh: object = None
 
 
 @dataclasses.dataclass
@@ -99,9 +102,11 @@ def _round(ctx: RolloutContext, params, ref_params, rng, index: int) -> dict:
   """Samples, verifies and (for DRO) scores prompt batch `index` of the stream."""
   cfg, g = ctx.cfg, ctx.cfg.rl.group_size
   problems, prompt, pmask = _prompts(ctx, index)
-  out = distributed.to_host(sampler_lib.sample(ctx.graphdef, params, prompt, pmask,
-                                               prng.rollout_key(rng, index),
-                                               cfg=cfg.sampling, group_size=g))
+  # The parameters and key enter the rollout mesh (`mesh.train_devices`).
+  on_mesh, key = sharding.onto(ctx.rollout_mesh, (params, prng.rollout_key(rng, index)))
+  with sharding.using(ctx.rollout_mesh):
+    out = distributed.to_host(sampler_lib.sample(ctx.graphdef, on_mesh, prompt, pmask, key,
+                                                 cfg=cfg.sampling, group_size=g))
   # Copies: device_get may hand back read-only views, and demonstrations write rows.
   batch = {"prompt": np.repeat(prompt, g, 0), "prompt_mask": np.repeat(pmask, g, 0),
            "tokens": np.array(out.tokens), "mask": np.array(out.mask),

@@ -65,8 +65,9 @@ class RLTrainer:
 
   def __init__(self, cfg: ExperimentConfig, graphdef, optimizer, state_shardings, mesh,
                task: Task, tokenizer: BatchTokenizer, workdir: str, writer, evaluate=None,
-               base_params=None):
-    """`base_params`: the base model's, needed by the wrong-label control."""
+               base_params=None, rollout_mesh=None):
+    """`mesh`: the update's; `rollout_mesh`: the sampler's (None: the ambient mesh);
+    `base_params`: the base model's, needed by the wrong-label control."""
     self.cfg, self.task, self.tok = cfg, task, tokenizer
     if cfg.rl.prompts_per_step % distributed.process_count():
       raise distributed.DistributedError(
@@ -95,11 +96,12 @@ class RLTrainer:
       self.wrong_labels = WrongLabels(
           task, tokenizer, graphdef, base_params, cfg.sampling, cfg.prompt_len,
           cfg.intervention.wrong_label_samples, cfg.rl.prompts_per_step, cfg.seed,
-          verify=lambda calls: distributed.score_shares(self.reward_guard.score, calls)[0])
+          verify=lambda calls: distributed.score_shares(self.reward_guard.score, calls)[0],
+          mesh=rollout_mesh)
     self.rollout_ctx = rollouts.RolloutContext(
         cfg=cfg, task=task, tok=tokenizer, graphdef=graphdef,
         score=self.fns.score, reward_guard=self.reward_guard, wrong_labels=self.wrong_labels,
-        score_policy=self.score_first)
+        score_policy=self.score_first, rollout_mesh=rollout_mesh)
     self.control = controllers.ControlState(entropy_coef=cfg.loss.entropy_coef)
     if self.wrong_labels is not None:  # one dict: checkpoints store the labels
       self.wrong_labels.cache = self.control.wrong_labels

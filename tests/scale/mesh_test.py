@@ -129,6 +129,25 @@ def test_sharded_work_matches_one_device(base_dir, single, shape):
                single["params"])
 
 
+def test_update_on_one_device_samples_on_every_device(base_dir, single):
+  """`mesh.train_devices = 1`: the parameters live on the update's one device; the
+  sampler, on the rollout mesh, splits its rollouts over all 8 and draws the single
+  device's tokens."""
+  train, rollout = sharding.train_and_rollout_meshes(1, 1, 1, train_devices=1)
+  with jax.set_mesh(train):
+    model = hf.load(base_dir, train)
+    graphdef, state = nnx.split(model, nnx.Param)
+    params = nnx.to_pure_dict(state)
+  prompts = np.random.default_rng(1).integers(2, 64, (Q, 5)).astype(np.int32)
+  with jax.set_mesh(train), sharding.using(rollout):
+    out = sampler.sample(graphdef, sharding.onto(rollout, params), prompts,
+                         np.ones_like(prompts), jax.random.key(7), cfg=SAMPLING, group_size=G)
+  assert params["embed"].sharding.device_set == {jax.devices()[0]}
+  assert out.tokens.sharding.is_equivalent_to(sharding.batch_sharding(rollout, 2), 2)
+  assert out.tokens.addressable_shards[0].data.shape == (Q * G // 8, SAMPLING.max_new_tokens)
+  assert np.mean(np.asarray(out.tokens) == single["tokens"]) >= 0.999
+
+
 def test_mesh_that_does_not_fit_the_model_is_refused(base_dir):
   mesh = sharding.make_mesh(1, 1, 8)
   with pytest.raises(ValueError, match=r"n_heads = 4 is not divisible by the mesh's model "
@@ -145,7 +164,8 @@ CONTINUOUS = ("reward_mean", "accuracy", "entropy", "kl", "loss", "grad_norm", "
 @pytest.mark.slow
 def test_runs_on_every_mesh_log_the_same_metrics(tmp_path):
   """Two GRPO steps of the tiny testbed run from one pretrained base on each mesh:
-  every continuous metric within 1e-3 of the (8, 1, 1) run's. (The testbed's 23-token
+  every continuous metric within 1e-3 of the (8, 1, 1) run's; and with the update on one
+  device (`mesh.train_devices = 1`), its rollouts and evaluation on all 8. (The testbed's 23-token
   vocabulary cannot be split over a model axis: tensor parallelism is covered above.)"""
   import dataclasses  # pylint: disable=import-outside-toplevel
   import shutil  # pylint: disable=import-outside-toplevel
@@ -157,14 +177,17 @@ def test_runs_on_every_mesh_log_the_same_metrics(tmp_path):
 
   cfg = tiny_config(2, minibatches=2, eval_every=0)
   rows = {}
-  for i, (data, fsdp, model) in enumerate([(8, 1, 1), (2, 4, 1), (1, 8, 1)]):
+  # (1, 1, 1, 1): the update on one device, the sampling and evaluation on all 8.
+  for i, (data, fsdp, model, *train) in enumerate([(8, 1, 1), (2, 4, 1), (1, 8, 1),
+                                                    (1, 1, 1, 1)]):
     workdir = tmp_path / str(i)
     if i:  # the first run's base model and tokenizer, restored onto this mesh
       workdir.mkdir()
       shutil.copytree(tmp_path / "0" / "base", workdir / "base")
       shutil.copy(tmp_path / "0" / "tokenizer.model", workdir / "tokenizer.model")
-    experiment.run(dataclasses.replace(cfg, mesh=MeshConfig(data, fsdp, model)), str(workdir))
-    rows[(data, fsdp, model)] = read_rows(str(workdir / "metrics.jsonl"))
+    experiment.run(dataclasses.replace(cfg, mesh=MeshConfig(data, fsdp, model, *train)),
+                   str(workdir))
+    rows[(data, fsdp, model, *train)] = read_rows(str(workdir / "metrics.jsonl"))
   want = rows[(8, 1, 1)]
   for shape, got in rows.items():
     for a, b in zip(want, got):
