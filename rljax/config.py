@@ -211,10 +211,10 @@ class MeshConfig:
   Attributes:
     train_devices: the devices the update (and the scorings) runs on, the first ones:
       -1 all. Sampling (rollouts, evaluation, probes) always runs on every device, its
-      rollouts split over them (`sharding.rollout_mesh`). On a CPU host as one device
-      per core (`--cpu_devices -1`), 1 is the fastest split: each core decodes its own
-      rows, while an update replicated per core would run AdamW on every replica
-      (benchmarks/README.md). One process only.
+      rollouts split over them (`sharding.train_and_rollout_meshes`). On a CPU host as
+      one device per core (`--cpu_devices -1`), 1 is the fastest split: each core
+      decodes its own rows, while an update replicated per core would run AdamW on
+      every replica (benchmarks/README.md). One process only.
   """
 
   data: int = -1
