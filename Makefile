@@ -41,7 +41,7 @@ demo: setup
 	    'import jax; print("$(CPU_SPLIT)" if jax.default_backend() == "cpu" else "")')
 
 # rljax vs TRL / HF generate / plain torch on one GRPO workload (benchmarks/README.md);
-# sets up the peers' own environment on first use. About 22 minutes on 2 cores.
+# sets up the peers' own environment on first use. About 27 minutes on 2 cores.
 bench: setup
 	$(PY) -m benchmarks.run --out benchmarks/results/latest.json
 

@@ -142,7 +142,7 @@ def get_config(arg: str = ""):
       eval_size=0, prompt_template="chat", skip_bad_rows=False, last_number_fallback=False))
 
   # train_devices: the update on the first N devices (-1 all), sampling on all; on a CPU
-  # host as one device per core (`--cpu_devices -1`), 1 is fastest (`make demo` sets it).
+  # host as one device per core (`--cpu_devices -1`), `make demo` sets 1.
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, model=1, train_devices=-1))
   c.eval = ml_collections.ConfigDict(dict(n_samples=16, batch_rollouts=1024))
 

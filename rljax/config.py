@@ -212,9 +212,10 @@ class MeshConfig:
     train_devices: the devices the update (and the scorings) runs on, the first ones:
       -1 all. Sampling (rollouts, evaluation, probes) always runs on every device, its
       rollouts split over them (`sharding.train_and_rollout_meshes`). On a CPU host as
-      one device per core (`--cpu_devices -1`), 1 is the fastest split: each core
-      decodes its own rows, while an update replicated per core would run AdamW on
-      every replica (benchmarks/README.md). One process only.
+      one device per core (`--cpu_devices -1`), 1 lets each core decode its own rows
+      and keeps the update one device's: its results, and its rate and memory on
+      larger models, where an update replicated per core runs AdamW on every replica
+      (benchmarks/README.md). One process only.
   """
 
   data: int = -1
