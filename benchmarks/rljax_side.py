@@ -110,9 +110,8 @@ class Setup:
 
   def sample(self):
     self.calls += 1
-    with jax.set_mesh(self.rollout_mesh):
-      return sampler.sample(self.graphdef, sharding.onto(self.rollout_mesh, self.state.params),
-                            self.prompt, self.pmask,
+    with sharding.entered(self.rollout_mesh, self.state.params) as params:
+      return sampler.sample(self.graphdef, params, self.prompt, self.pmask,
                             jax.random.key(WORKLOAD["seeds"]["sampling"] + self.calls),
                             cfg=self.sampling, group_size=G["num_generations"])
 

@@ -96,9 +96,12 @@ def onto(mesh, tree):
   return jax.tree.map(one, tree)
 
 
-def using(mesh):
-  """`jax.set_mesh(mesh)`; for None, the ambient mesh stays."""
-  return contextlib.nullcontext() if mesh is None else jax.set_mesh(mesh)
+@contextlib.contextmanager
+def entered(mesh, tree):
+  """Runs the block on `mesh` (`jax.set_mesh`; for None the ambient mesh stays) and
+  yields `tree` moved onto it (`onto`): how a sampling call reaches the rollout mesh."""
+  with contextlib.nullcontext() if mesh is None else jax.set_mesh(mesh):
+    yield onto(mesh, tree)
 
 
 def batch_devices(mesh) -> int:

@@ -61,8 +61,7 @@ def sample_counts(graphdef, params, problems, tokenizer, *, n: int, prompt_len: 
     chunk = problems[start:start + q]
     padded = chunk + [chunk[-1]] * (q - len(chunk))
     prompts, pmask = tokenizer.encode_prompts([p.prompt for p in padded], prompt_len)
-    batch_key = sharding.onto(mesh, jax.random.fold_in(key, start))
-    with sharding.using(mesh):
+    with sharding.entered(mesh, jax.random.fold_in(key, start)) as batch_key:
       out = sampler_lib.sample(graphdef, params, prompts, pmask, batch_key, cfg=sampling,
                                group_size=n)
     out = distributed.to_host(out)

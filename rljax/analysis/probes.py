@@ -68,9 +68,8 @@ def rank_and_perplexity(setup, rl_params, n: int, key) -> dict:
              samples=0, correct=0)
   for start, chunk, padded in _batches(task.eval_problems, n, cfg.eval.batch_rollouts):
     prompt, pmask = tok.encode_prompts([p.prompt for p in padded], cfg.prompt_len)
-    params, batch_key = sharding.onto(setup.rollout_mesh,
-                                      (rl_params, jax.random.fold_in(key, start)))
-    with sharding.using(setup.rollout_mesh):
+    batch_key = jax.random.fold_in(key, start)
+    with sharding.entered(setup.rollout_mesh, (rl_params, batch_key)) as (params, batch_key):
       out = distributed.to_host(sampler_lib.sample(setup.graphdef, params, prompt, pmask,
                                                    batch_key, cfg=cfg.sampling, group_size=n))
     prompt_B, pmask_B = np.repeat(prompt, n, 0), np.repeat(pmask, n, 0)
@@ -107,9 +106,8 @@ def hybrid_accuracy(setup, base_params, expert_params, n: int, threshold: float,
   routed = tokens = 0.0
   for start, chunk, padded in _batches(task.eval_problems, n, cfg.eval.batch_rollouts):
     prompt, pmask = tok.encode_prompts([p.prompt for p in padded], cfg.prompt_len)
-    base, expert, batch_key = sharding.onto(
-        setup.rollout_mesh, (base_params, expert_params, jax.random.fold_in(key, start)))
-    with sharding.using(setup.rollout_mesh):
+    moved = (base_params, expert_params, jax.random.fold_in(key, start))
+    with sharding.entered(setup.rollout_mesh, moved) as (base, expert, batch_key):
       out, routed_BxT = distributed.to_host(sampler_lib.hybrid_sample(
           setup.graphdef, base, expert, prompt, pmask, batch_key, np.float32(threshold),
           cfg=cfg.sampling, group_size=n))

@@ -52,8 +52,8 @@ class WrongLabels:
       prompt_QxP, pmask_QxP = self.tok.encode_prompts([p.prompt for _, p in padded],
                                                       self.prompt_len)
       # Deterministic given the run's problem order; checkpoints keep the cache.
-      key = sharding.onto(self.mesh, prng.wrong_label_key(self.seed, chunk[0][0]))
-      with sharding.using(self.mesh):
+      key = prng.wrong_label_key(self.seed, chunk[0][0])
+      with sharding.entered(self.mesh, key) as key:
         out = distributed.to_host(sampler_lib.sample(
             self.graphdef, self.base_params, prompt_QxP, pmask_QxP, key, cfg=self.sampling,
             group_size=self.samples))

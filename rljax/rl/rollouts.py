@@ -103,8 +103,8 @@ def _round(ctx: RolloutContext, params, ref_params, rng, index: int) -> dict:
   cfg, g = ctx.cfg, ctx.cfg.rl.group_size
   problems, prompt, pmask = _prompts(ctx, index)
   # The parameters and key enter the rollout mesh (`mesh.train_devices`).
-  on_mesh, key = sharding.onto(ctx.rollout_mesh, (params, prng.rollout_key(rng, index)))
-  with sharding.using(ctx.rollout_mesh):
+  key = prng.rollout_key(rng, index)
+  with sharding.entered(ctx.rollout_mesh, (params, key)) as (on_mesh, key):
     out = distributed.to_host(sampler_lib.sample(ctx.graphdef, on_mesh, prompt, pmask, key,
                                                  cfg=cfg.sampling, group_size=g))
   # Copies: device_get may hand back read-only views, and demonstrations write rows.

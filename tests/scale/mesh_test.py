@@ -139,9 +139,9 @@ def test_update_on_one_device_samples_on_every_device(base_dir, single):
     graphdef, state = nnx.split(model, nnx.Param)
     params = nnx.to_pure_dict(state)
   prompts = np.random.default_rng(1).integers(2, 64, (Q, 5)).astype(np.int32)
-  with jax.set_mesh(train), sharding.using(rollout):
-    out = sampler.sample(graphdef, sharding.onto(rollout, params), prompts,
-                         np.ones_like(prompts), jax.random.key(7), cfg=SAMPLING, group_size=G)
+  with jax.set_mesh(train), sharding.entered(rollout, params) as on_rollout:
+    out = sampler.sample(graphdef, on_rollout, prompts, np.ones_like(prompts),
+                         jax.random.key(7), cfg=SAMPLING, group_size=G)
   assert params["embed"].sharding.device_set == {jax.devices()[0]}
   assert out.tokens.sharding.is_equivalent_to(sharding.batch_sharding(rollout, 2), 2)
   assert out.tokens.addressable_shards[0].data.shape == (Q * G // 8, SAMPLING.max_new_tokens)
