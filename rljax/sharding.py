@@ -182,6 +182,17 @@ def constrain_params(graphdef, params: dict, rules) -> dict:
   return jax.tree.map(jax.lax.with_sharding_constraint, params, specs)
 
 
+def rows_to_split(n: int) -> int:
+  """The smallest count >= n that the ambient mesh's data x fsdp axes divide (n without a
+  mesh). A sampler pads its prompts to it, so that a batch the mesh does not divide is
+  split over the devices, each computing ceil(n / devices) rows, rather than computed
+  whole on every device (`constrain_batch` leaves such a batch unconstrained)."""
+  mesh = ambient_mesh()
+  if mesh is None:
+    return n
+  return -(-n // batch_devices(mesh)) * batch_devices(mesh)
+
+
 def constrain_batch(x):
   """Inside jit: the leading axis split over data x fsdp when it divides (else as is)."""
   mesh = ambient_mesh()

@@ -8,8 +8,10 @@ compiled sampler serves every training step.
 Under a mesh (`jax.set_mesh`) the sampler lays itself out: the weights are gathered
 once per call into `sharding.SAMPLE_RULES` (split over model, whole on fsdp, so no
 FSDP all-gather per decoded token), and the prompts, the KV cache, the loop's
-buffers and the outputs are split over data x fsdp on their rollout axis (the
-prompts only when Q divides; the cache's KV heads also over model).
+buffers and the outputs are split over data x fsdp on their rollout axis (the cache's
+KV heads also over model). A prompt count the mesh does not divide is padded up to one
+it does (`sharding.rows_to_split`), so the rows are still split, never computed whole on
+every device.
 
 Axis letters: Q prompts, G samples per prompt, B = Q*G rollouts, P prompt
 length (left-padded), T max completion length, V vocab.
@@ -135,9 +137,15 @@ def _generate(graphdef, params_list, prompt_QxP, prompt_mask_QxP, key, cfg, grou
   reads the filled prefix, not the whole budget, and never copies the cache.
   """
   models = [nnx.merge(graphdef, sampling_weights(graphdef, p)) for p in params_list]
-  q, p = prompt_QxP.shape
-  t_max = cfg.max_new_tokens
-  b = q * group_size
+  # A prompt count the mesh does not divide is padded with copies of the last prompt
+  # (`sharding.rows_to_split`), whose rows start finished and are dropped at the end:
+  # each row draws the same numbers either way (one uniform per row and step).
+  q_real = prompt_QxP.shape[0]
+  q = sharding.rows_to_split(q_real)
+  prompt_QxP, prompt_mask_QxP = (jnp.pad(x, ((0, q - q_real), (0, 0)), mode="edge")
+                                 for x in (prompt_QxP, prompt_mask_QxP))
+  p, t_max = prompt_QxP.shape[1], cfg.max_new_tokens
+  b, b_real = q * group_size, q_real * group_size
   prompts, logits, kv_mask_BxS, prompt_len_B = _prefill(models, prompt_QxP, prompt_mask_QxP,
                                                         t_max, group_size)
   # Every step's rotary tables, made once rather than at each step.
@@ -145,7 +153,7 @@ def _generate(graphdef, params_list, prompt_QxP, prompt_mask_QxP, key, cfg, grou
   zeros_BxT = sharding.constrain_batch(jnp.zeros((b, t_max), jnp.float32))
   state = _LoopState(
       t=jnp.array(0, jnp.int32), caches=(), logits=tuple(logits),
-      done_B=sharding.constrain_batch(jnp.zeros((b,), bool)),
+      done_B=sharding.constrain_batch(jnp.arange(b) >= b_real),
       tokens_BxT=sharding.constrain_batch(jnp.full((b, t_max), cfg.pad_id, jnp.int32)),
       logp_BxT=zeros_BxT, ent_BxT=zeros_BxT, routed_BxT=zeros_BxT)
 
@@ -189,7 +197,8 @@ def _generate(graphdef, params_list, prompt_QxP, prompt_mask_QxP, key, cfg, grou
   mask = completion_mask(state.tokens_BxT, cfg.eos_id)
   rollout = Rollout(tokens=state.tokens_BxT, mask=mask,
                     logp=state.logp_BxT * mask, entropy=state.ent_BxT * mask)
-  return jax.tree.map(sharding.constrain_batch, (rollout, state.routed_BxT * mask))
+  rows = (rollout, state.routed_BxT * mask)
+  return jax.tree.map(lambda x: sharding.constrain_batch(x[:b_real]), rows)
 
 
 def _layered(cache: KVCache, model_cfg) -> KVCache:

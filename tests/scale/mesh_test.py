@@ -148,6 +148,28 @@ def test_update_on_one_device_samples_on_every_device(base_dir, single):
   assert np.mean(np.asarray(out.tokens) == single["tokens"]) >= 0.999
 
 
+def test_a_prompt_count_the_mesh_does_not_divide_is_padded_and_split(base_dir, single):
+  """3 prompts on 8 devices: padded to 8 (copies of the last prompt, sampled as finished
+  rows and dropped), so each device decodes one prompt's G rows instead of all 3
+  prompts' rows replicated on every device; the 3 prompts' rows draw the tokens they draw
+  on one device."""
+  mesh = sharding.make_mesh(8, 1, 1)
+  with jax.set_mesh(mesh):
+    graphdef, state = nnx.split(hf.load(base_dir, mesh), nnx.Param)
+    params = nnx.to_pure_dict(state)
+  prompts = np.random.default_rng(1).integers(2, 64, (Q, 5)).astype(np.int32)[:3]
+  args = (graphdef, params, prompts, np.ones_like(prompts), jax.random.key(7))
+  with jax.set_mesh(mesh):
+    out = sampler.sample(*args, cfg=SAMPLING, group_size=G)
+    # The decode loop's per-device token buffer: one prompt's rows, not three prompts'.
+    hlo = sampler.sample.lower(*args, cfg=SAMPLING, group_size=G).compile().as_text()
+  t = SAMPLING.max_new_tokens
+  assert f"s32[{G},{t}]" in hlo and f"s32[{3 * G},{t}]" not in hlo.split("ENTRY")[0]
+  assert out.tokens.shape == (3 * G, t)
+  assert np.mean(np.asarray(out.tokens) == single["tokens"][:3 * G]) >= 0.999
+  np.testing.assert_array_equal(np.asarray(out.mask), single["mask"][:3 * G])
+
+
 def test_mesh_that_does_not_fit_the_model_is_refused(base_dir):
   mesh = sharding.make_mesh(1, 1, 8)
   with pytest.raises(ValueError, match=r"n_heads = 4 is not divisible by the mesh's model "
