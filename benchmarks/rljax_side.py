@@ -1,7 +1,7 @@
 """rljax's side of `benchmarks.run`: one case of the workload, timed, as one JSON line.
 
   .venv/bin/python -m benchmarks.rljax_side {decode64,decode256,step,train,large,matmul}
-      [--cpu_devices N] [--train_devices N]
+      [--cpu_devices N] [--train_devices N] [--prompts Q]
   (decode64_scan, step_scan, train_scan: the same with `model.scan_layers = True`)
 
 Every case builds the workload's model (`workload.json`) with rljax's own code and
@@ -14,7 +14,8 @@ data axis spans this process's devices: the one CPU device JAX makes of a host, 
 `--cpu_devices -1` one per core (`rljax.cpu_devices`, as the launch commands' flag).
 `--train_devices 1` (as `mesh.train_devices`): the update and the scorings on the first
 device, the sampling on all (`sharding.train_and_rollout_meshes`), the parameters moved
-onto the rollout mesh at every sampling call, as the trainer does.
+onto the rollout mesh at every sampling call, as the trainer does. `--prompts Q` (the
+decodes): Q prompts instead of the workload's 8 (e.g. a count the devices do not divide).
 Each figure is the median of `--repeats` runs after one warm-up run (which also
 compiles: its time is reported as the first-step time).
 """
@@ -40,6 +41,7 @@ from rljax.rl.update import make_step_fns
 
 G = WORKLOAD["grpo"]
 TRAIN_DEVICES = [-1]  # `--train_devices`, as `mesh.train_devices`: read by `Setup`
+PROMPTS = [G["num_prompts"]]  # `--prompts`: the decodes' prompt count
 
 
 def model_config(m: dict, max_seq_len: int, dtype: str = "float32",
@@ -139,10 +141,10 @@ class Setup:
 
 
 def case_decode(max_new: int, repeats: int, scan_layers: bool = False) -> dict:
-  s = Setup(WORKLOAD["model"], max_new, scan_layers=scan_layers)
+  s = Setup(WORKLOAD["model"], max_new, scan_layers=scan_layers, prompts=PROMPTS[0])
   r = timed(s.sample, repeats)
-  tokens = G["num_prompts"] * G["num_generations"] * max_new
-  return {"new_tokens": max_new, "tokens_per_s": tokens / r["median_s"],
+  tokens = PROMPTS[0] * G["num_generations"] * max_new
+  return {"new_tokens": max_new, "prompts": PROMPTS[0], "tokens_per_s": tokens / r["median_s"],
           "tokens_per_s_all": [tokens / t for t in r["times_s"]], **r}
 
 
@@ -271,12 +273,15 @@ def main(argv=None):
                   help="as the launch commands' flag: -1 one CPU device per core, 0 JAX's own")
   ap.add_argument("--train_devices", type=int, default=-1,
                   help="as mesh.train_devices: the update on the first N devices, -1 all")
+  ap.add_argument("--prompts", type=int, default=G["num_prompts"],
+                  help="the decodes' prompt count (the workload's: 8)")
   args = ap.parse_args(argv)
   # As the launch commands do (`launch.cli.start_host`; RLJAX_KEEP_FREED_MEMORY=0: not).
   host_memory.keep_freed_memory()
   if args.cpu_devices:
     cpu_devices.use(args.cpu_devices)
   TRAIN_DEVICES[0] = args.train_devices
+  PROMPTS[0] = args.prompts
   out = CASES[args.case](args.repeats)
   out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
   print(json.dumps({"side": "rljax", "case": args.case, "cpu_devices": len(jax.devices()),
