@@ -226,7 +226,8 @@ def prefill(graphdef, params, prompt_QxP, prompt_mask_QxP, *, max_new_tokens: in
             group_size: int):
   """The decode loop's starting point as one cache per row: (KV cache of P + T slots,
   the prompt's entries repeated for its G samples, the rest zero; next-token logits
-  [B, V]), laid out as `sample` does."""
+  [B, V]), laid out as `sample` does when the mesh divides Q (this entry does not pad:
+  its rows are the caller's)."""
   model = nnx.merge(graphdef, sampling_weights(graphdef, params))
   prompts, logits, _, _ = _prefill([model], prompt_QxP, prompt_mask_QxP, max_new_tokens,
                                    group_size)
