@@ -95,6 +95,24 @@ def test_continuing_from_the_cache_gives_the_full_forwards_log_probs():
   np.testing.assert_allclose(np.asarray(ent) * mask, np.asarray(batch.entropy_BxN), atol=2e-5)
 
 
+def test_the_cache_holds_one_rows_budget_not_a_block_per_turn(monkeypatch):
+  """Turns and observations are written where the row's last token ends, so the cache
+  needs the row's budget, P + N slots (here 8 + 40), not P + turns x (T + O) (8 +
+  12 x 18), and a row's log-probs are still its full forward's."""
+  lengths, zeros = [], multi_turn.KVCache.zeros
+  monkeypatch.setattr(multi_turn.KVCache, "zeros", classmethod(
+      lambda cls, *a, **k: lengths.append(a[2]) or zeros(*a, **k)))
+  cfg = multi_turn.MultiTurnConfig(max_turns=12, max_tokens=40, prompt_tokens=8,
+                                   turn_tokens=8, obs_tokens=10)
+  graphdef, params, batch = _run(Echo, cfg)
+  assert lengths == [48] == [cfg.cache_slots]
+  logp, _ = logprobs.completion_logp_entropy(nnx.merge(graphdef, params), batch.prompt_BxP,
+                                             batch.prompt_mask_BxP, batch.tokens_BxN)
+  mask = np.asarray(batch.model_mask_BxN)
+  assert (mask.sum(1) > 0).all() and (np.asarray(batch.tokens_BxN)[:, -1] != 0).any()
+  np.testing.assert_allclose(np.asarray(logp) * mask, np.asarray(batch.logp_BxN), atol=2e-5)
+
+
 def test_observation_tokens_are_the_environments_answers_and_carry_no_mask():
   cfg = multi_turn.MultiTurnConfig(max_turns=4, max_tokens=80, prompt_tokens=8,
                                    turn_tokens=8, obs_tokens=10)

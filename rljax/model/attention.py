@@ -86,7 +86,8 @@ class Attention(nnx.Module):
     q_BxTxNxH = apply_rope(q_BxTxNxH, rope)
     k_BxTxKxH = apply_rope(k_BxTxKxH, rope)
 
-    query_slot_T = cache_start + jnp.arange(t)
+    # [T], or [B, T] where each row writes at its own slot (a `KVCache` only).
+    query_slot_T = jnp.asarray(cache_start)[..., None] + jnp.arange(t)
     if cache is None:
       parts = [Part(k_BxTxKxH.transpose(0, 2, 3, 1), v_BxTxKxH.transpose(0, 2, 1, 3), 0)]
     elif isinstance(cache, SharedPrefix):
@@ -157,11 +158,12 @@ def _attend(q_BxTxKxGxH, parts, kv_mask_BxS, query_slot_T):
 
 def _valid(part, kv_mask_BxS, query_slot_T):
   """[B, T, S]: which of `part`'s S key slots each query may read (causal by slot, and
-  a real token)."""
+  a real token); `query_slot_T` is [T], or [B, T] for per-row slots."""
   s = part.keys.shape[-1]
-  causal_TxS = (part.first + jnp.arange(s))[None, :] <= query_slot_T[:, None]
+  query_slot_1xT = jnp.atleast_2d(query_slot_T)
+  causal_1xTxS = (part.first + jnp.arange(s))[None, None, :] <= query_slot_1xT[..., None]
   kv_BxS = jax.lax.slice_in_dim(kv_mask_BxS, part.first, part.first + s, axis=1).astype(bool)
-  return causal_TxS[None] & kv_BxS[:, None, :]
+  return causal_1xTxS & kv_BxS[:, None, :]
 
 
 def _fused(q_BxTxKxGxH, parts, kv_mask_BxS, query_slot_T, implementation: str):

@@ -73,7 +73,10 @@ class KVCache:
                                                   (0, 0, 0, start, 0)))
 
   def write(self, layer, k_BxTxKxH, v_BxTxKxH, start) -> "KVCache":
-    """Layer `layer`'s T new keys and values at slots [start, start + T)."""
+    """Layer `layer`'s T new keys and values at slots [start, start + T); `start` is one
+    slot for all rows, or one per row [B] (`write_rows`)."""
+    if jnp.ndim(start):
+      return self.write_rows(layer, k_BxTxKxH, v_BxTxKxH, start)
     k_BxKxHxT, v_BxKxTxH = k_BxTxKxH.transpose(0, 2, 3, 1), v_BxTxKxH.transpose(0, 2, 1, 3)
     if isinstance(self.k, tuple):  # `per_layer` (static `layer`): update that array alone
       k, v = list(self.k), list(self.v)
@@ -86,6 +89,29 @@ class KVCache:
     v_1xBxKxTxH = v_BxKxTxH[None].astype(self.v.dtype)
     return KVCache(k=jax.lax.dynamic_update_slice(self.k, k_1xBxKxHxT, (layer, 0, 0, 0, start)),
                    v=jax.lax.dynamic_update_slice(self.v, v_1xBxKxTxH, (layer, 0, 0, start, 0)))
+
+  def write_rows(self, layer, k_BxTxKxH, v_BxTxKxH, start_B) -> "KVCache":
+    """Row b's T new keys and values at its own slots [start_B[b], start_B[b] + T) (a
+    multi-turn cache, where a row's slot is its position: `rl/multi_turn.py`). Slots
+    past the cache's end are dropped (a finished row's padding), never clamped onto
+    its earlier slots."""
+    b, t = k_BxTxKxH.shape[:2]
+    rows_Bx1 = jnp.arange(b)[:, None]
+    slots_BxT = start_B[:, None] + jnp.arange(t)[None]
+    # Advanced indices (row, slot) around the head axes: the update is indexed
+    # [B, T, K, H], the new entries' own layout, for keys and values alike.
+    if isinstance(self.k, tuple):
+      k, v = list(self.k), list(self.v)
+      k[layer] = k[layer].at[rows_Bx1, :, :, slots_BxT].set(
+          k_BxTxKxH.astype(k[layer].dtype), mode="drop")
+      v[layer] = v[layer].at[rows_Bx1, :, slots_BxT, :].set(
+          v_BxTxKxH.astype(v[layer].dtype), mode="drop")
+      return KVCache(k=tuple(k), v=tuple(v))
+    return KVCache(
+        k=self.k.at[layer, rows_Bx1, :, :, slots_BxT].set(k_BxTxKxH.astype(self.k.dtype),
+                                                          mode="drop"),
+        v=self.v.at[layer, rows_Bx1, :, slots_BxT, :].set(v_BxTxKxH.astype(self.v.dtype),
+                                                          mode="drop"))
 
 
 @flax.struct.dataclass

@@ -75,7 +75,8 @@ class Transformer(nnx.Module):
         the cache length with one, P + T with a shared prefix). Default: all valid.
       cache: functional KV cache or a training forward's `SharedPrefix` (see
         `kv_cache.py`), or None.
-      cache_start: slot where these T tokens are written.
+      cache_start: slot where these T tokens are written: one for all rows, or one per
+        row [B] (a `KVCache` only).
       rope: `rope(positions_BxT)`, made by the caller (then positions_BxT is unused): a
         decode loop makes every step's tables once, before the loop, rather than
         evaluating sines and cosines at each step.
@@ -83,7 +84,8 @@ class Transformer(nnx.Module):
     cfg = self.cfg
     b, t = tokens_BxT.shape
     if positions_BxT is None:
-      positions_BxT = jnp.broadcast_to(cache_start + jnp.arange(t), (b, t))
+      positions_BxT = jnp.broadcast_to(jnp.asarray(cache_start)[..., None] + jnp.arange(t),
+                                       (b, t))
     if kv_mask_BxS is None:
       s = t if cache is None else cache.length + (t if isinstance(cache, SharedPrefix) else 0)
       kv_mask_BxS = jnp.ones((b, s), bool)

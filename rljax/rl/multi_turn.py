@@ -7,13 +7,17 @@ environment is stepped with the turn's action (`envs.base.guarded_step`: a raisi
 hanging environment ends the episode scored 0); its answer is tokenised and
 prefilled into the same cache, only those new tokens. Nothing is re-prefilled.
 
-Cache layout: all rows share slot indices (one `cache_start` per call, as the sampler
-does); turn k writes slots [P + k (T + O), + T) and its observation the next O slots.
-A row that stops early leaves its remaining slots masked out in `kv_mask_BxS`, and
-RoPE positions follow each row's own count of real tokens, so the keys a row attends
-to, and their positions, are those of its compacted trajectory: the training forward
-over [prompt | turns and observations] (`logprobs.completion_logp_entropy`) gives the
-same log-probs (tested).
+Cache layout: compact, per row. A token's slot is its position in its own row
+(`KVCache.write_rows`): the prompt's real tokens at slots [0, its length), then
+every turn's and observation's tokens right after the row's last one, so a row's
+slots hold its compacted trajectory and nothing else, and causality by slot is its
+whole mask: the keys a row attends to, and their RoPE positions, are those of the
+training forward over [prompt | turns and observations]
+(`logprobs.completion_logp_entropy`), which gives the same log-probs (tested). The
+cache holds one row's budget (`MultiTurnConfig.cache_slots`), not a block per turn
+and observation at their budgets (a turn stops at its action, an observation is
+often short), so each step attends over fewer slots; the cache stays on the device
+between turns (only the turn's tokens and scores come back).
 
 Output (`MultiTurnBatch`): the prompt left-padded as the trainer takes it, and the
 compacted rest right-padded to N = `max_tokens` with `model_mask_BxN` 1.0 only on the
@@ -60,7 +64,10 @@ class MultiTurnConfig:
 
   @property
   def cache_slots(self) -> int:
-    return self.prompt_tokens + self.max_turns * (self.turn_tokens + self.obs_tokens)
+    """A row's whole budget (the compact layout): its prompt, then its N tokens, or all
+    its turns and the observations between them where those are fewer."""
+    turns = self.max_turns * self.turn_tokens + (self.max_turns - 1) * self.obs_tokens
+    return self.prompt_tokens + min(self.max_tokens, turns)
 
 
 @flax.struct.dataclass
@@ -81,7 +88,6 @@ class MultiTurnBatch:
 class _TurnState:
   t: jax.Array
   cache: KVCache
-  kv_mask_BxS: jax.Array
   logits_BxV: jax.Array
   live_B: jax.Array
   n_B: jax.Array
@@ -96,36 +102,36 @@ def _model(graphdef, params):
   return nnx.merge(graphdef, sampler.sampling_weights(graphdef, params))
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef",))
-def prefill_chunk(graphdef, params, cache, kv_mask_BxS, logits_BxV, tokens_BxC, len_B,
-                  pos_B, slot):
-  """Writes each row's first len_B of the C tokens at slots [slot, slot + C), positions
-  pos_B + 0..; the next-token logits of rows with len_B > 0 come from their last one."""
+@functools.partial(jax.jit, static_argnames=("graphdef",), donate_argnames=("cache",))
+def prefill_chunk(graphdef, params, cache, logits_BxV, tokens_BxC, len_B, pos_B):
+  """Writes each row's first len_B of the C tokens at its slots (= positions)
+  pos_B + 0..; the next-token logits of rows with len_B > 0 come from their last one.
+  A row's slots past its len_B get the padding's keys, which no query reads before
+  the row's next tokens overwrite them (causality by slot)."""
   model = _model(graphdef, params)
   c = tokens_BxC.shape[1]
-  valid_BxC = jnp.arange(c)[None] < len_B[:, None]
-  kv_mask_BxS = jax.lax.dynamic_update_slice(kv_mask_BxS, valid_BxC, (0, slot))
   positions_BxC = pos_B[:, None] + jnp.arange(c)[None]
-  h_BxCxD, cache = model.hidden(tokens_BxC, positions_BxT=positions_BxC,
-                                kv_mask_BxS=kv_mask_BxS, cache=cache, cache_start=slot)
+  h_BxCxD, cache = model.hidden(tokens_BxC, positions_BxT=positions_BxC, cache=cache,
+                                cache_start=pos_B)
   last_BxD = jnp.take_along_axis(h_BxCxD, jnp.maximum(len_B - 1, 0)[:, None, None], 1)[:, 0]
   logits_BxV = jnp.where((len_B > 0)[:, None], model.logits(last_BxD), logits_BxV)
-  return cache, kv_mask_BxS, logits_BxV
+  return cache, logits_BxV
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "cfg", "turn_tokens", "stop_ids"))
-def decode_turn(graphdef, params, cache, kv_mask_BxS, logits_BxV, pos_B, slot, live_B,
-                room_B, key, *, cfg: sampler.SamplingConfig, turn_tokens: int,
-                stop_ids: tuple):
+@functools.partial(jax.jit, static_argnames=("graphdef", "cfg", "turn_tokens", "stop_ids"),
+                   donate_argnames=("cache",))
+def decode_turn(graphdef, params, cache, logits_BxV, pos_B, live_B, room_B, key, *,
+                cfg: sampler.SamplingConfig, turn_tokens: int, stop_ids: tuple):
   """One turn for the rows in `live_B`: at most min(turn_tokens, room_B) tokens each, a
-  row stopping after EOS or the `stop_ids` sequence. Returns (tokens, written mask,
-  sampler log-probs, entropies [B, T], cache, kv_mask, logits, tokens written [B])."""
+  row stopping after EOS or the `stop_ids` sequence; row b's tokens go to slots
+  pos_B[b] + 0... Returns (tokens, written mask, sampler log-probs, entropies [B, T],
+  tokens written [B], cache, logits)."""
   model = _model(graphdef, params)
   b, k = live_B.shape[0], len(stop_ids)
   stop_K = jnp.asarray(stop_ids, jnp.int32)
   zeros_BxT = jnp.zeros((b, turn_tokens), jnp.float32)
-  st = _TurnState(t=jnp.array(0, jnp.int32), cache=cache, kv_mask_BxS=kv_mask_BxS,
-                  logits_BxV=logits_BxV, live_B=live_B & (room_B > 0),
+  st = _TurnState(t=jnp.array(0, jnp.int32), cache=cache, logits_BxV=logits_BxV,
+                  live_B=live_B & (room_B > 0),
                   n_B=jnp.zeros((b,), jnp.int32), tail_BxK=jnp.full((b, k), -1, jnp.int32),
                   tokens_BxT=jnp.full((b, turn_tokens), cfg.pad_id, jnp.int32),
                   written_BxT=zeros_BxT, logp_BxT=zeros_BxT, ent_BxT=zeros_BxT)
@@ -134,17 +140,17 @@ def decode_turn(graphdef, params, cache, kv_mask_BxS, logits_BxV, pos_B, slot, l
     tok_B, logp_B, ent_B = selection.select(jax.random.fold_in(key, st.t), st.logits_BxV, cfg)
     live = st.live_B
     tok_B = jnp.where(live, tok_B, cfg.pad_id)
-    kv_mask = st.kv_mask_BxS.at[:, slot + st.t].set(live)
-    h_Bx1xD, cache = model.hidden(tok_B[:, None], positions_BxT=(pos_B + st.n_B)[:, None],
-                                  kv_mask_BxS=kv_mask, cache=st.cache,
-                                  cache_start=slot + st.t)
+    # A stopped row writes its padding at its next slot, which its next tokens overwrite.
+    slot_B = pos_B + st.n_B
+    h_Bx1xD, cache = model.hidden(tok_B[:, None], positions_BxT=slot_B[:, None],
+                                  cache=st.cache, cache_start=slot_B)
     logits = jnp.where(live[:, None], model.logits(h_Bx1xD[:, 0]), st.logits_BxV)
     n_B = st.n_B + live
     tail = jnp.where(live[:, None], jnp.concatenate([st.tail_BxK[:, 1:], tok_B[:, None]], 1),
                      st.tail_BxK)
     stopped = (tok_B == cfg.eos_id) | jnp.all(tail == stop_K[None], axis=1)
     return _TurnState(
-        t=st.t + 1, cache=cache, kv_mask_BxS=kv_mask, logits_BxV=logits,
+        t=st.t + 1, cache=cache, logits_BxV=logits,
         live_B=live & ~stopped & (n_B < room_B), n_B=n_B, tail_BxK=tail,
         tokens_BxT=st.tokens_BxT.at[:, st.t].set(tok_B),
         written_BxT=st.written_BxT.at[:, st.t].set(live.astype(jnp.float32)),
@@ -152,8 +158,8 @@ def decode_turn(graphdef, params, cache, kv_mask_BxS, logits_BxV, pos_B, slot, l
         ent_BxT=st.ent_BxT.at[:, st.t].set(jnp.where(live, ent_B, 0.0)))
 
   st = jax.lax.while_loop(lambda s: (s.t < turn_tokens) & jnp.any(s.live_B), body, st)
-  return (st.tokens_BxT, st.written_BxT, st.logp_BxT, st.ent_BxT, st.cache, st.kv_mask_BxS,
-          st.logits_BxV, st.n_B)
+  return (st.tokens_BxT, st.written_BxT, st.logp_BxT, st.ent_BxT, st.n_B, st.cache,
+          st.logits_BxV)
 
 
 @dataclasses.dataclass
@@ -210,26 +216,22 @@ def rollout(graphdef, params, make_env: Callable[[], base.Env], seeds: Sequence[
   right_BxP = np.stack([np.roll(p, -(cfg.prompt_tokens - l)) for p, l in zip(prompt_BxP, len_B)])
   model_cfg = nnx.merge(graphdef, params).cfg
   cache = KVCache.zeros(model_cfg, b, cfg.cache_slots, jnp.dtype(model_cfg.dtype))
-  kv_mask = jnp.zeros((b, cfg.cache_slots), bool)
   logits = jnp.zeros((b, model_cfg.vocab_size), jnp.float32)
   pos_B = np.zeros((b,), np.int32)
-  cache, kv_mask, logits = prefill_chunk(graphdef, params, cache, kv_mask, logits,
-                                         jnp.asarray(right_BxP), jnp.asarray(len_B),
-                                         jnp.asarray(pos_B), 0)
+  cache, logits = prefill_chunk(graphdef, params, cache, logits, jnp.asarray(right_BxP),
+                                jnp.asarray(len_B), jnp.asarray(pos_B))
   pos_B += len_B
-  slot = cfg.prompt_tokens
   for k in range(cfg.max_turns):
     live_B = np.array([not r.done for r in rows])
     if not live_B.any():
       break
     room_B = np.array([n - len(r.ids) for r in rows], np.int32)
-    out = decode_turn(graphdef, params, cache, kv_mask, logits, jnp.asarray(pos_B),
-                      slot, jnp.asarray(live_B), jnp.asarray(room_B),
-                      jax.random.fold_in(key, k), cfg=sampling, turn_tokens=cfg.turn_tokens,
-                      stop_ids=stop_ids)
-    tokens, written, logp, ent, cache, kv_mask, logits, n_B = jax.device_get(out)
+    *out, cache, logits = decode_turn(
+        graphdef, params, cache, logits, jnp.asarray(pos_B), jnp.asarray(live_B),
+        jnp.asarray(room_B), jax.random.fold_in(key, k), cfg=sampling,
+        turn_tokens=cfg.turn_tokens, stop_ids=stop_ids)
+    tokens, written, logp, ent, n_B = jax.device_get(out)
     pos_B += n_B
-    slot += cfg.turn_tokens
     obs_ids = np.full((b, cfg.obs_tokens), sampling.pad_id, np.int32)
     obs_len = np.zeros((b,), np.int32)
     for i, r in enumerate(rows):
@@ -255,11 +257,10 @@ def rollout(graphdef, params, make_env: Callable[[], base.Env], seeds: Sequence[
         obs_len[i] = len(ids)
         r.extend(ids)
         r.done = len(r.ids) >= n
-    cache, kv_mask, logits = prefill_chunk(graphdef, params, cache, kv_mask, logits,
-                                           jnp.asarray(obs_ids), jnp.asarray(obs_len),
-                                           jnp.asarray(pos_B), slot)
+    if obs_len.any():
+      cache, logits = prefill_chunk(graphdef, params, cache, logits, jnp.asarray(obs_ids),
+                                    jnp.asarray(obs_len), jnp.asarray(pos_B))
     pos_B += obs_len
-    slot += cfg.obs_tokens
   return _batch(rows, prompt_BxP, prompt_mask_BxP, n, sampling.pad_id)
 
 

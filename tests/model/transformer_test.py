@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax import nnx
 
 from rljax.model.kv_cache import KVCache
 from rljax.model.config import PRESETS, get_preset
@@ -42,6 +43,43 @@ def test_cached_decoding_equals_full_forward(family):
     logits, cache = model(tok[:, t:t + 1], cache=cache, cache_start=t)
     steps.append(logits)
   np.testing.assert_allclose(jnp.concatenate(steps, 1), full, atol=2e-5)
+
+
+@pytest.mark.parametrize("scan_layers", [False, True])
+def test_rows_at_their_own_slots_decode_as_their_own_forwards(scan_layers):
+  """A per-row `cache_start` (the multi-turn cache): each row prefilled from slot 0
+  with padding past its length, then fed one token a step at its own next slot, gives
+  each row the logits of its own unpadded forward."""
+  cfg = get_preset("tiny", scan_layers=scan_layers)
+  model = init_model(cfg, 3)
+  lens = np.array([2, 5, 3])
+  tok = jax.random.randint(jax.random.key(3), (3, 9), 4, 64)
+  padded = jnp.where(jnp.arange(5)[None] < lens[:, None], tok[:, :5], 0)
+  call = nnx.jit(lambda m, tok, **kw: m(tok, **kw))
+  cache = KVCache.zeros(cfg, 3, 10)
+  prefill, cache = call(model, padded, cache=cache, cache_start=jnp.zeros(3, jnp.int32))
+  steps = []
+  for t in range(4):
+    slot = jnp.asarray(lens + t)
+    nxt = jnp.take_along_axis(tok, slot[:, None], 1)
+    logits, cache = call(model, nxt, positions_BxT=slot[:, None], cache=cache,
+                         cache_start=slot)
+    steps.append(logits[:, 0])
+  for b, n in enumerate(lens):
+    full = call(model, tok[b:b + 1, :n + 4])[0]
+    np.testing.assert_allclose(prefill[b, :n], full[:n], atol=2e-5)
+    np.testing.assert_allclose(jnp.stack([s[b] for s in steps]), full[n:], atol=2e-5)
+
+
+def test_row_writes_past_the_cache_end_are_dropped_not_clamped():
+  cfg = get_preset("tiny")
+  cache = KVCache.zeros(cfg, 2, 6)
+  kv_BxTxKxH = jnp.ones((2, 3, cfg.n_kv_heads, cfg.head_dim))
+  out = cache.write(0, kv_BxTxKxH, 2 * kv_BxTxKxH, jnp.array([4, 1]))
+  written_BxS = np.asarray(out.k[0, :, 0, 0, :])
+  np.testing.assert_array_equal(written_BxS, [[0, 0, 0, 0, 1, 1], [0, 1, 1, 1, 0, 0]])
+  np.testing.assert_array_equal(np.asarray(out.v[0, :, 0, :, 0]) / 2, written_BxS)
+  assert not np.asarray(out.k[1:]).any()
 
 
 def test_left_padding_matches_unpadded():
