@@ -159,3 +159,17 @@ def test_gpu_script_times_the_update_once_per_attention_kernel():
   assert res["update"]["rljax"]["model_flops"] == res["update"]["xla"]["model_flops"]
   assert "needs an NVIDIA GPU" in res["update_error_cudnn"]
   assert res["decode"]["tokens_per_s"] > 0 and "decode_error" not in res
+
+
+@pytest.mark.slow
+def test_agent_rollout_script_times_the_turns_and_observations(tmp_path):
+  out = subprocess.run([sys.executable, "-m", "benchmarks.agent_rollout", "--workdir",
+                        str(tmp_path), "--layouts", "2", "--group", "2", "--repeats", "2",
+                        "--cold_start_steps", "5"],
+                       cwd=ROOT, capture_output=True, text=True, timeout=600)
+  assert out.returncode == 0, out.stderr[-2000:]
+  res = json.loads(out.stdout)
+  assert res["rows"] == 4 and len(res["times_s"]) == 2 and res["cache_slots"] == 32 + 320
+  assert 0 < res["split_s"]["decode_turn"] and 0 < res["split_s"]["prefill_chunk"]
+  assert sum(res["split_s"].values()) < res["median_s"] * 1.05
+  assert min(res["model_tokens_per_rollout"]) > 0
