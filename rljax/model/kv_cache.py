@@ -9,7 +9,9 @@ before each step's score matmul (measured: 8x slower at 288 slots, benchmarks/RE
 A forward call with a cache writes its T new keys/values at slots [start, start + T)
 and returns the updated arrays; nothing is mutated in place. Which slots hold real
 tokens is the caller's `kv_mask_BxS` (per row: rows of different lengths share slot
-indices); a query at slot s attends to valid slots <= s.
+indices); a query at slot s attends to valid slots <= s. With one start per row
+(`write_rows`) each row writes at its own slots instead: the multi-turn cache, where a
+token's slot is its position in its row (`rl/multi_turn.py`).
 
 A training forward over rows that share their prompt in groups (GRPO's G samples of
 a prompt) attends through a `SharedPrefix`: the prompts' keys and values, computed
