@@ -232,8 +232,7 @@ def rollout(graphdef, params, make_env: Callable[[], base.Env], seeds: Sequence[
         turn_tokens=cfg.turn_tokens, stop_ids=stop_ids)
     tokens, written, logp, ent, n_B = jax.device_get(out)
     pos_B += n_B
-    obs_ids = np.full((b, cfg.obs_tokens), sampling.pad_id, np.int32)
-    obs_len = np.zeros((b,), np.int32)
+    going = []
     for i, r in enumerate(rows):
       if not live_B[i]:
         continue
@@ -251,17 +250,31 @@ def rollout(graphdef, params, make_env: Callable[[], base.Env], seeds: Sequence[
       r.ended = step.done or ended_eos
       r.done = r.ended or k == cfg.max_turns - 1 or room <= 0
       if not r.done:
-        ids = tokenizer.encode_texts([observation_text(step.observation)])[0]
-        ids = ids[:min(cfg.obs_tokens, room)]
-        obs_ids[i, :len(ids)] = ids
-        obs_len[i] = len(ids)
-        r.extend(ids)
-        r.done = len(r.ids) >= n
+        going.append(i)
+    obs_ids, obs_len = _observations(rows, going, tokenizer, observation_text, cfg,
+                                     sampling.pad_id)
     if obs_len.any():
       cache, logits = prefill_chunk(graphdef, params, cache, logits, jnp.asarray(obs_ids),
                                     jnp.asarray(obs_len), jnp.asarray(pos_B))
     pos_B += obs_len
   return _batch(rows, prompt_BxP, prompt_mask_BxP, n, sampling.pad_id)
+
+
+def _observations(rows, going, tokenizer, observation_text, cfg: MultiTurnConfig,
+                  pad_id: int):
+  """([B, O] ids, [B] lengths) of the continuing rows' (`going`) last observations, each
+  cut to O and to its row's room and appended to its row; tokenised in one call."""
+  ids_BxO = np.full((len(rows), cfg.obs_tokens), pad_id, np.int32)
+  len_B = np.zeros((len(rows),), np.int32)
+  texts = [observation_text(rows[i].observations[-1]) for i in going]
+  for i, ids in zip(going, tokenizer.encode_texts(texts) if texts else []):
+    r = rows[i]
+    ids = ids[:min(cfg.obs_tokens, cfg.max_tokens - len(r.ids))]
+    ids_BxO[i, :len(ids)] = ids
+    len_B[i] = len(ids)
+    r.extend(ids)
+    r.done = len(r.ids) >= cfg.max_tokens
+  return ids_BxO, len_B
 
 
 def _act(row: _Row, action: str | None, timeout_s: float) -> base.Step:
