@@ -211,7 +211,7 @@ def rollout(graphdef, params, make_env: Callable[[], base.Env], seeds: Sequence[
     first.append(obs)
   prompt_BxP, prompt_mask_BxP = tokenizer.encode_prompts(
       [observation_text(o) for o in first], cfg.prompt_tokens)
-  # The cache holds the prompt right-aligned to slot 0 (its real tokens first).
+  # A row's prompt tokens at slots [0, its length): the left padding rolled to the end.
   len_B = prompt_mask_BxP.sum(1).astype(np.int32)
   right_BxP = np.stack([np.roll(p, -(cfg.prompt_tokens - l)) for p, l in zip(prompt_BxP, len_B)])
   model_cfg = nnx.merge(graphdef, params).cfg
