@@ -27,29 +27,19 @@ import numpy as np
 import configs.agent
 from rljax import sharding
 from rljax.agents import config as agent_config, evaluation, pipeline
-from rljax.model.config import get_preset
 from rljax.rl import multi_turn
 
 
-def base_agent(workdir: str, cold_start_steps: int | None = None):
-  """(config, graphdef, params, tokenizer) of the runlocal cold start in `workdir`
-  (`cold_start_steps`: fewer supervised steps than runlocal's, for a quick check)."""
+def base_agent(workdir: str, cold_start_steps: int | None = None) -> pipeline.BaseAgent:
+  """The runlocal config's cold-started agent, trained into `workdir` (or read from it;
+  `cold_start_steps`: fewer supervised steps than runlocal's, for a quick check)."""
   cfg = agent_config.from_config_dict(configs.agent.get_config("runlocal"))
   if cold_start_steps:
     cfg = dataclasses.replace(cfg, cold_start=dataclasses.replace(
         cfg.cold_start, steps=cold_start_steps))
-  demo_eps = pipeline._demonstrations(cfg)
-  tok = pipeline._tokenizer(cfg, workdir, demo_eps)
-  cfg = dataclasses.replace(cfg, sampling=dataclasses.replace(
-      cfg.sampling, eos_id=tok.eos_id, pad_id=tok.pad_id))
-  model_cfg = get_preset(cfg.model.preset, vocab_size=tok.vocab_size, dtype=cfg.model.dtype,
-                         max_seq_len=cfg.multi_turn.prompt_tokens + cfg.multi_turn.max_tokens,
-                         **cfg.model.layout())
   mesh, _ = sharding.train_and_rollout_meshes(cfg.mesh.data, cfg.mesh.fsdp, cfg.mesh.model,
                                               cfg.mesh.train_devices)
-  with jax.set_mesh(mesh):
-    graphdef, params = pipeline._cold_start(cfg, model_cfg, tok, mesh, workdir, demo_eps)
-  return cfg, graphdef, params, tok
+  return pipeline.base_agent(cfg, workdir, mesh)
 
 
 def _timing(calls: dict):
@@ -74,7 +64,7 @@ def main(argv=None):
   ap.add_argument("--repeats", type=int, default=5)
   ap.add_argument("--cold_start_steps", type=int, default=0, help="0: runlocal's (120)")
   args = ap.parse_args(argv)
-  cfg, graphdef, params, tok = base_agent(
+  cfg, tok, _, graphdef, params = base_agent(
       args.workdir or tempfile.mkdtemp(prefix="rljax-agent-"), args.cold_start_steps)
   calls = {"decode_turn": 0.0, "prefill_chunk": 0.0}
   _timing(calls)

@@ -18,6 +18,7 @@ import dataclasses
 import json
 import os
 import time
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -30,7 +31,7 @@ from rljax.agents.config import AgentConfig
 from rljax.checkpoint import Checkpointer
 from rljax.envs import episodes, turns
 from rljax.metrics import MetricsWriter
-from rljax.model.config import get_preset
+from rljax.model.config import ModelConfig, get_preset
 from rljax.rl import train_state
 from rljax.rl.sft import make_sft_step
 from rljax.rl.update import make_step_fns
@@ -141,16 +142,9 @@ def run(cfg: AgentConfig, workdir: str) -> dict:
     raise ValueError(f"rl.envs_per_step * rl.group_size ({rollouts}) and "
                      f"cold_start.batch_size ({cfg.cold_start.batch_size}) must divide by "
                      f"the mesh's {sharding.batch_devices(mesh)} batch devices (config.mesh)")
-  demo_eps = _demonstrations(cfg)
-  tok = _tokenizer(cfg, workdir, demo_eps)
-  cfg = dataclasses.replace(cfg, sampling=dataclasses.replace(
-      cfg.sampling, eos_id=tok.eos_id, pad_id=tok.pad_id))
-  model_cfg = get_preset(cfg.model.preset, vocab_size=tok.vocab_size, dtype=cfg.model.dtype,
-                         max_seq_len=cfg.multi_turn.prompt_tokens + cfg.multi_turn.max_tokens,
-                         **cfg.model.layout())
+  cfg, tok, model_cfg, graphdef, base_params = base_agent(cfg, workdir, mesh)
   sp = evaluation.splits(cfg)
   with jax.set_mesh(mesh):
-    graphdef, base_params = _cold_start(cfg, model_cfg, tok, mesh, workdir, demo_eps)
     base = _cached_eval(cfg, graphdef, base_params, tok, sp, workdir)
     tqdm.write(f"base agent: success seen {base['seen/success_rate']:.3f} unseen "
                f"{base['unseen/success_rate']:.3f}, repetitive "
@@ -164,6 +158,31 @@ def run(cfg: AgentConfig, workdir: str) -> dict:
              **{f"final_{k}": v for k, v in final.items()}}
   write_json(summary, os.path.join(workdir, "summary.json"))
   return summary
+
+
+class BaseAgent(NamedTuple):
+  """The cold-started agent of a config, and what playing it needs."""
+
+  cfg: AgentConfig      # with the tokenizer's EOS and pad ids in `sampling`
+  tokenizer: Tokenizer
+  model_cfg: ModelConfig
+  graphdef: object
+  params: dict
+
+
+def base_agent(cfg: AgentConfig, workdir: str, mesh) -> BaseAgent:
+  """The tokenizer and the cold-started base agent of `cfg` (trained on `mesh`), each
+  made once and kept in `workdir` (module docstring)."""
+  demo_eps = _demonstrations(cfg)
+  tok = _tokenizer(cfg, workdir, demo_eps)
+  cfg = dataclasses.replace(cfg, sampling=dataclasses.replace(
+      cfg.sampling, eos_id=tok.eos_id, pad_id=tok.pad_id))
+  model_cfg = get_preset(cfg.model.preset, vocab_size=tok.vocab_size, dtype=cfg.model.dtype,
+                         max_seq_len=cfg.multi_turn.prompt_tokens + cfg.multi_turn.max_tokens,
+                         **cfg.model.layout())
+  with jax.set_mesh(mesh):
+    graphdef, params = _cold_start(cfg, model_cfg, tok, mesh, workdir, demo_eps)
+  return BaseAgent(cfg, tok, model_cfg, graphdef, params)
 
 
 def _train(cfg: AgentConfig, graphdef, base_params, model_cfg, tok, mesh, sp, workdir: str):
