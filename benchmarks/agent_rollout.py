@@ -3,14 +3,15 @@ cold-started keys-and-doors agent, as the agent pipeline plays a step. Prints on
 line.
 
   .venv/bin/python -m benchmarks.agent_rollout [--workdir DIR] [--layouts 8] [--group 8]
+      [--repeats 5] [--cold_start_steps N]
 
-The base agent is the pipeline's cold start with `configs/agent.py:runlocal`'s settings
-(120 supervised steps on 256 oracle demonstrations, about a minute), trained into
-`--workdir` (or a temporary folder) and reused from there. Each repeat plays the same
-layouts with another key; `split` is the device calls' own time (turns decoded,
-observations prefilled), the rest of a rollout is the host's (environment steps,
-tokenizing, bookkeeping). A before / after comparison runs this script on both
-revisions, alternating (benchmarks/README.md).
+The base agent is the pipeline's cold start (`pipeline.base_agent`) with
+`configs/agent.py:runlocal`'s settings (120 supervised steps on 256 oracle
+demonstrations, about a minute), trained into `--workdir` (or a temporary folder) and
+reused from there. Each repeat plays the same layouts with another key, after one
+that compiles; `split_s` is the device calls' own time (turns decoded, observations
+prefilled), the rest of a rollout is the host's (environment steps, tokenizing,
+bookkeeping).
 """
 
 from __future__ import annotations
