@@ -80,6 +80,9 @@ def test_row_writes_past_the_cache_end_are_dropped_not_clamped():
   np.testing.assert_array_equal(written_BxS, [[0, 0, 0, 0, 1, 1], [0, 1, 1, 1, 0, 0]])
   np.testing.assert_array_equal(np.asarray(out.v[0, :, 0, :, 0]) / 2, written_BxS)
   assert not np.asarray(out.k[1:]).any()
+  per_layer = cache.per_layer().write(0, kv_BxTxKxH, 2 * kv_BxTxKxH, jnp.array([4, 1]))
+  np.testing.assert_array_equal(np.stack(per_layer.k), out.k)
+  np.testing.assert_array_equal(np.stack(per_layer.v), out.v)
 
 
 def test_left_padding_matches_unpadded():
