@@ -98,22 +98,18 @@ class KVCache:
     past the cache's end are dropped (a finished row's padding), never clamped onto
     its earlier slots."""
     b, t = k_BxTxKxH.shape[:2]
-    rows_Bx1 = jnp.arange(b)[:, None]
-    slots_BxT = start_B[:, None] + jnp.arange(t)[None]
+    rows_Bx1, slots_BxT = jnp.arange(b)[:, None], start_B[:, None] + jnp.arange(t)[None]
     # Advanced indices (row, slot) around the head axes: the update is indexed
     # [B, T, K, H], the new entries' own layout, for keys and values alike.
-    if isinstance(self.k, tuple):
+    k_at = (rows_Bx1, slice(None), slice(None), slots_BxT)  # k [B, K, H, S]
+    v_at = (rows_Bx1, slice(None), slots_BxT)                # v [B, K, S, H]
+    put = lambda x, at, new: x.at[at].set(new.astype(x.dtype), mode="drop")
+    if isinstance(self.k, tuple):  # `per_layer` (static `layer`): update that array alone
       k, v = list(self.k), list(self.v)
-      k[layer] = k[layer].at[rows_Bx1, :, :, slots_BxT].set(
-          k_BxTxKxH.astype(k[layer].dtype), mode="drop")
-      v[layer] = v[layer].at[rows_Bx1, :, slots_BxT, :].set(
-          v_BxTxKxH.astype(v[layer].dtype), mode="drop")
+      k[layer], v[layer] = put(k[layer], k_at, k_BxTxKxH), put(v[layer], v_at, v_BxTxKxH)
       return KVCache(k=tuple(k), v=tuple(v))
-    return KVCache(
-        k=self.k.at[layer, rows_Bx1, :, :, slots_BxT].set(k_BxTxKxH.astype(self.k.dtype),
-                                                          mode="drop"),
-        v=self.v.at[layer, rows_Bx1, :, slots_BxT, :].set(v_BxTxKxH.astype(self.v.dtype),
-                                                          mode="drop"))
+    return KVCache(k=put(self.k, (layer, *k_at), k_BxTxKxH),
+                   v=put(self.v, (layer, *v_at), v_BxTxKxH))
 
 
 @flax.struct.dataclass
