@@ -8,6 +8,9 @@ tables).
 
 Durations are per op on the thread that ran it: a product that YNNPACK splits over
 both threads counts once, so the sum is core time of the ops' own threads, not wall time.
+Control flow (`while`, `call`, `conditional`) is left out: its event encloses the ops of
+its body, which are counted themselves (whether XLA records it on a worker thread varies
+between hosts).
 """
 
 from __future__ import annotations
@@ -36,6 +39,15 @@ def hlo_labels(hlo_text: str) -> dict:
   return labels
 
 
+_CONTROL_FLOW = ("while", "call", "conditional")
+
+
+def control_flow_ops(hlo_text: str) -> set[str]:
+  """Names of the instructions whose opcode is control flow (their events enclose others)."""
+  ops = r"|".join(_CONTROL_FLOW)
+  return {m.group(1) for m in re.finditer(rf"%([\w.\-]+) = [^\n]*?\s(?:{ops})\(", hlo_text)}
+
+
 def dump_optimized_hlo(work: str) -> str:
   """Makes XLA write every module's optimized HLO under `work`/hlo (call it before jax
   is imported: XLA reads its flags once); returns that folder."""
@@ -50,8 +62,10 @@ def optimized_hlo(hlo_dir: str, module: str) -> str:
                    for f in glob.glob(f"{hlo_dir}/*{module}.cpu_after_optimizations.txt"))
 
 
-def op_totals(xplane_path: str) -> tuple[collections.Counter, collections.Counter]:
-  """(ns, count) per op name over XLA's worker threads (not the runtime's own events)."""
+def op_totals(xplane_path: str, skip: set[str] = frozenset()
+              ) -> tuple[collections.Counter, collections.Counter]:
+  """(ns, count) per op name over XLA's worker threads (not the runtime's own events),
+  leaving out the ops named in `skip`."""
   from jax.profiler import ProfileData
   ns, count = collections.Counter(), collections.Counter()
   for plane in ProfileData.from_file(xplane_path).planes:
@@ -59,7 +73,8 @@ def op_totals(xplane_path: str) -> tuple[collections.Counter, collections.Counte
       if not line.name.startswith("tf_XLAEigen"):
         continue
       for ev in line.events:
-        if ev.name.startswith(("end:", "Thunk", "Threadpool", "SlinkyThreadPool")):
+        if ev.name in skip or ev.name.startswith(("end:", "Thunk", "Threadpool",
+                                                  "SlinkyThreadPool")):
           continue
         ns[ev.name] += ev.duration_ns
         count[ev.name] += 1
@@ -85,8 +100,10 @@ def main(argv=None):
     t0 = time.perf_counter()
     jax.block_until_ready(s.sample())
     wall = time.perf_counter() - t0
-  labels = hlo_labels(optimized_hlo(hlo_dir, "jit_sample"))
-  ns, count = op_totals(glob.glob(f"{work}/trace/**/*.xplane.pb", recursive=True)[0])
+  hlo = optimized_hlo(hlo_dir, "jit_sample")
+  labels = hlo_labels(hlo)
+  ns, count = op_totals(glob.glob(f"{work}/trace/**/*.xplane.pb", recursive=True)[0],
+                        skip=control_flow_ops(hlo))
   steps = new_tokens
   by_label = collections.Counter()
   for name, t in ns.items():

@@ -113,6 +113,16 @@ def test_hlo_labels_read_shape_and_jax_op():
                                      "copy.7": ("f32[8]{0}", "")}
 
 
+def test_control_flow_ops_are_named_for_the_profile_to_leave_out():
+  # Lines as XLA:CPU's optimized HLO has them (tuple shapes hold spaces).
+  hlo = ('  ROOT %while.94 = (s32[], u32[1]{0}, /*index=5*/u32[]) while(%tuple.78), '
+         'condition=%region_21, body=%region_22\n'
+         '  %call.14 = (s32[], u32[1]{0}) call(%tuple.69), to_apply=%while.91_computation\n'
+         '  %conditional = f32[2]{0} conditional(%p, %a, %b), branch_computations={%x, %y}\n'
+         '  %ynn_fusion.3 = f32[64,1536]{1,0} fusion(%a, %b), kind=kCustom, calls=%f\n')
+  assert op_profile.control_flow_ops(hlo) == {"while.94", "call.14", "conditional"}
+
+
 def test_dots_read_from_compiled_hlo_with_their_flops():
   """A product with a transposed operand and a batched one, compiled: each dot's operand
   shapes and dimension numbers as XLA's optimized HLO has them; FLOPs by hand."""
