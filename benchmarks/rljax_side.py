@@ -1,7 +1,7 @@
 """rljax's side of `benchmarks.run`: one case of the workload, timed, as one JSON line.
 
   .venv/bin/python -m benchmarks.rljax_side {decode64,decode256,step,train,large,matmul}
-      [--cpu_devices N] [--train_devices N] [--prompts Q]
+      [--cpu_devices N] [--train_devices N] [--forward_chains N] [--prompts Q]
   (decode64_scan, step_scan, train_scan: the same with `model.scan_layers = True`)
 
 Every case builds the workload's model (`workload.json`) with rljax's own code and
@@ -14,7 +14,9 @@ data axis spans this process's devices: the one CPU device JAX makes of a host, 
 `--cpu_devices -1` one per core (`rljax.cpu_devices`, as the launch commands' flag).
 `--train_devices 1` (as `mesh.train_devices`): the update and the scorings on the first
 device, the sampling on all (`sharding.train_and_rollout_meshes`), the parameters moved
-onto the rollout mesh at every sampling call, as the trainer does. `--prompts Q` (the
+onto the rollout mesh at every sampling call, as the trainer does. `--forward_chains N`
+(as `model.forward_chains`): the update's and scorings' rows in N independent chains
+(`logprobs.in_chains`). `--prompts Q` (the
 decodes): Q prompts instead of the workload's 8 (e.g. a count the devices do not divide).
 Each figure is the median of `--repeats` runs after one warm-up run (which also
 compiles: its time is reported as the first-step time).
@@ -42,6 +44,7 @@ from rljax.rl.update import make_step_fns
 G = WORKLOAD["grpo"]
 TRAIN_DEVICES = [-1]  # `--train_devices`, as `mesh.train_devices`: read by `Setup`
 PROMPTS = [G["num_prompts"]]  # `--prompts`: the decodes' prompt count
+FORWARD_CHAINS = [1]  # `--forward_chains`, as `model.forward_chains`: read by `model_config`
 
 
 def model_config(m: dict, max_seq_len: int, dtype: str = "float32",
@@ -52,7 +55,8 @@ def model_config(m: dict, max_seq_len: int, dtype: str = "float32",
                      mlp_dim=m["intermediate_size"], rope_theta=m.get("rope_theta", 1e4),
                      norm_eps=m.get("rms_norm_eps", 1e-6), qkv_bias=True,
                      tie_embeddings=True, max_seq_len=max_seq_len, dtype=dtype,
-                     scan_layers=scan_layers, attention=attention)
+                     scan_layers=scan_layers, attention=attention,
+                     forward_chains=FORWARD_CHAINS[0])
 
 
 def timed(fn, repeats: int) -> dict:
@@ -273,6 +277,8 @@ def main(argv=None):
                   help="as the launch commands' flag: -1 one CPU device per core, 0 JAX's own")
   ap.add_argument("--train_devices", type=int, default=-1,
                   help="as mesh.train_devices: the update on the first N devices, -1 all")
+  ap.add_argument("--forward_chains", type=int, default=1,
+                  help="as model.forward_chains: the training forwards' independent row chains")
   ap.add_argument("--prompts", type=int, default=G["num_prompts"],
                   help="the decodes' prompt count (the workload's: 8)")
   args = ap.parse_args(argv)
@@ -282,10 +288,11 @@ def main(argv=None):
     cpu_devices.use(args.cpu_devices)
   TRAIN_DEVICES[0] = args.train_devices
   PROMPTS[0] = args.prompts
+  FORWARD_CHAINS[0] = args.forward_chains
   out = CASES[args.case](args.repeats)
   out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
   print(json.dumps({"side": "rljax", "case": args.case, "cpu_devices": len(jax.devices()),
-                    "train_devices": args.train_devices,
+                    "train_devices": args.train_devices, "forward_chains": args.forward_chains,
                     **out}))
 
 

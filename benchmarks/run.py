@@ -12,7 +12,9 @@ spread (min, max). Ratios are rljax's speed over the peer's, measured in the sam
 
 rljax runs as `make demo` runs the testbed (`HEADLINE`): one CPU device per core
 (`--cpu_devices -1`, `rljax.cpu_devices`), the sampling's rollouts split over them and
-the update on one of them (`mesh.train_devices = 1`). The cases of `VARIANT_CASES` run
+the update on one of them (`mesh.train_devices = 1`), the update's and scorings' rows in
+`FORWARD_CHAINS` independent chains (`model.forward_chains` of configs/testbed.py; the
+94M model's update keeps the default, one). The cases of `VARIANT_CASES` run
 again in each of `VARIANTS`, each right after its headline case: on the one CPU device
 JAX makes of a host (the launch commands' default), and on one device per core for
 everything (the update data-parallel over the cores): the JSON's `one_device` and
@@ -46,6 +48,9 @@ PAIRS = [("decode64", "decode64"), ("decode256", "decode256"), ("step", "trl_ste
          ("decode64_scan", None), ("step_scan", None), ("train_scan", None)]
 # rljax_side's (--cpu_devices, --train_devices) of the headline and of each variant.
 HEADLINE = (-1, 1)
+# rljax_side's --forward_chains for the workload's cases: `make demo`'s (configs/testbed.py,
+# testbed v2; tests/benchmarks_test.py checks they agree). The "large" case: the default.
+FORWARD_CHAINS = 2
 VARIANTS = {"one_device": (0, -1), "per_core": (-1, -1)}
 VARIANT_CASES = ("decode64", "decode256", "step", "train", "large")
 
@@ -68,7 +73,8 @@ def run_case(side: str, case: str, peers_py: pathlib.Path, repeats: int,
   """One process of `case`; rljax's on `devices` (--cpu_devices, --train_devices)."""
   if side == "rljax":
     cmd = [sys.executable, "-m", "benchmarks.rljax_side", case, "--repeats", str(repeats),
-           "--cpu_devices", str(devices[0]), "--train_devices", str(devices[1])]
+           "--cpu_devices", str(devices[0]), "--train_devices", str(devices[1]),
+           "--forward_chains", str(1 if case == "large" else FORWARD_CHAINS)]
   else:
     cmd = [str(peers_py), str(HERE / "peers" / "torch_side.py"), case,
            "--repeats", str(repeats)]
@@ -184,7 +190,7 @@ def summarize(results: dict) -> dict:
     return v
 
   return {"rljax": {"cpu_devices": r["decode64"][0]["cpu_devices"],
-                    "train_devices": HEADLINE[1], **rl},
+                    "train_devices": HEADLINE[1], "forward_chains": FORWARD_CHAINS, **rl},
           "peers": peers,
           "peak_matmul_flops_per_s": {"xla": peak(peak_xla), "torch": peak(peak_torch)},
           "ratios": ratios, "bfloat16": bf16, "scan_layers": scan,

@@ -44,6 +44,7 @@ def get_config(arg: str = ""):
   c.model.scan_layers = False        # True: one lax.scan over stacked blocks (deep models)
   c.model.remat = "none"             # none | full | dots: what the backward keeps per block
   c.model.attention = "rljax"        # rljax | xla | cudnn (NVIDIA GPU, bfloat16 flash attention)
+  c.model.forward_chains = 1         # the training forwards' rows as N independent programs (CPU)
 
   c.task = ml_collections.ConfigDict()
   c.task.families = ("arith", "solve")
@@ -187,3 +188,7 @@ def _v2(c):
   c.pretrain.noisy_steps = 300
   c.rl.steps = 50
   c.rl.optim.lr = 3e-4
+  # The forwards of pretraining, scoring and the update in two independent chains: on a
+  # CPU host, where XLA runs a device's ops one at a time, this 0.15M model's small ops
+  # then keep both cores busy (`logprobs.in_chains`; the README's demo figures).
+  c.model.forward_chains = 2

@@ -46,6 +46,10 @@ class ModelSection:
     remat: what the backward keeps per block: none | full | dots (`REMAT_POLICIES`).
     attention: the attention kernel of training and scoring forwards: rljax | xla |
       cudnn (`ATTENTION_KERNELS`; cudnn: cuDNN flash attention, NVIDIA GPUs, bfloat16).
+    forward_chains: the training and scoring forwards run their rows (whole prompt groups
+      on each device) as this many independent computations. On XLA:CPU, which runs a
+      device's ops one at a time unless they are independent, 2 speeds up small models
+      (the testbed's); 1 for large models, GPUs and TPUs (`logprobs.in_chains`).
   """
 
   preset: str = "testbed"
@@ -54,8 +58,11 @@ class ModelSection:
   scan_layers: bool = False
   remat: str = "none"
   attention: str = "rljax"
+  forward_chains: int = 1
 
   def __post_init__(self):
+    if self.forward_chains < 1:
+      raise ValueError(f"model.forward_chains must be >= 1, got {self.forward_chains}")
     if self.dtype not in ("float32", "bfloat16"):
       raise ValueError(f"model.dtype {self.dtype!r} is unknown; valid: float32, bfloat16")
     if self.preset not in PRESETS:
@@ -66,7 +73,8 @@ class ModelSection:
 
   def layout(self) -> dict:
     """The execution fields of `ModelConfig` this section sets."""
-    return {"scan_layers": self.scan_layers, "remat": self.remat, "attention": self.attention}
+    return {"scan_layers": self.scan_layers, "remat": self.remat, "attention": self.attention,
+            "forward_chains": self.forward_chains}
 
 
 @dataclasses.dataclass(frozen=True)

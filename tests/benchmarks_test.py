@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from benchmarks import dot_shapes, op_profile, run, workload
+from configs import testbed
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -103,6 +104,11 @@ def test_summary_ratios_are_rljax_over_the_peer_measured_in_the_run():
   assert core["ratios"]["step_speedup_vs_trl"] == pytest.approx(2.0)
   assert core["ratios"]["train_speedup_vs_torch"] == pytest.approx(1.0)
   assert core["ratios"]["mfu_large"] == pytest.approx(1 / 100)
+
+
+def test_the_headline_forward_chains_are_make_demos():
+  # The headline runs the workload as `make demo` runs the testbed (configs/testbed.py).
+  assert run.FORWARD_CHAINS == testbed.get_config().model.forward_chains > 1
 
 
 def test_hlo_labels_read_shape_and_jax_op():

@@ -74,6 +74,9 @@ class ModelConfig:
       activation, "full" recomputes the block from its input, "dots" keeps the matmul
       outputs and recomputes the rest.
     attention: the kernel of forwards over many tokens (`ATTENTION_KERNELS`).
+    forward_chains: the training and scoring forwards run their rows as this many
+      independent computations (`logprobs.in_chains`): faster for small models on
+      XLA:CPU, where a device runs one op at a time unless ops are independent.
   """
 
   vocab_size: int
@@ -94,8 +97,11 @@ class ModelConfig:
   scan_layers: bool = False
   remat: str = "none"
   attention: str = "rljax"
+  forward_chains: int = 1
 
   def __post_init__(self):
+    if self.forward_chains < 1:
+      raise ValueError(f"ModelConfig.forward_chains must be >= 1, got {self.forward_chains}")
     if self.n_heads % self.n_kv_heads:
       raise ValueError(
           f"ModelConfig.n_heads ({self.n_heads}) must be a multiple of "
