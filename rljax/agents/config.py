@@ -108,7 +108,9 @@ class AgentConfig:
   pipeline: str = "agent"
   seed: int = 0
   tokenizer_vocab: int = 160
-  model: ModelSection = ModelSection()
+  # The testbed v2's model section (configs/agent.py takes configs/testbed.py's): two
+  # forward chains, as the testbed's tiny model runs fastest on a CPU host.
+  model: ModelSection = ModelSection(forward_chains=2)
   world: WorldConfig = WorldConfig(rooms=5, locks=2)
   multi_turn: MultiTurnConfig = MultiTurnConfig(max_tokens=320, prompt_tokens=32,
                                                 obs_tokens=32)
