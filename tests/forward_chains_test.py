@@ -15,6 +15,7 @@ from rljax.config import ModelSection
 from rljax.model.config import ModelConfig, get_preset
 from rljax.model.transformer import init_model
 from rljax.rl.logprobs import completion_logp_entropy, in_chains, row_chains
+from tests.shared_prompt_test import G, _batch, _logp_and_grads
 
 
 def test_row_chains_split_each_devices_groups_evenly():
@@ -42,36 +43,13 @@ def test_in_chains_keeps_row_order_and_device_runs():
   np.testing.assert_array_equal(y_B, np.arange(8) * 10)
 
 
-def _batch(q=2, g=3, p=6, t=9, seed=0, vocab=64):
-  rng = np.random.default_rng(seed)
-  prompt_QxP = rng.integers(2, vocab, (q, p)).astype(np.int32)
-  mask_QxP = np.ones((q, p), np.int32)
-  mask_QxP[0, :2] = 0  # left padding in one prompt only: rows differ in length
-  prompt_QxP[0, :2] = 0
-  tokens_BxT = rng.integers(2, vocab, (q * g, t)).astype(np.int32)
-  return np.repeat(prompt_QxP, g, 0), np.repeat(mask_QxP, g, 0), tokens_BxT
-
-
-def _logp_and_grads(cfg, batch, **kw):
-  graphdef, state = nnx.split(init_model(cfg, seed=4), nnx.Param)
-  params = nnx.to_pure_dict(state)
-  weights_BxT = jax.random.normal(jax.random.key(5), batch[2].shape)
-
-  def loss(p):
-    logp, ent = completion_logp_entropy(nnx.merge(graphdef, p), *batch, temperature=0.7, **kw)
-    return jnp.sum(logp * weights_BxT) + 0.3 * jnp.sum(ent), (logp, ent)
-
-  (_, scores), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
-  return scores, grads
-
-
-@pytest.mark.parametrize("kw", [dict(group=3), dict(position_offset_B=np.arange(6) % 4)],
+@pytest.mark.parametrize("group,kw", [(G, {}), (1, dict(position_offset_B=np.arange(6) % 4))],
                          ids=["groups", "rows"])
-def test_chains_give_one_chains_logprobs_and_gradients(kw):
-  batch = _batch()
+def test_chains_give_one_chains_logprobs_and_gradients(group, kw):
+  batch = _batch()  # 2 prompts x 3 rows: 2 chains of groups, 3 of rows
   one, chains = (get_preset("tiny", forward_chains=c) for c in (1, 4))
-  (want_logp, want_ent), want_g = _logp_and_grads(one, batch, **kw)
-  (logp, ent), g = _logp_and_grads(chains, batch, **kw)
+  (want_logp, want_ent), want_g = _logp_and_grads(one, group, batch, **kw)
+  (logp, ent), g = _logp_and_grads(chains, group, batch, **kw)
   np.testing.assert_allclose(logp, want_logp, atol=2e-6, rtol=1e-5)
   np.testing.assert_allclose(ent, want_ent, atol=2e-6, rtol=1e-5)
   # The weight gradients sum over rows in another order (one sum per chain, then theirs).
@@ -92,7 +70,7 @@ def _lowered(cfg, batch, group, mesh=None):
 def test_each_chain_is_a_forward_of_its_own():
   # Two chains: every product of the forward appears twice, at half the rows.
   batch = _batch(q=4)
-  dots = {c: _lowered(get_preset("tiny", forward_chains=c), batch, 3).as_text()
+  dots = {c: _lowered(get_preset("tiny", forward_chains=c), batch, G).as_text()
           .count("stablehlo.dot_general") for c in (1, 2)}
   assert dots[2] == 2 * dots[1] > 0
 
@@ -101,8 +79,8 @@ def test_a_batch_split_over_devices_stays_on_its_devices():
   # 8 groups on 4 devices, two chains: each device's chains are its own rows, so the
   # forward moves no rows between devices (a plain halving of the batch would).
   mesh = sharding.make_mesh(data=4, devices=jax.devices()[:4])
-  batch = _batch(q=8, g=2)
-  hlo = _lowered(get_preset("tiny", forward_chains=2), batch, 2, mesh).compile().as_text()
+  batch = _batch(q=8)
+  hlo = _lowered(get_preset("tiny", forward_chains=2), batch, G, mesh).compile().as_text()
   assert not [op for op in ("all-to-all", "collective-permute", "all-gather", "all-reduce")
               if op in hlo]
 

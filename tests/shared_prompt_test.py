@@ -33,14 +33,14 @@ def _batch(q=2, p=6, t=9, seed=0, vocab=64):
   return np.repeat(prompt_QxP, G, 0), np.repeat(mask_QxP, G, 0), tokens_BxT
 
 
-def _logp_and_grads(cfg, group, batch, temperature=0.7):
+def _logp_and_grads(cfg, group, batch, temperature=0.7, **kw):
   graphdef, state = nnx.split(init_model(cfg, seed=4), nnx.Param)
   params = nnx.to_pure_dict(state)
   weights_BxT = jax.random.normal(jax.random.key(5), batch[2].shape)
 
   def loss(p):
     logp, ent = completion_logp_entropy(nnx.merge(graphdef, p), *batch,
-                                        temperature=temperature, group=group)
+                                        temperature=temperature, group=group, **kw)
     return jnp.sum(logp * weights_BxT) + 0.3 * jnp.sum(ent), (logp, ent)
 
   (_, scores), grads = jax.jit(jax.value_and_grad(loss, has_aux=True))(params)
