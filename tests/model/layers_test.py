@@ -72,3 +72,33 @@ def test_gated_silu_value_and_stacked_gradient_match_autodiff(dtype, tol):
   np.testing.assert_allclose(np.float32(y), y_ref, rtol=tol, atol=tol)
   np.testing.assert_allclose(np.float32(vjp(dout)[0]), vjp_ref(dout.astype(jnp.float32))[0],
                              rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("dtype,tol", [(jnp.float32, 1e-5), (jnp.bfloat16, 1e-2)])
+def test_widening_projection_changes_the_weight_gradient_layout_not_its_values(dtype, tol):
+  # `widens` transposes the input for the weight gradient; every value stays that of
+  # the plain projection (float32: its einsums; bfloat16: the accumulated path).
+  eq = "btd,dcf->btcf"
+  x, w = (a.astype(dtype) for a in _inputs((2, 3, 8), (8, 2, 5)))
+  g = jax.random.normal(jax.random.key(1), (2, 3, 2, 5)).astype(dtype)
+  y, vjp = jax.vjp(lambda a, b: project(eq, a, b, widens=True), x, w)
+  y_ref, vjp_ref = jax.vjp(lambda a, b: project(eq, a, b), x, w)
+  np.testing.assert_array_equal(np.float32(y), np.float32(y_ref))
+  for got, want in zip(vjp(g), vjp_ref(g)):
+    assert got.dtype == want.dtype == dtype
+    np.testing.assert_allclose(np.float32(got), np.float32(want), rtol=tol, atol=tol)
+
+
+def test_widening_projection_multiplies_the_input_transposed_by_the_gradient_as_it_lies():
+  # The weight gradient [D, C, F] is one product of the input laid out [D, B, T] (kept
+  # axis first, written once behind a barrier) by the gradient [B, T, C, F]: both
+  # operands contract over contiguous axes, so XLA copies no [C*F, B*T] transpose.
+  x, w = _inputs((2, 3, 8), (8, 2, 5))
+  loss = lambda a, b: jnp.sum(project("btd,dcf->btcf", a, b, widens=True) ** 2)
+  hlo = jax.jit(jax.grad(loss, 1)).lower(x, w).as_text()
+  barrier = re.search(r"(%\S+) = stablehlo.optimization_barrier \S+ : tensor<8x2x3xf32>", hlo)
+  assert barrier, hlo
+  dw = [l for l in hlo.splitlines() if "dot_general" in l and f"{barrier.group(1)}," in l]
+  assert len(dw) == 1, hlo
+  assert "contracting_dims = [1, 2] x [0, 1]" in dw[0], dw[0]
+  assert "tensor<8x2x5xf32>" in dw[0].split("->")[-1], dw[0]
