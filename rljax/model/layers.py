@@ -99,8 +99,8 @@ def project(equation: str, x, w, widens: bool = False):
   lies: both operands contract over contiguous axes. Left to itself XLA:CPU copies the
   wider gradient transposed ([2F, B*T] per layer), computing the element-wise SwiGLU
   gradient again for each of its consumers. The LM head does the same
-  (`logprobs.head_logp_entropy`). The benchmark's update: 8% faster, the 94M model's
-  4-7% (benchmarks/README.md)."""
+  (`logprobs.head_logp_entropy`). The benchmark's update: 8-13% faster, the 94M
+  model's 4-7% (benchmarks/README.md)."""
   if x.dtype != jnp.bfloat16 and not widens:
     return jnp.einsum(equation, x, w)
   return _project(equation, widens, x, w)

@@ -1,5 +1,6 @@
 """`layers.project`: float32 as the plain einsum; bfloat16 accumulated in float32, with
-gradients whose products also multiply bfloat16 operands into float32 results."""
+gradients whose products also multiply bfloat16 operands into float32 results; a
+widening projection's weight gradient from the transposed input, with the same values."""
 
 import re
 
